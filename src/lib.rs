@@ -1,0 +1,38 @@
+//! GStreamer WHIP and WHEP elements: `whipsink`, `whepsrc`, `whipserversrc`
+//! and `whepserversink`.
+//!
+//! Layers (see README, "Design"): `protocol` speaks HTTP, `peer` drives one
+//! webrtcbin, `session` decides when; the element modules are thin glue.
+
+use gst::glib;
+
+pub mod codec;
+pub mod peer;
+pub mod protocol;
+pub mod runtime;
+pub mod server;
+pub mod server_settings;
+pub mod session;
+pub mod whipserversrc;
+pub mod whipsink;
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    whipsink::register(plugin)?;
+    whipserversrc::register(plugin)?;
+    Ok(())
+}
+
+gst::plugin_define!(
+    whipwhep,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    "MPL",
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_REPOSITORY"),
+    env!("BUILD_REL_DATE")
+);
+
+// `gst::plugin_define!` also defines `pub fn plugin_register_static()`, for
+// applications that link the elements in rather than load the .so.

@@ -1,0 +1,356 @@
+//! One webrtcbin: ICE pinning, ICE servers, certificate, offer/answer,
+//! bounded gathering and connection state. The only module that touches
+//! webrtcbin's signals.
+
+pub mod certificate;
+pub mod sdp;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gst::glib;
+use gst::prelude::*;
+use gst_webrtc::{WebRTCICETransportPolicy, WebRTCPeerConnectionState, WebRTCSDPType};
+use tokio::sync::{oneshot, watch};
+
+use crate::protocol::IceServer;
+
+pub static CAT: std::sync::LazyLock<gst::DebugCategory> = std::sync::LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "whipwhep-peer",
+        gst::DebugColorFlags::empty(),
+        Some("WHIP/WHEP webrtcbin peer"),
+    )
+});
+
+/// ICE and jitterbuffer settings for one webrtcbin, taken from element
+/// properties when a session starts.
+#[derive(Debug, Clone)]
+pub struct PeerSettings {
+    /// Local addresses to gather host candidates on. Empty: libnice's default
+    /// (every interface but loopback, with UPnP).
+    pub ice_addresses: Vec<String>,
+    pub stun_server: Option<String>,
+    pub turn_servers: Vec<String>,
+    pub ice_transport_policy: WebRTCICETransportPolicy,
+    /// Receive jitterbuffer latency.
+    pub latency_ms: u32,
+}
+
+impl Default for PeerSettings {
+    fn default() -> Self {
+        Self {
+            ice_addresses: Vec::new(),
+            stun_server: None,
+            turn_servers: Vec::new(),
+            ice_transport_policy: WebRTCICETransportPolicy::All,
+            latency_ms: 200,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("GStreamer element {0} is missing; install the package that provides it")]
+    MissingElement(&'static str),
+    #[error("webrtcbin could not {what}: {reason}")]
+    Negotiation { what: &'static str, reason: String },
+    #[error("the answer is not valid SDP: {0}")]
+    InvalidSdp(String),
+}
+
+/// A local candidate as webrtcbin reports it: m-line index and `candidate:` line.
+pub type Candidate = (u32, String);
+
+pub struct Peer {
+    webrtcbin: gst::Element,
+    gathering_complete: watch::Receiver<bool>,
+    connection: watch::Receiver<WebRTCPeerConnectionState>,
+    candidates: Arc<Mutex<Vec<Candidate>>>,
+}
+
+impl Peer {
+    /// Creates a webrtcbin with max-bundle, our certificate and state watchers.
+    /// The caller adds it to its bin.
+    pub fn new(name: &str) -> Result<Peer, PeerError> {
+        let webrtcbin = gst::ElementFactory::make("webrtcbin")
+            .name(name)
+            .property_from_str("bundle-policy", "max-bundle")
+            .build()
+            .map_err(|_| PeerError::MissingElement("webrtcbin"))?;
+
+        if let Some(cert) = certificate::CERTIFICATE.as_ref() {
+            // Runs inside create-offer / set-remote-description with webrtcbin's
+            // lock held, while the new dtlssrtpdec is still in NULL: only set the
+            // PEM here, never call back into webrtcbin.
+            webrtcbin.connect("deep-element-added", false, move |args| {
+                if let Ok(el) = args[2].get::<gst::Element>() {
+                    if el.factory().is_some_and(|f| f.name() == "dtlssrtpdec") {
+                        el.set_property("pem", cert.pem());
+                    }
+                }
+                None
+            });
+        }
+
+        let (gather_tx, gathering_complete) = watch::channel(false);
+        webrtcbin.connect_notify(Some("ice-gathering-state"), move |bin, _| {
+            let state = bin.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state");
+            gather_tx.send_replace(state == gst_webrtc::WebRTCICEGatheringState::Complete);
+        });
+
+        let (conn_tx, connection) = watch::channel(WebRTCPeerConnectionState::New);
+        webrtcbin.connect_notify(Some("connection-state"), move |bin, _| {
+            let state = bin.property::<WebRTCPeerConnectionState>("connection-state");
+            gst::debug!(CAT, obj = bin, "connection state {state:?}");
+            conn_tx.send_replace(state);
+        });
+
+        let candidates = Arc::new(Mutex::new(Vec::new()));
+        let sink = candidates.clone();
+        webrtcbin.connect("on-ice-candidate", false, move |args| {
+            let mline = args[1].get::<u32>().unwrap_or(0);
+            if let Ok(cand) = args[2].get::<String>() {
+                sink.lock().unwrap().push((mline, cand));
+            }
+            None
+        });
+
+        Ok(Peer {
+            webrtcbin,
+            gathering_complete,
+            connection,
+            candidates,
+        })
+    }
+
+    pub fn webrtcbin(&self) -> &gst::Element {
+        &self.webrtcbin
+    }
+
+    /// Applies ICE and latency settings. Must run before set-local-description,
+    /// which starts gathering: libnice cannot use servers or addresses added
+    /// later (simple-whip-client #5).
+    pub fn configure(&self, settings: &PeerSettings) {
+        let bin = &self.webrtcbin;
+        bin.set_property("latency", settings.latency_ms);
+        bin.set_property("ice-transport-policy", settings.ice_transport_policy);
+        if let Some(stun) = &settings.stun_server {
+            bin.set_property("stun-server", stun);
+        }
+        for turn in &settings.turn_servers {
+            bin.emit_by_name::<bool>("add-turn-server", &[turn]);
+        }
+        if !settings.ice_addresses.is_empty() {
+            let ice = bin.property::<gst_webrtc::WebRTCICE>("ice-agent");
+            // UPnP discovery sends multicast on every interface: pointless
+            // (and unwanted) once the user restricted ICE to chosen addresses.
+            if let Some(agent) = ice
+                .find_property("agent")
+                .map(|_| ice.property::<glib::Object>("agent"))
+            {
+                if agent.find_property("upnp").is_some() {
+                    agent.set_property("upnp", false);
+                }
+            }
+            for addr in &settings.ice_addresses {
+                ice.emit_by_name::<bool>("add-local-ip-address", &[addr]);
+            }
+        }
+    }
+
+    /// Adds STUN/TURN servers learnt from Link headers. webrtcbin has a single
+    /// STUN slot: the first STUN server wins unless one is configured.
+    pub fn add_ice_servers(&self, servers: &[IceServer]) {
+        for server in servers {
+            let Some(uri) = server.to_webrtcbin_uri() else {
+                continue;
+            };
+            if server.is_turn() {
+                self.webrtcbin
+                    .emit_by_name::<bool>("add-turn-server", &[&uri]);
+            } else if self
+                .webrtcbin
+                .property::<Option<String>>("stun-server")
+                .is_none()
+            {
+                self.webrtcbin.set_property("stun-server", &uri);
+            }
+        }
+    }
+
+    pub fn connection_state(&self) -> watch::Receiver<WebRTCPeerConnectionState> {
+        self.connection.clone()
+    }
+
+    async fn call(
+        &self,
+        what: &'static str,
+        signal: &str,
+        desc: Option<&gst_webrtc::WebRTCSessionDescription>,
+    ) -> Result<Option<gst::Structure>, PeerError> {
+        let (tx, rx) = oneshot::channel();
+        let promise = gst::Promise::with_change_func(move |reply| {
+            let reply = match reply {
+                Ok(s) => Ok(s.map(|s| s.to_owned())),
+                Err(e) => Err(format!("{e:?}")),
+            };
+            let _ = tx.send(reply);
+        });
+        match desc {
+            Some(desc) => self.webrtcbin.emit_by_name::<()>(signal, &[desc, &promise]),
+            None => self
+                .webrtcbin
+                .emit_by_name::<()>(signal, &[&None::<gst::Structure>, &promise]),
+        }
+        let reply = rx
+            .await
+            .map_err(|_| PeerError::Negotiation {
+                what,
+                reason: "webrtcbin dropped the promise".into(),
+            })?
+            .map_err(|reason| PeerError::Negotiation { what, reason })?;
+        if let Some(err) = reply
+            .as_ref()
+            .and_then(|s| s.get::<glib::Error>("error").ok())
+        {
+            return Err(PeerError::Negotiation {
+                what,
+                reason: err.to_string(),
+            });
+        }
+        Ok(reply)
+    }
+
+    async fn create(
+        &self,
+        what: &'static str,
+        signal: &str,
+        field: &str,
+    ) -> Result<gst_webrtc::WebRTCSessionDescription, PeerError> {
+        let reply = self.call(what, signal, None).await?;
+        reply
+            .and_then(|s| s.get::<gst_webrtc::WebRTCSessionDescription>(field).ok())
+            .ok_or_else(|| PeerError::Negotiation {
+                what,
+                reason: "empty reply".into(),
+            })
+    }
+
+    async fn set_local(
+        &self,
+        desc: &gst_webrtc::WebRTCSessionDescription,
+    ) -> Result<(), PeerError> {
+        self.call(
+            "set the local description",
+            "set-local-description",
+            Some(desc),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Sets the remote description from SDP text received over HTTP.
+    pub async fn set_remote(&self, kind: WebRTCSDPType, text: &str) -> Result<(), PeerError> {
+        let msg = gst_sdp::SDPMessage::parse_buffer(text.as_bytes())
+            .map_err(|e| PeerError::InvalidSdp(e.to_string()))?;
+        if msg.medias_len() == 0 {
+            return Err(PeerError::InvalidSdp("no media section".into()));
+        }
+        let desc = gst_webrtc::WebRTCSessionDescription::new(kind, msg);
+        self.call(
+            "set the remote description",
+            "set-remote-description",
+            Some(&desc),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Waits for ICE gathering to complete, at most `limit`. Returns whether
+    /// it completed; if not, the caller sends what it has (WHIP §4.3 allows
+    /// late candidates to follow by trickle).
+    async fn wait_gathering(&self, limit: Duration) -> bool {
+        let mut rx = self.gathering_complete.clone();
+        tokio::time::timeout(limit, rx.wait_for(|done| *done))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The local description as text for the HTTP peer: our fingerprint, the
+    /// candidates, rtcp-mux-only and complete H.264 parameters.
+    fn local_text(&self, gathering_complete: bool) -> Result<String, PeerError> {
+        let desc = self
+            .webrtcbin
+            .property::<Option<gst_webrtc::WebRTCSessionDescription>>("local-description")
+            .ok_or_else(|| PeerError::Negotiation {
+                what: "produce a local description",
+                reason: "none set".into(),
+            })?;
+        let text = desc.sdp().as_text().map_err(|e| PeerError::Negotiation {
+            what: "serialize the local description",
+            reason: e.to_string(),
+        })?;
+        let candidates: Vec<String> = self
+            .candidates
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, c)| c.clone())
+            .collect();
+        let mut text = sdp::add_candidates(&text, &candidates, gathering_complete);
+        if let Some(cert) = certificate::CERTIFICATE.as_ref() {
+            text = sdp::set_fingerprint(&text, cert.fingerprint());
+        }
+        Ok(sdp::complete_h264_fmtp(&sdp::add_rtcp_mux_only(&text)))
+    }
+
+    /// Offerer side (whipsink, whepsrc): create and set the offer, gather for
+    /// at most `gather_limit`, and return the offer text to POST.
+    pub async fn offer(&self, gather_limit: Duration) -> Result<String, PeerError> {
+        let offer = self
+            .create("create an offer", "create-offer", "offer")
+            .await?;
+        self.set_local(&offer).await?;
+        let complete = self.wait_gathering(gather_limit).await;
+        self.local_text(complete)
+    }
+
+    /// Answerer side (whipserversrc, whepserversink, and a WHEP counter-offer):
+    /// apply the remote offer, create and set the answer, gather, and
+    /// return the answer text.
+    pub async fn answer(&self, offer: &str, gather_limit: Duration) -> Result<String, PeerError> {
+        self.set_remote(WebRTCSDPType::Offer, offer).await?;
+        let answer = self
+            .create("create an answer", "create-answer", "answer")
+            .await?;
+        self.set_local(&answer).await?;
+        let complete = self.wait_gathering(gather_limit).await;
+        self.local_text(complete)
+    }
+
+    /// Candidates gathered so far, for a trickle PATCH.
+    pub fn candidates(&self) -> Vec<Candidate> {
+        self.candidates.lock().unwrap().clone()
+    }
+
+    /// Asks the encoders upstream of every send pad for a key unit: a viewer
+    /// can decode nothing before one, and the encoder's first one was
+    /// dropped while DTLS was still connecting.
+    pub fn request_keyframes(&self) {
+        for pad in self.webrtcbin.sink_pads() {
+            let fku = gst::event::CustomUpstream::new(
+                gst::Structure::builder("GstForceKeyUnit")
+                    .field("all-headers", true)
+                    .build(),
+            );
+            let _ = pad.push_event(fku);
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.webrtcbin.set_state(gst::State::Null);
+    }
+}

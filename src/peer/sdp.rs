@@ -1,0 +1,226 @@
+//! Edits to the SDP text this plugin sends. webrtcbin 1.22 leaves out things
+//! strict servers require; these functions add them. They only touch the
+//! text sent over HTTP, never what webrtcbin holds as its local description.
+
+/// Splits SDP text into lines without their CR/LF.
+fn lines(sdp: &str) -> Vec<String> {
+    sdp.lines()
+        .map(|l| l.trim_end_matches('\r').to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+fn join(lines: Vec<String>) -> String {
+    let mut out = lines.join("\r\n");
+    out.push_str("\r\n");
+    out
+}
+
+/// Replaces every `a=fingerprint:` with ours (see `certificate`).
+pub fn set_fingerprint(sdp: &str, fingerprint: &str) -> String {
+    join(
+        lines(sdp)
+            .into_iter()
+            .map(|l| {
+                if l.starts_with("a=fingerprint:") {
+                    format!("a=fingerprint:{fingerprint}")
+                } else {
+                    l
+                }
+            })
+            .collect(),
+    )
+}
+
+/// webrtcbin writes the H.264 fmtp from the caps it had when the offer was
+/// made, which may predate the first SPS: strict servers (Cloudflare, LiveKit,
+/// browsers) reject an H.264 format without `packetization-mode=1` and
+/// `profile-level-id`. Constrained Baseline 3.1 is the common ground
+/// (PROTOCOL-NOTES, WHIP rule 15).
+pub fn complete_h264_fmtp(sdp: &str) -> String {
+    let src = lines(sdp);
+    let h264_pts: Vec<String> = src
+        .iter()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("a=rtpmap:")?;
+            let (pt, codec) = rest.split_once(' ')?;
+            codec
+                .to_ascii_uppercase()
+                .starts_with("H264/")
+                .then(|| pt.to_string())
+        })
+        .collect();
+    if h264_pts.is_empty() {
+        return join(src);
+    }
+    let mut out = Vec::with_capacity(src.len() + 2);
+    let has_fmtp = |pt: &str| src.iter().any(|l| l.starts_with(&format!("a=fmtp:{pt} ")));
+    for l in src.iter() {
+        if let Some(rest) = l.strip_prefix("a=fmtp:") {
+            if let Some((pt, params)) = rest.split_once(' ') {
+                if h264_pts.iter().any(|p| p == pt) {
+                    out.push(format!("a=fmtp:{pt} {}", complete_h264_params(params)));
+                    continue;
+                }
+            }
+        }
+        out.push(l.clone());
+        if let Some(rest) = l.strip_prefix("a=rtpmap:") {
+            if let Some((pt, _)) = rest.split_once(' ') {
+                if h264_pts.iter().any(|p| p == pt) && !has_fmtp(pt) {
+                    out.push(format!("a=fmtp:{pt} {}", complete_h264_params("")));
+                }
+            }
+        }
+    }
+    join(out)
+}
+
+fn complete_h264_params(params: &str) -> String {
+    let mut parts: Vec<String> = params
+        .split(';')
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let has = |parts: &[String], key: &str| {
+        parts
+            .iter()
+            .any(|p| p.to_ascii_lowercase().starts_with(&format!("{key}=")))
+    };
+    if !has(&parts, "packetization-mode") {
+        parts.push("packetization-mode=1".into());
+    }
+    if !has(&parts, "profile-level-id") {
+        parts.push("profile-level-id=42e01f".into());
+    }
+    if !has(&parts, "level-asymmetry-allowed") {
+        parts.push("level-asymmetry-allowed=1".into());
+    }
+    parts.join(";")
+}
+
+/// WHIP §4.4.1: every bundled m-section carries `a=rtcp-mux-only`.
+pub fn add_rtcp_mux_only(sdp: &str) -> String {
+    let src = lines(sdp);
+    let mut out = Vec::with_capacity(src.len() + 4);
+    let mut in_media = false;
+    let mut section_has_it = false;
+    let mut pending: Vec<String> = Vec::new();
+    let flush = |out: &mut Vec<String>, pending: &mut Vec<String>, has: bool, media: bool| {
+        if media && !has {
+            // Insert right after the a=rtcp-mux line if there is one, else at the end.
+            if let Some(i) = pending.iter().position(|l| l == "a=rtcp-mux") {
+                pending.insert(i + 1, "a=rtcp-mux-only".into());
+            } else {
+                pending.push("a=rtcp-mux".into());
+                pending.push("a=rtcp-mux-only".into());
+            }
+        }
+        out.append(pending);
+    };
+    for l in src {
+        if l.starts_with("m=") {
+            flush(&mut out, &mut pending, section_has_it, in_media);
+            in_media = true;
+            section_has_it = false;
+        }
+        if l == "a=rtcp-mux-only" {
+            section_has_it = true;
+        }
+        pending.push(l);
+    }
+    flush(&mut out, &mut pending, section_has_it, in_media);
+    join(out)
+}
+
+/// Puts the gathered candidates into the first m-section when webrtcbin's
+/// description has none (a non-trickle offer must carry them), with
+/// `a=end-of-candidates` if gathering completed.
+pub fn add_candidates(sdp: &str, candidates: &[String], complete: bool) -> String {
+    let src = lines(sdp);
+    let has_candidates = src.iter().any(|l| l.starts_with("a=candidate:"));
+    let mut out = Vec::with_capacity(src.len() + candidates.len() + 1);
+    let mut media_seen = 0;
+    let mut inserted = false;
+    let insert = |out: &mut Vec<String>| {
+        if !has_candidates {
+            for c in candidates {
+                let c = c.strip_prefix("a=").unwrap_or(c);
+                out.push(format!("a={c}"));
+            }
+        }
+        if complete && !out.iter().any(|l| l == "a=end-of-candidates") {
+            out.push("a=end-of-candidates".into());
+        }
+    };
+    for l in src {
+        if l.starts_with("m=") {
+            media_seen += 1;
+            if media_seen == 2 && !inserted {
+                insert(&mut out);
+                inserted = true;
+            }
+        }
+        out.push(l);
+    }
+    if !inserted && media_seen > 0 {
+        insert(&mut out);
+    }
+    join(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFER: &str = "v=0\r\no=- 1 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE video0 audio1\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=fingerprint:sha-256 00:11\r\na=mid:video0\r\na=rtcp-mux\r\na=rtpmap:96 H264/90000\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio1\r\na=rtcp-mux\r\na=rtpmap:111 OPUS/48000/2\r\n";
+
+    #[test]
+    fn h264_without_fmtp_gets_packetization_mode_and_profile() {
+        let out = complete_h264_fmtp(OFFER);
+        assert!(out.contains(
+            "a=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1;profile-level-id=42e01f"
+        ));
+    }
+
+    #[test]
+    fn h264_fmtp_keeps_a_known_profile() {
+        let sdp = OFFER.replace(
+            "a=rtpmap:96 H264/90000\r\n",
+            "a=rtpmap:96 H264/90000\r\na=fmtp:96 profile-level-id=640028\r\n",
+        );
+        let out = complete_h264_fmtp(&sdp);
+        assert!(out.contains("a=fmtp:96 profile-level-id=640028;packetization-mode=1"));
+        assert_eq!(out.matches("a=fmtp:96").count(), 1);
+    }
+
+    #[test]
+    fn fingerprint_is_replaced_everywhere() {
+        let out = set_fingerprint(OFFER, "sha-256 AA:BB");
+        assert!(out.contains("a=fingerprint:sha-256 AA:BB"));
+        assert!(!out.contains("00:11"));
+    }
+
+    #[test]
+    fn every_media_section_gets_rtcp_mux_only() {
+        let out = add_rtcp_mux_only(OFFER);
+        assert_eq!(out.matches("a=rtcp-mux-only").count(), 2);
+        assert!(out.contains("a=rtcp-mux\r\na=rtcp-mux-only\r\na=rtpmap:96"));
+        assert_eq!(add_rtcp_mux_only(&out), out);
+    }
+
+    #[test]
+    fn candidates_go_into_the_first_media_section() {
+        let out = add_candidates(
+            OFFER,
+            &["candidate:1 1 UDP 1 127.0.0.1 5000 typ host".into()],
+            true,
+        );
+        let first = out.find("a=candidate:1").unwrap();
+        let second_m = out.find("m=audio").unwrap();
+        assert!(first < second_m);
+        assert!(out.contains("a=end-of-candidates\r\nm=audio"));
+    }
+}

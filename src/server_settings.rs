@@ -1,0 +1,111 @@
+//! Properties shared by the server elements (whipserversrc, whepserversink).
+
+use std::time::Duration;
+
+use gst::glib;
+use gst::prelude::*;
+
+use crate::peer::PeerSettings;
+use crate::protocol::AuthToken;
+use crate::session::settings::{ice_addresses_pspec, split_list};
+
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8190";
+/// Enough to reorder a few packets on a LAN; webrtcbin's 200 ms default
+/// would add 200 ms to every stream's first frame.
+pub const DEFAULT_LATENCY_MS: u32 = 50;
+
+#[derive(Clone)]
+pub struct ServerSettings {
+    pub address: String,
+    pub auth_token: Option<AuthToken>,
+    pub ice_addresses: Vec<String>,
+    pub latency_ms: u32,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            address: DEFAULT_ADDRESS.into(),
+            auth_token: None,
+            ice_addresses: Vec::new(),
+            latency_ms: DEFAULT_LATENCY_MS,
+        }
+    }
+}
+
+impl ServerSettings {
+    pub fn properties() -> Vec<glib::ParamSpec> {
+        vec![
+            glib::ParamSpecString::builder("address")
+                .nick("Listen address")
+                .blurb("host:port the HTTP server listens on, e.g. 127.0.0.1:8190 or [::]:8080. Port 0 picks a free port (see bound-address).")
+                .default_value(Some(DEFAULT_ADDRESS))
+                .build(),
+            glib::ParamSpecString::builder("bound-address")
+                .nick("Bound address")
+                .blurb("host:port the server actually listens on, from READY on (read-only)")
+                .read_only()
+                .build(),
+            glib::ParamSpecString::builder("auth-token")
+                .nick("Authorization token")
+                .blurb("If set, POST, PATCH and DELETE must carry \"Authorization: Bearer <token>\"; others get 401 with a JSON problem body. Write-only, never logged.")
+                .write_only()
+                .build(),
+            ice_addresses_pspec(),
+            glib::ParamSpecUInt::builder("latency")
+                .nick("Jitterbuffer latency")
+                .blurb("Milliseconds of receive jitterbuffer for each peer")
+                .maximum(10_000)
+                .default_value(DEFAULT_LATENCY_MS)
+                .mutable_ready()
+                .build(),
+        ]
+    }
+
+    pub fn set(&mut self, value: &glib::Value, pspec: &glib::ParamSpec) -> bool {
+        match pspec.name() {
+            "address" => {
+                self.address = value
+                    .get::<Option<String>>()
+                    .unwrap()
+                    .unwrap_or_else(|| DEFAULT_ADDRESS.into())
+            }
+            "auth-token" => {
+                self.auth_token = value
+                    .get::<Option<String>>()
+                    .unwrap()
+                    .filter(|t| !t.is_empty())
+                    .map(AuthToken::new)
+            }
+            "ice-addresses" => {
+                self.ice_addresses = split_list(value.get::<Option<&str>>().unwrap())
+            }
+            "latency" => self.latency_ms = value.get().unwrap(),
+            _ => return false,
+        }
+        true
+    }
+
+    pub fn get(&self, pspec: &glib::ParamSpec) -> glib::Value {
+        match pspec.name() {
+            "address" => self.address.to_value(),
+            "ice-addresses" => self.ice_addresses.join(",").to_value(),
+            "latency" => self.latency_ms.to_value(),
+            _ => pspec.default_value().clone(),
+        }
+    }
+
+    pub fn peer_settings(&self) -> PeerSettings {
+        PeerSettings {
+            ice_addresses: self.ice_addresses.clone(),
+            latency_ms: self.latency_ms,
+            ..PeerSettings::default()
+        }
+    }
+
+    /// Host candidates on chosen addresses gather in milliseconds; keep the
+    /// answer from waiting long on anything else.
+    pub fn gather_timeout(&self) -> Duration {
+        Duration::from_millis(500)
+    }
+}

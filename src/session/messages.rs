@@ -1,0 +1,32 @@
+//! Element messages for the application. Names and fields are part of the
+//! public interface (see README, "Bus messages").
+
+use gst::prelude::*;
+
+use crate::protocol::{redact_url, OfferResponse};
+
+/// `session-started`: location, protocol-version, extensions, answered-url.
+pub fn post_session_started(obj: &gst::Element, resp: &OfferResponse) {
+    let extensions: Vec<String> = resp
+        .extensions
+        .iter()
+        .map(|e| format!("{} {}", e.rel, e.url))
+        .collect();
+    let s = gst::Structure::builder("session-started")
+        .field("location", resp.session_url.as_ref().map(redact_url))
+        .field("answered-url", redact_url(&resp.answered_url))
+        .field("protocol-version", resp.protocol_version.clone())
+        .field("extensions", gst::Array::new(extensions))
+        .field("status", resp.status as u32)
+        .build();
+    let _ = obj.post_message(gst::message::Element::builder(s).src(obj).build());
+}
+
+/// `session-ended`: location (if any) and reason.
+pub fn post_session_ended(obj: &gst::Element, location: Option<&str>, reason: &str) {
+    let s = gst::Structure::builder("session-ended")
+        .field("location", location)
+        .field("reason", reason)
+        .build();
+    let _ = obj.post_message(gst::message::Element::builder(s).src(obj).build());
+}

@@ -1,0 +1,251 @@
+//! One logical stream over WebRTC sessions: when to negotiate, when to
+//! DELETE, and what to tell the application. Shared by whipsink and whepsrc,
+//! which differ only in direction and pads.
+
+pub mod messages;
+pub mod resource;
+pub mod settings;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gst::prelude::*;
+use gst_webrtc::{WebRTCPeerConnectionState, WebRTCSDPType};
+use url::Url;
+
+use crate::peer::{Peer, PeerError};
+use crate::protocol::{redact_url, AnswerKind, DeleteOutcome, OfferResponse, ProtocolError};
+use crate::runtime::RUNTIME;
+pub use resource::Resource;
+pub use settings::ClientSettings;
+
+pub static CAT: std::sync::LazyLock<gst::DebugCategory> = std::sync::LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "whipwhep-session",
+        gst::DebugColorFlags::empty(),
+        Some("WHIP/WHEP session"),
+    )
+});
+
+/// How long a state change waits for the DELETE before letting it finish in
+/// the background: stopping must be prompt even when the server is mute.
+pub const TEARDOWN_WAIT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("{0}")]
+    Protocol(#[from] ProtocolError),
+    #[error("{0}")]
+    Peer(#[from] PeerError),
+    #[error("the server's answer was rejected by webrtcbin: {0}")]
+    BadAnswer(PeerError),
+    #[error("the server answered with a counter-offer, which WHIP does not allow")]
+    UnexpectedCounterOffer,
+    #[error("ICE/DTLS connection failed (no usable candidate pair, or the DTLS handshake failed)")]
+    ConnectionFailed,
+    #[error("{0}")]
+    Config(String),
+}
+
+impl SessionError {
+    /// The GStreamer error domain that fits best, for the bus ERROR.
+    pub fn to_error(&self) -> gst::ResourceError {
+        match self {
+            SessionError::Protocol(e) => match e.status() {
+                Some(401 | 403) => gst::ResourceError::NotAuthorized,
+                Some(404 | 410) => gst::ResourceError::NotFound,
+                Some(_) => gst::ResourceError::Failed,
+                None => gst::ResourceError::OpenReadWrite,
+            },
+            SessionError::Config(_) => gst::ResourceError::Settings,
+            _ => gst::ResourceError::Failed,
+        }
+    }
+}
+
+/// Posts `err` as a bus ERROR on `obj`.
+pub fn post_error(obj: &gst::Element, context: &str, err: &SessionError) {
+    let msg = format!("{context}: {err}");
+    gst::error!(CAT, obj = obj, "{msg}");
+    obj.post_error_message(gst::error_msg!(err.to_error(), ["{}", msg]));
+}
+
+/// What the offerer needs for one negotiation.
+pub struct Negotiation<'a> {
+    pub obj: &'a gst::Element,
+    pub peer: &'a Peer,
+    pub resource: &'a Arc<Resource>,
+    pub endpoint: &'a Url,
+    pub use_link_headers: bool,
+    pub gather_timeout: Duration,
+}
+
+impl Negotiation<'_> {
+    /// OPTIONS (if asked), offer, POST, answer. The POST runs in a task of its
+    /// own so that a stop during it cannot lose the Location: the task DELETEs
+    /// by itself if the session was closed before the answer came.
+    pub async fn run(self) -> Result<OfferResponse, SessionError> {
+        let client = self.resource.client().clone();
+        if self.use_link_headers {
+            // OPTIONS first rather than POST-then-trickle: servers that don't
+            // trickle (Cloudflare, device endpoints) need every candidate in the
+            // POST, and webrtcbin ignores ICE servers added after gathering
+            // began (simple-whip-client #5). MediaMTX and Janus answer OPTIONS
+            // with their Link headers; a failure here is not fatal.
+            match client.options(self.endpoint).await {
+                Ok(opts) => self.peer.add_ice_servers(&opts.ice_servers),
+                Err(e) => gst::warning!(
+                    CAT,
+                    obj = self.obj,
+                    "OPTIONS failed, no Link ICE servers: {e}"
+                ),
+            }
+        }
+        let offer = self.peer.offer(self.gather_timeout).await?;
+        gst::debug!(CAT, obj = self.obj, "offer:\n{offer}");
+
+        let resource = self.resource.clone();
+        let endpoint = self.endpoint.clone();
+        let post = RUNTIME.spawn(async move {
+            let resp = resource.client().post_offer(&endpoint, &offer).await?;
+            if let Some(orphan) = resource.located(resp.session_url.clone()) {
+                let _ = resource.client().delete(&orphan).await;
+            }
+            Ok::<_, ProtocolError>(resp)
+        });
+        let resp = post
+            .await
+            .map_err(|e| SessionError::Config(format!("POST task failed: {e}")))??;
+        gst::debug!(
+            CAT,
+            obj = self.obj,
+            "answer ({}):\n{}",
+            resp.status,
+            resp.sdp
+        );
+
+        if resp.session_url.is_none() {
+            gst::warning!(
+                CAT,
+                obj = self.obj,
+                "{} answered without a Location: the session cannot be DELETEd or PATCHed",
+                redact_url(&resp.answered_url)
+            );
+        }
+        if resp.kind == AnswerKind::CounterOffer {
+            return Err(SessionError::UnexpectedCounterOffer);
+        }
+        self.peer
+            .set_remote(WebRTCSDPType::Answer, &resp.sdp)
+            .await
+            .map_err(SessionError::BadAnswer)?;
+        // STUN/TURN servers in the answer come too late for this session's
+        // gathering; they are kept for the next one by the caller if needed.
+        Ok(resp)
+    }
+}
+
+/// Waits until the peer connects (Ok) or fails (Err). Resolves to Ok(false)
+/// if the peer was closed.
+pub async fn wait_connected(peer: &Peer) -> Result<bool, SessionError> {
+    let mut rx = peer.connection_state();
+    let state = rx
+        .wait_for(|s| {
+            matches!(
+                s,
+                WebRTCPeerConnectionState::Connected
+                    | WebRTCPeerConnectionState::Failed
+                    | WebRTCPeerConnectionState::Closed
+            )
+        })
+        .await
+        .map(|s| *s)
+        .unwrap_or(WebRTCPeerConnectionState::Closed);
+    match state {
+        WebRTCPeerConnectionState::Connected => Ok(true),
+        WebRTCPeerConnectionState::Failed => Err(SessionError::ConnectionFailed),
+        _ => Ok(false),
+    }
+}
+
+/// Waits until a connected peer fails or closes.
+pub async fn wait_disconnected(peer: &Peer) -> WebRTCPeerConnectionState {
+    let mut rx = peer.connection_state();
+    rx.wait_for(|s| {
+        matches!(
+            s,
+            WebRTCPeerConnectionState::Failed
+                | WebRTCPeerConnectionState::Closed
+                | WebRTCPeerConnectionState::Disconnected
+        )
+    })
+    .await
+    .map(|s| *s)
+    .unwrap_or(WebRTCPeerConnectionState::Closed)
+}
+
+/// A running session: its task and its resource.
+pub struct SessionHandle {
+    task: tokio::task::JoinHandle<()>,
+    resource: Arc<Resource>,
+}
+
+impl SessionHandle {
+    pub fn new(task: tokio::task::JoinHandle<()>, resource: Arc<Resource>) -> Self {
+        Self { task, resource }
+    }
+
+    pub fn resource(&self) -> &Arc<Resource> {
+        &self.resource
+    }
+
+    /// Stops the session: cancels its task, then DELETEs the resource,
+    /// waiting at most `TEARDOWN_WAIT` (the DELETE itself goes on in the
+    /// background, bounded by the HTTP timeout). Call from the application
+    /// thread, with no lock held.
+    pub fn stop(self, obj: &gst::Element, reason: &str) {
+        self.task.abort();
+        teardown(obj, &self.resource, reason, TEARDOWN_WAIT);
+    }
+}
+
+/// DELETEs `resource` (once) and posts session-ended; waits up to `wait`.
+pub fn teardown(obj: &gst::Element, resource: &Arc<Resource>, reason: &str, wait: Duration) {
+    if resource.is_closed() {
+        return;
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let resource = resource.clone();
+    let obj_task = obj.clone();
+    let reason = reason.to_string();
+    RUNTIME.spawn(async move {
+        delete_and_report(&obj_task, &resource, &reason).await;
+        let _ = tx.send(());
+    });
+    if rx.recv_timeout(wait).is_err() {
+        gst::warning!(
+            CAT,
+            obj = obj,
+            "DELETE still pending after {wait:?}; finishing in the background"
+        );
+    }
+}
+
+/// DELETEs `resource` (once) and posts session-ended.
+pub async fn delete_and_report(obj: &gst::Element, resource: &Resource, reason: &str) {
+    let location = resource.location().map(|u| redact_url(&u));
+    match resource.close_and_delete().await {
+        Some((url, Ok(outcome))) => {
+            let outcome = match outcome {
+                DeleteOutcome::Deleted => "deleted",
+                DeleteOutcome::AlreadyGone => "already gone",
+            };
+            gst::info!(CAT, obj = obj, "DELETE {url}: {outcome}");
+        }
+        Some((url, Err(e))) => {
+            gst::warning!(CAT, obj = obj, "DELETE {url} failed: {e}");
+        }
+        None => {}
+    }
+    messages::post_session_ended(obj, location.as_deref(), reason);
+}

@@ -1,0 +1,224 @@
+//! Properties shared by the client elements (whipsink, whepsrc), defined once.
+
+use std::time::Duration;
+
+use gst::glib;
+use gst::prelude::*;
+use gst_webrtc::WebRTCICETransportPolicy;
+
+use crate::peer::PeerSettings;
+use crate::protocol::{AuthToken, Client, ClientConfig, ProtocolError};
+
+pub const DEFAULT_TIMEOUT_S: u32 = 15;
+/// Enough for host and server-reflexive candidates on any sane network, short
+/// enough not to dominate time to first frame when a STUN server is silent.
+pub const DEFAULT_GATHER_TIMEOUT_MS: u32 = 1000;
+
+#[derive(Clone)]
+pub struct ClientSettings {
+    pub endpoint: Option<String>,
+    pub auth_token: Option<AuthToken>,
+    pub use_link_headers: bool,
+    pub stun_server: Option<String>,
+    pub turn_server: Option<String>,
+    pub ice_transport_policy: WebRTCICETransportPolicy,
+    pub timeout_s: u32,
+    pub ice_addresses: Vec<String>,
+    pub gather_timeout_ms: u32,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            auth_token: None,
+            use_link_headers: false,
+            stun_server: None,
+            turn_server: None,
+            ice_transport_policy: WebRTCICETransportPolicy::All,
+            timeout_s: DEFAULT_TIMEOUT_S,
+            ice_addresses: Vec::new(),
+            gather_timeout_ms: DEFAULT_GATHER_TIMEOUT_MS,
+        }
+    }
+}
+
+/// Parses a comma-separated list property.
+pub fn split_list(s: Option<&str>) -> Vec<String> {
+    s.unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// The ICE address-pinning property, shared by all four elements.
+pub fn ice_addresses_pspec() -> glib::ParamSpec {
+    glib::ParamSpecString::builder("ice-addresses")
+        .nick("ICE local addresses")
+        .blurb(
+            "Comma-separated local IP addresses that ICE gathers host candidates on, \
+             e.g. \"127.0.0.1\" or \"192.0.2.10,::1\". When set, only these are used and \
+             UPnP discovery is switched off (multi-homed hosts, privacy, tests). \
+             Empty: every interface but loopback, libnice's default.",
+        )
+        .mutable_ready()
+        .build()
+}
+
+impl ClientSettings {
+    /// Property specs; `endpoint` is "whip-endpoint" or "whep-endpoint".
+    pub fn properties(
+        endpoint: &'static str,
+        endpoint_blurb: &'static str,
+    ) -> Vec<glib::ParamSpec> {
+        vec![
+            glib::ParamSpecString::builder(endpoint)
+                .nick("Endpoint URL")
+                .blurb(endpoint_blurb)
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecString::builder("auth-token")
+                .nick("Authorization token")
+                .blurb(
+                    "Bearer token sent as \"Authorization: Bearer <token>\" on every request \
+                     (POST, PATCH, DELETE, OPTIONS). Unset: no Authorization header at all. \
+                     May be changed while PLAYING: the next request uses the new value. \
+                     Write-only, and never logged.",
+                )
+                .write_only()
+                .mutable_playing()
+                .build(),
+            glib::ParamSpecBoolean::builder("use-link-headers")
+                .nick("Use Link headers")
+                .blurb(
+                    "Learn STUN/TURN servers from the endpoint's Link rel=\"ice-server\" headers, \
+                     by an OPTIONS request before the offer (they must be known before ICE \
+                     gathering starts). Servers from the POST answer are added too.",
+                )
+                .default_value(false)
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecString::builder("stun-server")
+                .nick("STUN server")
+                .blurb("STUN server as stun://host:port. None by default: no public server is contacted unless asked.")
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecString::builder("turn-server")
+                .nick("TURN server")
+                .blurb("TURN server as turn(s)://user:password@host:port?transport=udp|tcp")
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecEnum::builder_with_default("ice-transport-policy", WebRTCICETransportPolicy::All)
+                .nick("ICE transport policy")
+                .blurb("\"all\" uses every candidate; \"relay\" only TURN relays.")
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt::builder("timeout")
+                .nick("HTTP timeout")
+                .blurb(
+                    "Seconds each HTTP exchange (POST with its redirects, PATCH, DELETE) may take \
+                     before the element gives up with an error. Stopping never waits this long: \
+                     a DELETE still pending after 1 s finishes in the background.",
+                )
+                .minimum(1)
+                .maximum(3600)
+                .default_value(DEFAULT_TIMEOUT_S)
+                .mutable_ready()
+                .build(),
+            ice_addresses_pspec(),
+            glib::ParamSpecUInt::builder("ice-gathering-timeout")
+                .nick("ICE gathering timeout")
+                .blurb(
+                    "Milliseconds to wait for ICE gathering before sending the offer with the \
+                     candidates found so far; later ones follow by trickle PATCH where the \
+                     server supports it.",
+                )
+                .minimum(10)
+                .maximum(30_000)
+                .default_value(DEFAULT_GATHER_TIMEOUT_MS)
+                .mutable_ready()
+                .build(),
+        ]
+    }
+
+    /// Applies a property; returns false if it isn't one of ours.
+    pub fn set(&mut self, value: &glib::Value, pspec: &glib::ParamSpec) -> bool {
+        match pspec.name() {
+            "whip-endpoint" | "whep-endpoint" => self.endpoint = value.get().unwrap(),
+            "auth-token" => {
+                self.auth_token = value
+                    .get::<Option<String>>()
+                    .unwrap()
+                    .filter(|t| !t.is_empty())
+                    .map(AuthToken::new)
+            }
+            "use-link-headers" => self.use_link_headers = value.get().unwrap(),
+            "stun-server" => self.stun_server = value.get().unwrap(),
+            "turn-server" => self.turn_server = value.get().unwrap(),
+            "ice-transport-policy" => self.ice_transport_policy = value.get().unwrap(),
+            "timeout" => self.timeout_s = value.get().unwrap(),
+            "ice-addresses" => {
+                self.ice_addresses = split_list(value.get::<Option<&str>>().unwrap())
+            }
+            "ice-gathering-timeout" => self.gather_timeout_ms = value.get().unwrap(),
+            _ => return false,
+        }
+        true
+    }
+
+    pub fn get(&self, pspec: &glib::ParamSpec) -> Option<glib::Value> {
+        Some(match pspec.name() {
+            "whip-endpoint" | "whep-endpoint" => self.endpoint.to_value(),
+            "use-link-headers" => self.use_link_headers.to_value(),
+            "stun-server" => self.stun_server.to_value(),
+            "turn-server" => self.turn_server.to_value(),
+            "ice-transport-policy" => self.ice_transport_policy.to_value(),
+            "timeout" => self.timeout_s.to_value(),
+            "ice-addresses" => self.ice_addresses.join(",").to_value(),
+            "ice-gathering-timeout" => self.gather_timeout_ms.to_value(),
+            _ => return None,
+        })
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_s.into())
+    }
+
+    pub fn gather_timeout(&self) -> Duration {
+        Duration::from_millis(self.gather_timeout_ms.into())
+    }
+
+    pub fn endpoint_url(&self, property: &str) -> Result<url::Url, String> {
+        let raw = self
+            .endpoint
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| format!("the {property} property is not set"))?;
+        let url =
+            url::Url::parse(raw).map_err(|e| format!("{property} is not a valid URL: {e}"))?;
+        if url.scheme() != "http" && url.scheme() != "https" {
+            return Err(format!("{property} must be an http:// or https:// URL"));
+        }
+        Ok(url)
+    }
+
+    pub fn client(&self) -> Result<Client, ProtocolError> {
+        Client::new(ClientConfig {
+            auth_token: self.auth_token.clone(),
+            timeout: self.timeout(),
+            ..ClientConfig::default()
+        })
+    }
+
+    pub fn peer_settings(&self, latency_ms: u32) -> PeerSettings {
+        PeerSettings {
+            ice_addresses: self.ice_addresses.clone(),
+            stun_server: self.stun_server.clone(),
+            turn_servers: self.turn_server.iter().cloned().collect(),
+            ice_transport_policy: self.ice_transport_policy,
+            latency_ms,
+        }
+    }
+}

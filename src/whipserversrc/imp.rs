@@ -1,0 +1,343 @@
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use crate::codec;
+use crate::peer::Peer;
+use crate::server::{BoxFuture, Handler, HttpServer, Refusal};
+use crate::server_settings::ServerSettings;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "whipserversrc",
+        gst::DebugColorFlags::empty(),
+        Some("WHIP server source"),
+    )
+});
+
+struct Publisher {
+    path: String,
+    peer: Arc<Peer>,
+    pads: Vec<gst::GhostPad>,
+    elements: Vec<gst::Element>,
+}
+
+#[derive(Default)]
+struct State {
+    server: Option<HttpServer>,
+    /// By Location path.
+    publishers: HashMap<String, Publisher>,
+    next_pad: u32,
+    next_peer: u32,
+}
+
+#[derive(Default)]
+pub struct WhipServerSrc {
+    settings: Mutex<ServerSettings>,
+    state: Mutex<State>,
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for WhipServerSrc {
+    const NAME: &'static str = "GstWhipwhepWhipServerSrc";
+    type Type = super::WhipServerSrc;
+    type ParentType = gst::Bin;
+    type Interfaces = (gst::ChildProxy,);
+}
+
+impl ObjectImpl for WhipServerSrc {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(ServerSettings::properties);
+        PROPS.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        self.settings.lock().unwrap().set(value, pspec);
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if pspec.name() == "bound-address" {
+            return self
+                .state
+                .lock()
+                .unwrap()
+                .server
+                .as_ref()
+                .map(|s| s.local_addr().to_string())
+                .to_value();
+        }
+        self.settings.lock().unwrap().get(pspec)
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        self.obj().set_element_flags(gst::ElementFlags::SOURCE);
+    }
+}
+
+impl GstObjectImpl for WhipServerSrc {}
+
+impl ElementImpl for WhipServerSrc {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "WHIP server source",
+                "Source/Network/WebRTC",
+                "WHIP server: publishers POST offers to it, and their streams come out of its pads as encoded media",
+                "gst-plugin-whipwhep developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            vec![gst::PadTemplate::new(
+                "src_%u",
+                gst::PadDirection::Src,
+                gst::PadPresence::Sometimes,
+                &codec::encoded_caps(),
+            )
+            .unwrap()]
+        });
+        TEMPLATES.as_ref()
+    }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::NullToReady {
+            crate::peer::certificate::prewarm();
+            let (address, token) = {
+                let s = self.settings.lock().unwrap();
+                (s.address.clone(), s.auth_token.clone())
+            };
+            let handler = Arc::new(WhipHandler(self.obj().downgrade()));
+            match HttpServer::bind(&address, token, handler) {
+                Ok(server) => {
+                    gst::info!(
+                        CAT,
+                        imp = self,
+                        "WHIP server listening on http://{}",
+                        server.local_addr()
+                    );
+                    self.state.lock().unwrap().server = Some(server);
+                }
+                Err(e) => {
+                    gst::element_imp_error!(
+                        self,
+                        gst::ResourceError::OpenRead,
+                        ["cannot listen on {}: {}", address, e]
+                    );
+                    return Err(gst::StateChangeError);
+                }
+            }
+        }
+        if transition == gst::StateChange::ReadyToNull {
+            let publishers: Vec<Publisher> = {
+                let mut state = self.state.lock().unwrap();
+                state.server = None;
+                state.publishers.drain().map(|(_, p)| p).collect()
+            };
+            for p in publishers {
+                self.remove_publisher(p, false);
+            }
+        }
+        let mut ret = self.parent_change_state(transition)?;
+        if matches!(
+            transition,
+            gst::StateChange::ReadyToPaused | gst::StateChange::PlayingToPaused
+        ) {
+            ret = gst::StateChangeSuccess::NoPreroll;
+        }
+        Ok(ret)
+    }
+}
+
+impl BinImpl for WhipServerSrc {}
+
+impl ChildProxyImpl for WhipServerSrc {
+    fn child_by_index(&self, index: u32) -> Option<glib::Object> {
+        self.obj()
+            .children()
+            .get(index as usize)
+            .map(|c| c.clone().upcast())
+    }
+    fn children_count(&self) -> u32 {
+        self.obj().children().len() as u32
+    }
+    fn child_by_name(&self, name: &str) -> Option<glib::Object> {
+        self.obj().by_name(name).map(|c| c.upcast())
+    }
+}
+
+struct WhipHandler(glib::WeakRef<super::WhipServerSrc>);
+
+impl Handler for WhipHandler {
+    fn offer(
+        &self,
+        path: String,
+        location: String,
+        offer: String,
+    ) -> BoxFuture<Result<String, Refusal>> {
+        let weak = self.0.clone();
+        Box::pin(async move {
+            let obj = weak.upgrade().ok_or_else(|| {
+                Refusal::new(503, "Service Unavailable", "the server is stopping")
+            })?;
+            obj.imp().accept_publisher(path, location, offer).await
+        })
+    }
+
+    fn delete(&self, location: &str) -> bool {
+        let Some(obj) = self.0.upgrade() else {
+            return false;
+        };
+        let publisher = obj.imp().state.lock().unwrap().publishers.remove(location);
+        match publisher {
+            Some(p) => {
+                gst::info!(CAT, obj = obj, "publisher {location} DELETEd");
+                obj.imp()
+                    .post_publisher_message("publisher-removed", &p.path, location);
+                obj.imp().remove_publisher(p, true);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl WhipServerSrc {
+    async fn accept_publisher(
+        &self,
+        path: String,
+        location: String,
+        offer: String,
+    ) -> Result<String, Refusal> {
+        let settings = self.settings.lock().unwrap().clone();
+        let name = {
+            let mut state = self.state.lock().unwrap();
+            state.next_peer += 1;
+            format!("publisher{}", state.next_peer)
+        };
+        let peer = Arc::new(
+            Peer::new(&name)
+                .map_err(|e| Refusal::new(500, "Internal Server Error", e.to_string()))?,
+        );
+        peer.configure(&settings.peer_settings());
+        let obj = self.obj();
+        obj.add(peer.webrtcbin())
+            .map_err(|e| Refusal::new(500, "Internal Server Error", e.to_string()))?;
+        let _ = peer.webrtcbin().sync_state_with_parent();
+
+        let weak = obj.downgrade();
+        let loc = location.clone();
+        peer.webrtcbin().connect_pad_added(move |_, pad| {
+            if pad.direction() != gst::PadDirection::Src {
+                return;
+            }
+            if let Some(obj) = weak.upgrade() {
+                if let Err(e) = obj.imp().expose_stream(&loc, pad) {
+                    gst::element_error!(obj, gst::StreamError::Decode, ["{}", e]);
+                }
+            }
+        });
+
+        match peer.answer(&offer, settings.gather_timeout()).await {
+            Ok(answer) => {
+                gst::info!(CAT, imp = self, "publisher on {path} at {location}");
+                self.state.lock().unwrap().publishers.insert(
+                    location.clone(),
+                    Publisher {
+                        path: path.clone(),
+                        peer,
+                        pads: Vec::new(),
+                        elements: Vec::new(),
+                    },
+                );
+                self.post_publisher_message("publisher-added", &path, &location);
+                Ok(answer)
+            }
+            Err(e) => {
+                let _ = obj.remove(peer.webrtcbin());
+                Err(Refusal::new(
+                    400,
+                    "Bad Request",
+                    format!("offer not acceptable: {e}"),
+                ))
+            }
+        }
+    }
+
+    /// A publisher's webrtcbin produced an RTP pad: depayload it and expose it.
+    fn expose_stream(&self, location: &str, pad: &gst::Pad) -> Result<(), String> {
+        let caps = pad.current_caps().ok_or("RTP pad without caps")?;
+        let codec =
+            codec::from_rtp_caps(&caps).ok_or_else(|| format!("unsupported RTP caps {caps}"))?;
+        let chain = codec.depayload_chain().map_err(|e| e.to_string())?;
+        codec::add_chain(self.obj().upcast_ref(), &chain).map_err(|e| e.to_string())?;
+        pad.link(&chain[0].static_pad("sink").unwrap())
+            .map_err(|e| format!("cannot link depayloader: {e:?}"))?;
+        let src = chain.last().unwrap().static_pad("src").unwrap();
+        let name = {
+            let mut state = self.state.lock().unwrap();
+            state.next_pad += 1;
+            format!("src_{}", state.next_pad - 1)
+        };
+        let templ = self.obj().pad_template("src_%u").unwrap();
+        let ghost = gst::GhostPad::builder_from_template_with_target(&templ, &src)
+            .map_err(|e| e.to_string())?
+            .name(name.as_str())
+            .build();
+        ghost.set_active(true).map_err(|e| e.to_string())?;
+        {
+            let mut state = self.state.lock().unwrap();
+            // The pad may come before the publisher is registered (answer still
+            // gathering) only in theory: webrtcbin adds pads once media flows.
+            if let Some(p) = state.publishers.get_mut(location) {
+                p.pads.push(ghost.clone());
+                p.elements.extend(chain.iter().cloned());
+            }
+        }
+        self.obj().add_pad(&ghost).map_err(|e| e.to_string())?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "publisher {location}: {} stream on {name}",
+            codec.encoding_name
+        );
+        Ok(())
+    }
+
+    fn remove_publisher(&self, p: Publisher, eos: bool) {
+        let _ = p.peer.webrtcbin().set_state(gst::State::Null);
+        for el in &p.elements {
+            let _ = el.set_state(gst::State::Null);
+        }
+        for pad in &p.pads {
+            if eos {
+                pad.push_event(gst::event::Eos::new());
+            }
+            let _ = pad.set_active(false);
+            let _ = self.obj().remove_pad(pad);
+        }
+        let obj = self.obj();
+        let _ = obj.remove(p.peer.webrtcbin());
+        for el in &p.elements {
+            let _ = obj.remove(el);
+        }
+    }
+
+    fn post_publisher_message(&self, name: &str, path: &str, location: &str) {
+        let s = gst::Structure::builder(name)
+            .field("path", path)
+            .field("location", location)
+            .build();
+        let obj = self.obj();
+        let _ = obj.post_message(gst::message::Element::builder(s).src(&*obj).build());
+    }
+}

@@ -1,0 +1,30 @@
+//! `whipsink`: publishes the streams linked to its request pads to a WHIP
+//! endpoint (RFC 9725).
+//!
+//! Accepts RTP (drop-in for gst-plugins-rs whipsink) or encoded H.264, VP8,
+//! VP9 and Opus, which it payloads itself.
+//!
+//! ```text
+//! gst-launch-1.0 videotestsrc is-live=true ! vp8enc deadline=1 ! whipsink \
+//!     whip-endpoint=https://host/whip auth-token=SECRET
+//! gst-launch-1.0 videotestsrc is-live=true ! vp8enc deadline=1 ! rtpvp8pay ! whipsink \
+//!     whip-endpoint=https://host/whip auth-token=SECRET
+//! ```
+
+mod imp;
+
+use gst::glib;
+use gst::prelude::*;
+
+glib::wrapper! {
+    pub struct WhipSink(ObjectSubclass<imp::WhipSink>) @extends gst::Bin, gst::Element, gst::Object, @implements gst::ChildProxy;
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    gst::Element::register(
+        Some(plugin),
+        "whipsink",
+        gst::Rank::MARGINAL,
+        WhipSink::static_type(),
+    )
+}
