@@ -1,3 +1,5 @@
 //! Helpers shared by the integration tests (`mod common;`).
 
+pub mod e2e;
+pub mod front;
 pub mod http_server;

@@ -1,0 +1,228 @@
+//! End-to-end harness: real webrtcbin peers over loopback, ICE pinned to
+//! 127.0.0.1, media counted where it comes out.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+
+pub static RT: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+});
+
+pub fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        gst::init().unwrap();
+        gstwhipwhep::plugin_register_static().unwrap();
+    });
+}
+
+/// Polls `f` every 10 ms until it is true or `limit` passes.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f()
+}
+
+/// Counts buffers per media kind ("video", "audio") on whatever pads a
+/// pipeline links through `count_pad`.
+#[derive(Default, Clone)]
+pub struct Counters {
+    pub video: Arc<AtomicU64>,
+    pub audio: Arc<AtomicU64>,
+    pub caps: Arc<Mutex<Vec<String>>>,
+}
+
+impl Counters {
+    pub fn video(&self) -> u64 {
+        self.video.load(Ordering::SeqCst)
+    }
+    pub fn audio(&self) -> u64 {
+        self.audio.load(Ordering::SeqCst)
+    }
+
+    /// Links `pad` to a fakesink in `bin` and counts its buffers.
+    pub fn count_pad(&self, bin: &gst::Bin, pad: &gst::Pad) {
+        let queue = gst::ElementFactory::make("queue").build().unwrap();
+        let sink = gst::ElementFactory::make("fakesink")
+            .property("sync", false)
+            .property("async", false)
+            .build()
+            .unwrap();
+        bin.add_many([&queue, &sink]).unwrap();
+        queue.link(&sink).unwrap();
+        queue.sync_state_with_parent().unwrap();
+        sink.sync_state_with_parent().unwrap();
+        pad.link(&queue.static_pad("sink").unwrap()).unwrap();
+        let counters = self.clone();
+        sink.static_pad("sink")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |pad, _| {
+                let caps = pad
+                    .current_caps()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default();
+                let counter = if caps.starts_with("audio") || caps.contains("media=(string)audio") {
+                    &counters.audio
+                } else {
+                    &counters.video
+                };
+                counter.fetch_add(1, Ordering::SeqCst);
+                let mut seen = counters.caps.lock().unwrap();
+                if !seen.contains(&caps) {
+                    seen.push(caps);
+                }
+                gst::PadProbeReturn::Ok
+            });
+    }
+}
+
+/// Collects bus messages of a pipeline.
+#[derive(Default, Clone)]
+pub struct Messages(pub Arc<Mutex<Vec<gst::Message>>>);
+
+impl Messages {
+    pub fn attach(pipeline: &gst::Pipeline) -> Messages {
+        let msgs = Messages::default();
+        let sink = msgs.clone();
+        pipeline.bus().unwrap().set_sync_handler(move |_, msg| {
+            sink.0.lock().unwrap().push(msg.clone());
+            gst::BusSyncReply::Drop
+        });
+        msgs
+    }
+
+    pub fn errors(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|m| match m.view() {
+                gst::MessageView::Error(e) => Some(format!("{} ({:?})", e.error(), e.debug())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn element(&self, name: &str) -> Vec<gst::Structure> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|m| match m.view() {
+                gst::MessageView::Element(e) => e
+                    .structure()
+                    .filter(|s| s.name() == name)
+                    .map(|s| s.to_owned()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn has_eos(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|m| matches!(m.view(), gst::MessageView::Eos(_)))
+    }
+}
+
+/// whipserversrc on 127.0.0.1, counting what its publishers send.
+pub struct WhipServer {
+    pub pipeline: gst::Pipeline,
+    pub counters: Counters,
+    pub messages: Messages,
+    pub base: String,
+}
+
+impl WhipServer {
+    pub fn start(extra: &str) -> WhipServer {
+        init();
+        let server = gst::parse::launch(&format!(
+            "whipserversrc name=server address=127.0.0.1:0 ice-addresses=127.0.0.1 {extra}"
+        ))
+        .unwrap();
+        let pipeline = gst::Pipeline::new();
+        pipeline.add(&server).unwrap();
+        let counters = Counters::default();
+        let c = counters.clone();
+        let bin = pipeline.clone().upcast::<gst::Bin>();
+        server.connect_pad_added(move |_, pad| c.count_pad(&bin, pad));
+        let messages = Messages::attach(&pipeline);
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let addr = server.property::<Option<String>>("bound-address").unwrap();
+        WhipServer {
+            pipeline,
+            counters,
+            messages,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    /// Publishers removed by a DELETE.
+    pub fn deletes(&self) -> usize {
+        self.messages.element("publisher-removed").len()
+    }
+}
+
+impl Drop for WhipServer {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// A client pipeline from a gst-launch description.
+pub struct Client {
+    pub pipeline: gst::Pipeline,
+    pub messages: Messages,
+}
+
+impl Client {
+    pub fn start(desc: &str) -> Client {
+        init();
+        let pipeline = gst::parse::launch(desc)
+            .unwrap()
+            .downcast::<gst::Pipeline>()
+            .unwrap();
+        let messages = Messages::attach(&pipeline);
+        pipeline.set_state(gst::State::Playing).unwrap();
+        Client { pipeline, messages }
+    }
+
+    /// Waits for the first ERROR and returns its text.
+    pub fn wait_error(&self, limit: Duration) -> Option<String> {
+        wait_until(limit, || !self.messages.errors().is_empty());
+        self.messages.errors().into_iter().next()
+    }
+
+    /// Sets NULL and returns how long it took.
+    pub fn stop(&self) -> Duration {
+        let start = Instant::now();
+        self.pipeline.set_state(gst::State::Null).unwrap();
+        start.elapsed()
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+pub const VP8_SRC: &str = "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! vp8enc deadline=1 cpu-used=8";
+pub const H264_SRC: &str = "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc tune=zerolatency sliced-threads=false speed-preset=ultrafast key-int-max=60";
+pub const OPUS_SRC: &str =
+    "audiotestsrc is-live=true ! audio/x-raw,rate=48000,channels=2 ! opusenc";

@@ -1,0 +1,143 @@
+//! A forwarding HTTP front for end-to-end tests: passes every request to an
+//! upstream server (our whipserversrc), records what went through, and can
+//! rewrite the Location header, to show how the client resolves it.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+
+#[derive(Debug, Clone)]
+pub struct Passed {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub authorization: Option<String>,
+}
+
+type Rewrite = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
+pub struct Front {
+    addr: SocketAddr,
+    passed: Arc<Mutex<Vec<Passed>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Front {
+    /// Forwards to `upstream` (`http://host:port`), rewriting Location with
+    /// `rewrite`. Must be called inside a tokio runtime.
+    pub async fn start(
+        upstream: String,
+        rewrite: impl Fn(&str) -> String + Send + Sync + 'static,
+    ) -> Front {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let passed = Arc::new(Mutex::new(Vec::new()));
+        let rewrite: Rewrite = Arc::new(rewrite);
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let shared = passed.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (passed, rewrite, client, upstream) = (
+                    shared.clone(),
+                    rewrite.clone(),
+                    client.clone(),
+                    upstream.clone(),
+                );
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (passed, rewrite, client, upstream) = (
+                            passed.clone(),
+                            rewrite.clone(),
+                            client.clone(),
+                            upstream.clone(),
+                        );
+                        async move {
+                            let method = req.method().clone();
+                            let path = req
+                                .uri()
+                                .path_and_query()
+                                .map(|p| p.to_string())
+                                .unwrap_or_default();
+                            let headers = req.headers().clone();
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let mut fwd = client.request(
+                                reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap(),
+                                format!("{upstream}{path}"),
+                            );
+                            for name in ["content-type", "authorization", "if-match"] {
+                                if let Some(v) = headers.get(name) {
+                                    fwd = fwd.header(name, v.as_bytes());
+                                }
+                            }
+                            let resp = fwd.body(body.to_vec()).send().await;
+                            let authorization = headers
+                                .get("authorization")
+                                .and_then(|v| v.to_str().ok())
+                                .map(String::from);
+                            let reply = match resp {
+                                Ok(resp) => {
+                                    let status = resp.status().as_u16();
+                                    let mut builder = hyper::Response::builder().status(status);
+                                    for (name, value) in resp.headers() {
+                                        if name == "location" {
+                                            let loc = rewrite(value.to_str().unwrap_or(""));
+                                            builder = builder.header("location", loc);
+                                        } else if name != "content-length"
+                                            && name != "transfer-encoding"
+                                        {
+                                            builder =
+                                                builder.header(name.as_str(), value.as_bytes());
+                                        }
+                                    }
+                                    let body = resp.bytes().await.unwrap_or_default();
+                                    passed.lock().unwrap().push(Passed {
+                                        method: method.to_string(),
+                                        path,
+                                        status,
+                                        authorization,
+                                    });
+                                    builder.body(Full::new(body)).unwrap()
+                                }
+                                Err(_) => hyper::Response::builder()
+                                    .status(502)
+                                    .body(Full::new(Bytes::new()))
+                                    .unwrap(),
+                            };
+                            Ok::<_, Infallible>(reply)
+                        }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Front { addr, passed, task }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn passed(&self) -> Vec<Passed> {
+        self.passed.lock().unwrap().clone()
+    }
+}

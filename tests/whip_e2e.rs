@@ -1,0 +1,239 @@
+//! whipsink → whipserversrc over real WebRTC on loopback (webrtcbin, ICE,
+//! DTLS, SRTP), counting the frames that reach the server and checking that
+//! every session is DELETEd.
+
+mod common;
+
+use std::time::Duration;
+
+use common::e2e::{wait_until, Client, WhipServer, H264_SRC, OPUS_SRC, RT, VP8_SRC};
+use common::front::Front;
+use common::http_server::{Reply, TestServer};
+
+const MEDIA_WAIT: Duration = Duration::from_secs(10);
+
+fn whipsink(endpoint: &str, extra: &str) -> String {
+    format!("whipsink name=whip whip-endpoint={endpoint} ice-addresses=127.0.0.1 {extra}")
+}
+
+/// Publishes until `min_frames` video frames arrived, stops, and checks
+/// the DELETE reached the server.
+fn publish_and_count(server: &WhipServer, client: &Client, min_video: u64, min_audio: u64) {
+    let arrived = wait_until(MEDIA_WAIT, || {
+        server.counters.video() >= min_video && server.counters.audio() >= min_audio
+    });
+    assert!(
+        arrived,
+        "media did not arrive: video {} audio {}, client errors {:?}, server errors {:?}",
+        server.counters.video(),
+        server.counters.audio(),
+        client.messages.errors(),
+        server.messages.errors()
+    );
+    assert_eq!(client.messages.element("session-started").len(), 1);
+    client.stop();
+    assert!(
+        wait_until(Duration::from_secs(2), || server.deletes() == 1),
+        "the server saw no DELETE"
+    );
+    assert!(
+        client.messages.errors().is_empty(),
+        "{:?}",
+        client.messages.errors()
+    );
+}
+
+#[test]
+fn vp8_is_published_and_deleted_on_stop() {
+    let server = WhipServer::start("");
+    let client = Client::start(&format!(
+        "{VP8_SRC} ! {}",
+        whipsink(&format!("{}/whip/cam", server.base), "")
+    ));
+    publish_and_count(&server, &client, 30, 0);
+    let caps = server.counters.caps.lock().unwrap().clone();
+    assert!(
+        caps.iter().any(|c| c.starts_with("video/x-vp8")),
+        "{caps:?}"
+    );
+}
+
+#[test]
+fn rtp_input_is_accepted_like_gst_plugins_rs_whipsink() {
+    let server = WhipServer::start("");
+    let client = Client::start(&format!(
+        "{VP8_SRC} ! rtpvp8pay ! {}",
+        whipsink(&format!("{}/whip/cam", server.base), "")
+    ));
+    publish_and_count(&server, &client, 30, 0);
+}
+
+#[test]
+fn h264_is_published_with_profile_and_packetization_mode() {
+    let server = WhipServer::start("");
+    let client = Client::start(&format!(
+        "{H264_SRC} ! {}",
+        whipsink(&format!("{}/whip/cam", server.base), "")
+    ));
+    publish_and_count(&server, &client, 30, 0);
+    let caps = server.counters.caps.lock().unwrap().clone();
+    assert!(
+        caps.iter().any(|c| c.starts_with("video/x-h264")),
+        "{caps:?}"
+    );
+}
+
+#[test]
+fn opus_and_vp8_are_published_together() {
+    let server = WhipServer::start("");
+    let client = Client::start(&format!(
+        "{} {VP8_SRC} ! whip.sink_0 {OPUS_SRC} ! whip.sink_1",
+        whipsink(&format!("{}/whip/cam", server.base), "")
+    ));
+    publish_and_count(&server, &client, 30, 20);
+}
+
+#[test]
+fn correct_token_is_accepted() {
+    let server = WhipServer::start("auth-token=s3cret");
+    let client = Client::start(&format!(
+        "{VP8_SRC} ! {}",
+        whipsink(&format!("{}/whip/cam", server.base), "auth-token=s3cret")
+    ));
+    publish_and_count(&server, &client, 10, 0);
+}
+
+#[test]
+fn wrong_token_gives_an_error_naming_401_and_no_secret() {
+    let server = WhipServer::start("auth-token=s3cret");
+    let client = Client::start(&format!(
+        "{VP8_SRC} ! {}",
+        whipsink(
+            &format!("{}/whip/cam", server.base),
+            "auth-token=wrong-token"
+        )
+    ));
+    let err = client.wait_error(Duration::from_secs(5)).expect("an ERROR");
+    assert!(err.contains("401"), "{err}");
+    assert!(err.contains("Unauthorized"), "{err}");
+    assert!(err.contains("/whip/cam"), "the error names the URL: {err}");
+    assert!(!err.contains("wrong-token"), "{err}");
+    assert_eq!(server.counters.video(), 0);
+}
+
+#[test]
+fn redirect_307_is_followed_with_body_and_token() {
+    let server = WhipServer::start("auth-token=s3cret");
+    let front = RT.block_on(TestServer::start());
+    front.on(
+        "POST",
+        "/whip/old",
+        Reply::new(307).header("location", &format!("{}/whip/cam", server.base)),
+    );
+    let client = Client::start(&format!(
+        "{VP8_SRC} ! {}",
+        whipsink(&format!("{}/whip/old", front.base()), "auth-token=s3cret")
+    ));
+    publish_and_count(&server, &client, 10, 0);
+    let reqs = front.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].header("authorization"), Some("Bearer s3cret"));
+}
+
+#[test]
+fn relative_location_is_resolved_and_deleted() {
+    let server = WhipServer::start("");
+    // whipserversrc answers "/whip/cam/<id>"; the front makes it "cam/<id>",
+    // relative to the POST URL http://front/whip/cam.
+    let front = RT.block_on(Front::start(server.base.clone(), |loc| {
+        loc.trim_start_matches("/whip/").to_string()
+    }));
+    let client = Client::start(&format!(
+        "{VP8_SRC} ! {}",
+        whipsink(&format!("{}/whip/cam", front.base()), "")
+    ));
+    publish_and_count(&server, &client, 10, 0);
+    let passed = front.passed();
+    let delete = passed
+        .iter()
+        .find(|p| p.method == "DELETE")
+        .expect("a DELETE");
+    assert!(delete.path.starts_with("/whip/cam/"), "{delete:?}");
+    assert_eq!(delete.status, 200);
+}
+
+#[test]
+fn json_api_503_shows_title_and_detail() {
+    let front = RT.block_on(TestServer::start());
+    front.on(
+        "POST",
+        "/whip",
+        Reply::new(503).header("retry-after", "3").json(
+            r#"{"errors":[{"status":"503","title":"Device Unavailable","detail":"Device is currently offline"}]}"#,
+        ),
+    );
+    let client = Client::start(&format!(
+        "{VP8_SRC} ! {}",
+        whipsink(&format!("{}/whip", front.base()), "")
+    ));
+    let err = client.wait_error(Duration::from_secs(5)).expect("an ERROR");
+    assert!(err.contains("503"), "{err}");
+    assert!(err.contains("Device Unavailable"), "{err}");
+    assert!(err.contains("Device is currently offline"), "{err}");
+}
+
+#[test]
+fn connection_refused_errors_within_timeout() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let start = std::time::Instant::now();
+    let client = Client::start(&format!(
+        "{VP8_SRC} ! {}",
+        whipsink(&format!("http://127.0.0.1:{port}/whip"), "timeout=2")
+    ));
+    let err = client
+        .wait_error(Duration::from_secs(3))
+        .expect("an ERROR within the timeout");
+    assert!(start.elapsed() < Duration::from_secs(3));
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+}
+
+#[test]
+fn stop_during_the_post_reaches_null_within_a_second() {
+    let mute = RT.block_on(TestServer::mute());
+    let client = Client::start(&format!(
+        "{VP8_SRC} ! {}",
+        whipsink(&format!("{}/whip", mute.base()), "timeout=30")
+    ));
+    assert!(
+        wait_until(Duration::from_secs(5), || mute.connections() > 0),
+        "no POST was sent"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let took = client.stop();
+    assert!(took < Duration::from_secs(1), "NULL took {took:?}");
+}
+
+#[test]
+fn eos_deletes_the_session_before_eos_is_posted() {
+    let server = WhipServer::start("");
+    let client = Client::start(&format!(
+        "videotestsrc is-live=true num-buffers=60 ! video/x-raw,width=320,height=240,framerate=30/1 ! vp8enc deadline=1 ! {}",
+        whipsink(&format!("{}/whip/cam", server.base), "")
+    ));
+    assert!(
+        wait_until(Duration::from_secs(10), || client.messages.has_eos()),
+        "no EOS"
+    );
+    assert_eq!(server.deletes(), 1, "EOS came before the DELETE");
+    assert!(server.counters.video() > 0);
+    let ended = client.messages.element("session-ended");
+    assert_eq!(ended.len(), 1);
+    client.stop();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(server.deletes(), 1, "DELETE must be sent once");
+}
