@@ -59,6 +59,15 @@ pub enum PeerError {
     InvalidSdp(String),
 }
 
+/// A description ready to send over HTTP.
+#[derive(Debug, Clone)]
+pub struct LocalDescription {
+    pub sdp: String,
+    /// How many of the gathered candidates it carries; later ones trickle.
+    pub candidates_sent: usize,
+    pub gathering_complete: bool,
+}
+
 /// A local candidate as webrtcbin reports it: m-line index and `candidate:` line.
 pub type Candidate = (u32, String);
 
@@ -278,8 +287,13 @@ impl Peer {
     }
 
     /// The local description as text for the HTTP peer: our fingerprint, the
-    /// candidates, rtcp-mux-only and complete H.264 parameters.
-    fn local_text(&self, gathering_complete: bool) -> Result<String, PeerError> {
+    /// candidates, rtcp-mux-only and complete H.264 parameters. `offer` is
+    /// the remote offer when this is an answer.
+    fn local_text(
+        &self,
+        gathering_complete: bool,
+        offer: Option<&str>,
+    ) -> Result<LocalDescription, PeerError> {
         let desc = self
             .webrtcbin
             .property::<Option<gst_webrtc::WebRTCSessionDescription>>("local-description")
@@ -302,36 +316,57 @@ impl Peer {
         if let Some(cert) = certificate::CERTIFICATE.as_ref() {
             text = sdp::set_fingerprint(&text, cert.fingerprint());
         }
-        Ok(sdp::complete_h264_fmtp(&sdp::add_rtcp_mux_only(&text)))
+        Ok(LocalDescription {
+            sdp: sdp::complete_h264_fmtp(&sdp::add_rtcp_mux_only(&text), offer),
+            candidates_sent: candidates.len(),
+            gathering_complete,
+        })
     }
 
     /// Offerer side (whipsink, whepsrc): create and set the offer, gather for
-    /// at most `gather_limit`, and return the offer text to POST.
-    pub async fn offer(&self, gather_limit: Duration) -> Result<String, PeerError> {
+    /// at most `gather_limit`, and return the offer to POST.
+    pub async fn offer(&self, gather_limit: Duration) -> Result<LocalDescription, PeerError> {
         let offer = self
             .create("create an offer", "create-offer", "offer")
             .await?;
         self.set_local(&offer).await?;
         let complete = self.wait_gathering(gather_limit).await;
-        self.local_text(complete)
+        self.local_text(complete, None)
     }
 
     /// Answerer side (whipserversrc, whepserversink, and a WHEP counter-offer):
     /// apply the remote offer, create and set the answer, gather, and
-    /// return the answer text.
-    pub async fn answer(&self, offer: &str, gather_limit: Duration) -> Result<String, PeerError> {
+    /// return the answer.
+    pub async fn answer(
+        &self,
+        offer: &str,
+        gather_limit: Duration,
+    ) -> Result<LocalDescription, PeerError> {
         self.set_remote(WebRTCSDPType::Offer, offer).await?;
         let answer = self
             .create("create an answer", "create-answer", "answer")
             .await?;
         self.set_local(&answer).await?;
         let complete = self.wait_gathering(gather_limit).await;
-        self.local_text(complete)
+        self.local_text(complete, Some(offer))
     }
 
-    /// Candidates gathered so far, for a trickle PATCH.
-    pub fn candidates(&self) -> Vec<Candidate> {
-        self.candidates.lock().unwrap().clone()
+    /// Candidates gathered after `already_sent`, once gathering completes
+    /// or `limit` passes; and whether it completed.
+    pub async fn late_candidates(
+        &self,
+        already_sent: usize,
+        limit: Duration,
+    ) -> (Vec<String>, bool) {
+        let complete = self.wait_gathering(limit).await;
+        let all = self.candidates.lock().unwrap();
+        (
+            all.iter()
+                .skip(already_sent)
+                .map(|(_, c)| c.clone())
+                .collect(),
+            complete,
+        )
     }
 
     /// Asks the encoders upstream of every send pad for a key unit: a viewer

@@ -36,8 +36,10 @@ pub fn set_fingerprint(sdp: &str, fingerprint: &str) -> String {
 /// made, which may predate the first SPS: strict servers (Cloudflare, LiveKit,
 /// browsers) reject an H.264 format without `packetization-mode=1` and
 /// `profile-level-id`. Constrained Baseline 3.1 is the common ground
-/// (PROTOCOL-NOTES, WHIP rule 15).
-pub fn complete_h264_fmtp(sdp: &str) -> String {
+/// (PROTOCOL-NOTES, WHIP rule 15). An answer takes the profile of the
+/// offer's format with the same payload type (`offer`), since webrtcbin's
+/// answers drop it.
+pub fn complete_h264_fmtp(sdp: &str, offer: Option<&str>) -> String {
     let src = lines(sdp);
     let h264_pts: Vec<String> = src
         .iter()
@@ -59,7 +61,10 @@ pub fn complete_h264_fmtp(sdp: &str) -> String {
         if let Some(rest) = l.strip_prefix("a=fmtp:") {
             if let Some((pt, params)) = rest.split_once(' ') {
                 if h264_pts.iter().any(|p| p == pt) {
-                    out.push(format!("a=fmtp:{pt} {}", complete_h264_params(params)));
+                    out.push(format!(
+                        "a=fmtp:{pt} {}",
+                        complete_h264_params(params, profile_in(offer, pt))
+                    ));
                     continue;
                 }
             }
@@ -68,7 +73,10 @@ pub fn complete_h264_fmtp(sdp: &str) -> String {
         if let Some(rest) = l.strip_prefix("a=rtpmap:") {
             if let Some((pt, _)) = rest.split_once(' ') {
                 if h264_pts.iter().any(|p| p == pt) && !has_fmtp(pt) {
-                    out.push(format!("a=fmtp:{pt} {}", complete_h264_params("")));
+                    out.push(format!(
+                        "a=fmtp:{pt} {}",
+                        complete_h264_params("", profile_in(offer, pt))
+                    ));
                 }
             }
         }
@@ -76,7 +84,22 @@ pub fn complete_h264_fmtp(sdp: &str) -> String {
     join(out)
 }
 
-fn complete_h264_params(params: &str) -> String {
+/// `profile-level-id` of payload type `pt` in `sdp`, if any.
+fn profile_in(sdp: Option<&str>, pt: &str) -> Option<String> {
+    let prefix = format!("a=fmtp:{pt} ");
+    sdp?.lines().find_map(|l| {
+        l.trim_end_matches('\r')
+            .strip_prefix(&prefix)?
+            .split(';')
+            .find_map(|p| {
+                let (k, v) = p.trim().split_once('=')?;
+                k.eq_ignore_ascii_case("profile-level-id")
+                    .then(|| v.to_string())
+            })
+    })
+}
+
+fn complete_h264_params(params: &str, profile: Option<String>) -> String {
     let mut parts: Vec<String> = params
         .split(';')
         .map(|p| p.trim().to_string())
@@ -91,7 +114,8 @@ fn complete_h264_params(params: &str) -> String {
         parts.push("packetization-mode=1".into());
     }
     if !has(&parts, "profile-level-id") {
-        parts.push("profile-level-id=42e01f".into());
+        let profile = profile.unwrap_or_else(|| "42e01f".into());
+        parts.push(format!("profile-level-id={profile}"));
     }
     if !has(&parts, "level-asymmetry-allowed") {
         parts.push("level-asymmetry-allowed=1".into());
@@ -179,7 +203,7 @@ m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio1\r\na=rtcp-mux\r\na=rtpmap:111 OP
 
     #[test]
     fn h264_without_fmtp_gets_packetization_mode_and_profile() {
-        let out = complete_h264_fmtp(OFFER);
+        let out = complete_h264_fmtp(OFFER, None);
         assert!(out.contains(
             "a=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1;profile-level-id=42e01f"
         ));
@@ -191,9 +215,19 @@ m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio1\r\na=rtcp-mux\r\na=rtpmap:111 OP
             "a=rtpmap:96 H264/90000\r\n",
             "a=rtpmap:96 H264/90000\r\na=fmtp:96 profile-level-id=640028\r\n",
         );
-        let out = complete_h264_fmtp(&sdp);
+        let out = complete_h264_fmtp(&sdp, None);
         assert!(out.contains("a=fmtp:96 profile-level-id=640028;packetization-mode=1"));
         assert_eq!(out.matches("a=fmtp:96").count(), 1);
+    }
+
+    #[test]
+    fn h264_answer_takes_the_offers_profile() {
+        let offer = OFFER.replace(
+            "a=rtpmap:96 H264/90000\r\n",
+            "a=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1;profile-level-id=640c1f\r\n",
+        );
+        let out = complete_h264_fmtp(OFFER, Some(&offer));
+        assert!(out.contains("profile-level-id=640c1f"), "{out}");
     }
 
     #[test]

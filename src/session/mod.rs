@@ -43,6 +43,8 @@ pub enum SessionError {
     UnexpectedCounterOffer,
     #[error("ICE/DTLS connection failed (no usable candidate pair, or the DTLS handshake failed)")]
     ConnectionFailed,
+    #[error("ICE/DTLS did not connect within {0:?}")]
+    ConnectTimeout(Duration),
     #[error("{0}")]
     Config(String),
 }
@@ -73,7 +75,7 @@ pub fn post_error(obj: &gst::Element, context: &str, err: &SessionError) {
 /// What the offerer needs for one negotiation.
 pub struct Negotiation<'a> {
     pub obj: &'a gst::Element,
-    pub peer: &'a Peer,
+    pub peer: &'a Arc<Peer>,
     pub resource: &'a Arc<Resource>,
     pub endpoint: &'a Url,
     pub use_link_headers: bool,
@@ -102,7 +104,15 @@ impl Negotiation<'_> {
             }
         }
         let offer = self.peer.offer(self.gather_timeout).await?;
-        gst::debug!(CAT, obj = self.obj, "offer:\n{offer}");
+        gst::info!(
+            CAT,
+            obj = self.obj,
+            "offer ready, {} candidates",
+            offer.candidates_sent
+        );
+        gst::debug!(CAT, obj = self.obj, "offer:\n{}", offer.sdp);
+        let local = offer.clone();
+        let offer = offer.sdp;
 
         let resource = self.resource.clone();
         let endpoint = self.endpoint.clone();
@@ -139,28 +149,93 @@ impl Negotiation<'_> {
             .set_remote(WebRTCSDPType::Answer, &resp.sdp)
             .await
             .map_err(SessionError::BadAnswer)?;
+        if !local.gathering_complete {
+            if let Some(url) = resp.session_url.clone() {
+                RUNTIME.spawn(trickle_late_candidates(
+                    self.peer.clone(),
+                    self.resource.clone(),
+                    url,
+                    resp.etag.clone(),
+                    local,
+                ));
+            }
+        }
         // STUN/TURN servers in the answer come too late for this session's
-        // gathering; they are kept for the next one by the caller if needed.
+        // gathering (webrtcbin cannot add them now): use-link-headers learns
+        // them by OPTIONS instead.
         Ok(resp)
     }
 }
 
-/// Waits until the peer connects (Ok) or fails (Err). Resolves to Ok(false)
-/// if the peer was closed.
-pub async fn wait_connected(peer: &Peer) -> Result<bool, SessionError> {
-    let mut rx = peer.connection_state();
-    let state = rx
-        .wait_for(|s| {
-            matches!(
-                s,
-                WebRTCPeerConnectionState::Connected
-                    | WebRTCPeerConnectionState::Failed
-                    | WebRTCPeerConnectionState::Closed
-            )
-        })
+/// How long late candidates are awaited after the offer went out.
+const LATE_CANDIDATES_LIMIT: Duration = Duration::from_secs(10);
+
+/// Sends the candidates gathered after the offer in one PATCH (RFC 9725
+/// §4.3.1). Any refusal means the server doesn't trickle: the session stays.
+async fn trickle_late_candidates(
+    peer: Arc<Peer>,
+    resource: Arc<Resource>,
+    url: Url,
+    etag: Option<String>,
+    offer: crate::peer::LocalDescription,
+) {
+    let (candidates, complete) = peer
+        .late_candidates(offer.candidates_sent, LATE_CANDIDATES_LIMIT)
+        .await;
+    if (candidates.is_empty() && !complete) || resource.is_closed() {
+        return;
+    }
+    let attr = |name: &str| {
+        offer
+            .sdp
+            .lines()
+            .find_map(|l| l.trim_end().strip_prefix(name).map(String::from))
+            .unwrap_or_default()
+    };
+    let frag = crate::protocol::trickle_sdpfrag(
+        &attr("a=mid:"),
+        &attr("a=ice-ufrag:"),
+        &attr("a=ice-pwd:"),
+        &candidates,
+        complete,
+    );
+    match resource
+        .client()
+        .patch_trickle(&url, etag.as_deref(), &frag)
         .await
-        .map(|s| *s)
-        .unwrap_or(WebRTCPeerConnectionState::Closed);
+    {
+        Ok(crate::protocol::TrickleOutcome::Accepted { .. }) => {
+            gst::debug!(CAT, "trickled {} late candidates", candidates.len())
+        }
+        Ok(crate::protocol::TrickleOutcome::NotSupported { status }) => {
+            gst::info!(
+                CAT,
+                "server does not trickle (HTTP {status}); {} late candidates dropped",
+                candidates.len()
+            )
+        }
+        Err(e) => gst::warning!(CAT, "trickle PATCH failed: {e}"),
+    }
+}
+
+/// Waits until the peer connects (Ok) or fails (Err), at most `limit`.
+/// Resolves to Ok(false) if the peer was closed.
+pub async fn wait_connected(peer: &Peer, limit: Duration) -> Result<bool, SessionError> {
+    let mut rx = peer.connection_state();
+    let wait = rx.wait_for(|s| {
+        matches!(
+            s,
+            WebRTCPeerConnectionState::Connected
+                | WebRTCPeerConnectionState::Failed
+                | WebRTCPeerConnectionState::Closed
+        )
+    });
+    let state = match tokio::time::timeout(limit, wait).await {
+        Ok(state) => state
+            .map(|s| *s)
+            .unwrap_or(WebRTCPeerConnectionState::Closed),
+        Err(_) => return Err(SessionError::ConnectTimeout(limit)),
+    };
     match state {
         WebRTCPeerConnectionState::Connected => Ok(true),
         WebRTCPeerConnectionState::Failed => Err(SessionError::ConnectionFailed),

@@ -249,6 +249,7 @@ impl WhipServerSrc {
 
         match peer.answer(&offer, settings.gather_timeout()).await {
             Ok(answer) => {
+                let answer = answer.sdp;
                 gst::info!(CAT, imp = self, "publisher on {path} at {location}");
                 self.state.lock().unwrap().publishers.insert(
                     location.clone(),

@@ -253,6 +253,7 @@ impl WhipSink {
         if let Some(peer) = &state.peer {
             return Ok(peer.clone());
         }
+        gst::info!(CAT, imp = self, "creating webrtcbin");
         let peer = Arc::new(Peer::new("webrtcbin").map_err(|e| e.to_string())?);
         self.obj()
             .add(peer.webrtcbin())
@@ -356,6 +357,7 @@ impl WhipSink {
         let task_resource = resource.clone();
         let task = RUNTIME.spawn(async move {
             wait_complete_caps(&webrtc_pads).await;
+            gst::info!(CAT, obj = obj, "caps complete, negotiating");
             let negotiated = Negotiation {
                 obj: &obj,
                 peer: &peer,
@@ -375,8 +377,11 @@ impl WhipSink {
                 Err(e) => return session::post_error(&obj, &context, &e),
             };
             messages::post_session_started(&obj, &resp);
-            match session::wait_connected(&peer).await {
-                Ok(true) => peer.request_keyframes(),
+            match session::wait_connected(&peer, settings.timeout()).await {
+                Ok(true) => {
+                    gst::info!(CAT, obj = obj, "connected, requesting a key frame");
+                    peer.request_keyframes()
+                }
                 Ok(false) => return,
                 Err(e) => return session::post_error(&obj, &context, &e),
             }
