@@ -168,6 +168,46 @@ impl Codec {
     }
 }
 
+impl Codec {
+    /// RTP caps for a transceiver's codec preferences, with the feedback
+    /// webrtcbin should announce (NACK, PLI, FIR: key frames on request).
+    /// `profile` is the H.264 profile-level-id to announce.
+    pub fn rtp_caps(&self, payload_type: u32, profile: Option<&str>) -> gst::Structure {
+        let mut s = gst::Structure::builder("application/x-rtp")
+            .field("media", self.media)
+            .field("encoding-name", self.encoding_name)
+            .field("clock-rate", self.clock_rate)
+            .field("payload", payload_type as i32)
+            .build();
+        if self.media == "video" {
+            s.set("rtcp-fb-nack", true);
+            s.set("rtcp-fb-nack-pli", true);
+            s.set("rtcp-fb-ccm-fir", true);
+        }
+        match self.encoding_name {
+            "H264" => {
+                s.set("packetization-mode", "1");
+                s.set("profile-level-id", profile.unwrap_or("42e01f"));
+                s.set("level-asymmetry-allowed", "1");
+            }
+            "OPUS" => {
+                s.set("encoding-params", "2");
+                s.set("minptime", "10");
+                s.set("useinbandfec", "1");
+            }
+            _ => {}
+        }
+        s
+    }
+
+    /// Whether a decoder for this codec is installed.
+    pub fn can_decode(&self) -> bool {
+        self.decoders
+            .iter()
+            .any(|f| gst::ElementFactory::find(f).is_some())
+    }
+}
+
 /// Adds `chain` to `bin`, links it in order, and syncs its states.
 pub fn add_chain(bin: &gst::Bin, chain: &[gst::Element]) -> Result<(), glib::BoolError> {
     bin.add_many(chain)?;

@@ -133,6 +133,29 @@ impl Peer {
         })
     }
 
+    /// A configured peer inside `bin`, in `bin`'s state.
+    pub fn new_in(
+        bin: &gst::Bin,
+        name: &str,
+        settings: &PeerSettings,
+    ) -> Result<Arc<Peer>, PeerError> {
+        let peer = Arc::new(Peer::new(name)?);
+        peer.configure(settings);
+        bin.add(peer.webrtcbin())
+            .map_err(|e| PeerError::Negotiation {
+                what: "add webrtcbin",
+                reason: e.to_string(),
+            })?;
+        let _ = peer.webrtcbin().sync_state_with_parent();
+        Ok(peer)
+    }
+
+    /// Stops this peer's webrtcbin and takes it out of `bin`.
+    pub fn remove_from(&self, bin: &gst::Bin) {
+        let _ = self.webrtcbin.set_state(gst::State::Null);
+        let _ = bin.remove(&self.webrtcbin);
+    }
+
     pub fn webrtcbin(&self) -> &gst::Element {
         &self.webrtcbin
     }

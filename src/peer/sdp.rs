@@ -193,6 +193,80 @@ pub fn add_candidates(sdp: &str, candidates: &[String], complete: bool) -> Strin
     join(out)
 }
 
+/// A format offered in an m-section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferedFormat {
+    /// Index of the m-section.
+    pub mline: u32,
+    pub payload_type: u32,
+    /// H.264 profile-level-id, if given.
+    pub profile: Option<String>,
+}
+
+/// The first format of `encoding` (case-insensitive) in the first
+/// m-section of `media` ("video"/"audio") that offers it. For H.264 only
+/// packetization-mode=1 formats qualify (what our payloader sends), and
+/// Constrained Baseline is preferred.
+pub fn find_format(sdp: &str, media: &str, encoding: &str) -> Option<OfferedFormat> {
+    let lines = lines(sdp);
+    // m-sections: (index, media kind, lines)
+    let mut sections: Vec<(u32, &str, &[String])> = Vec::new();
+    let starts: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].starts_with("m="))
+        .collect();
+    for (n, &start) in starts.iter().enumerate() {
+        let end = starts.get(n + 1).copied().unwrap_or(lines.len());
+        let kind = lines[start][2..].split(' ').next().unwrap_or("");
+        sections.push((n as u32, kind, &lines[start..end]));
+    }
+    let (mline, _, section) = sections.into_iter().find(|(_, kind, section)| {
+        *kind == media
+            && section
+                .iter()
+                .any(|l| rtpmap_name(l).is_some_and(|(_, n)| n.eq_ignore_ascii_case(encoding)))
+    })?;
+    let mut found: Vec<OfferedFormat> = Vec::new();
+    for (pt, name) in section.iter().filter_map(|l| rtpmap_name(l)) {
+        let Ok(payload_type) = pt.parse::<u32>() else {
+            continue;
+        };
+        if !name.eq_ignore_ascii_case(encoding) {
+            continue;
+        }
+        let fmtp = section
+            .iter()
+            .find_map(|x| x.strip_prefix(&format!("a=fmtp:{pt} ")))
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if encoding.eq_ignore_ascii_case("H264") && !fmtp.contains("packetization-mode=1") {
+            continue;
+        }
+        let profile = fmtp
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix("profile-level-id=").map(String::from));
+        found.push(OfferedFormat {
+            mline,
+            payload_type,
+            profile,
+        });
+    }
+    let baseline = found.iter().position(|f| {
+        f.profile
+            .as_deref()
+            .is_some_and(|p| p.starts_with("42e0") || p.starts_with("4200"))
+    });
+    match baseline {
+        Some(i) => Some(found.swap_remove(i)),
+        None => found.into_iter().next(),
+    }
+}
+
+/// `a=rtpmap:<pt> <name>/...` → (pt, name).
+fn rtpmap_name(line: &str) -> Option<(&str, &str)> {
+    let (pt, codec) = line.strip_prefix("a=rtpmap:")?.split_once(' ')?;
+    Some((pt, codec.split('/').next().unwrap_or("")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +302,28 @@ m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio1\r\na=rtcp-mux\r\na=rtpmap:111 OP
         );
         let out = complete_h264_fmtp(OFFER, Some(&offer));
         assert!(out.contains("profile-level-id=640c1f"), "{out}");
+    }
+
+    #[test]
+    fn find_format_picks_packetization_mode_1_and_baseline() {
+        let offer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96 102 106 108\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:102 H264/90000\r\n\
+a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42001f\r\n\
+a=rtpmap:106 H264/90000\r\na=fmtp:106 packetization-mode=1;profile-level-id=640c1f\r\n\
+a=rtpmap:108 H264/90000\r\na=fmtp:108 packetization-mode=1;profile-level-id=42e01f\r\n";
+        let h264 = find_format(offer, "video", "H264").unwrap();
+        assert_eq!((h264.mline, h264.payload_type), (1, 108));
+        assert_eq!(h264.profile.as_deref(), Some("42e01f"));
+        assert_eq!(find_format(offer, "video", "vp8").unwrap().payload_type, 96);
+        assert_eq!(
+            find_format(offer, "audio", "OPUS").unwrap(),
+            OfferedFormat {
+                mline: 0,
+                payload_type: 111,
+                profile: None
+            }
+        );
+        assert!(find_format(offer, "video", "VP9").is_none());
     }
 
     #[test]

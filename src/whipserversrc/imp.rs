@@ -224,15 +224,9 @@ impl WhipServerSrc {
             state.next_peer += 1;
             format!("publisher{}", state.next_peer)
         };
-        let peer = Arc::new(
-            Peer::new(&name)
-                .map_err(|e| Refusal::new(500, "Internal Server Error", e.to_string()))?,
-        );
-        peer.configure(&settings.peer_settings());
         let obj = self.obj();
-        obj.add(peer.webrtcbin())
+        let peer = Peer::new_in(obj.upcast_ref(), &name, &settings.peer_settings())
             .map_err(|e| Refusal::new(500, "Internal Server Error", e.to_string()))?;
-        let _ = peer.webrtcbin().sync_state_with_parent();
 
         let weak = obj.downgrade();
         let loc = location.clone();
@@ -264,7 +258,7 @@ impl WhipServerSrc {
                 Ok(answer)
             }
             Err(e) => {
-                let _ = obj.remove(peer.webrtcbin());
+                peer.remove_from(obj.upcast_ref());
                 Err(Refusal::new(
                     400,
                     "Bad Request",
@@ -315,7 +309,7 @@ impl WhipServerSrc {
     }
 
     fn remove_publisher(&self, p: Publisher, eos: bool) {
-        let _ = p.peer.webrtcbin().set_state(gst::State::Null);
+        p.peer.remove_from(self.obj().upcast_ref());
         for el in &p.elements {
             let _ = el.set_state(gst::State::Null);
         }
@@ -327,7 +321,6 @@ impl WhipServerSrc {
             let _ = self.obj().remove_pad(pad);
         }
         let obj = self.obj();
-        let _ = obj.remove(p.peer.webrtcbin());
         for el in &p.elements {
             let _ = obj.remove(el);
         }

@@ -253,13 +253,9 @@ impl WhipSink {
         if let Some(peer) = &state.peer {
             return Ok(peer.clone());
         }
-        gst::info!(CAT, imp = self, "creating webrtcbin");
-        let peer = Arc::new(Peer::new("webrtcbin").map_err(|e| e.to_string())?);
-        self.obj()
-            .add(peer.webrtcbin())
-            .map_err(|e| e.to_string())?;
-        peer.webrtcbin()
-            .sync_state_with_parent()
+        // ICE settings are applied when the session starts: properties may
+        // still change until then.
+        let peer = Peer::new_in(self.obj().upcast_ref(), "webrtcbin", &Default::default())
             .map_err(|e| e.to_string())?;
         state.peer = Some(peer.clone());
         Ok(peer)
