@@ -13,12 +13,16 @@ pub mod runtime;
 pub mod server;
 pub mod server_settings;
 pub mod session;
+pub mod whepserversink;
+pub mod whepsrc;
 pub mod whipserversrc;
 pub mod whipsink;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     whipsink::register(plugin)?;
     whipserversrc::register(plugin)?;
+    whepserversink::register(plugin)?;
+    whepsrc::register(plugin)?;
     Ok(())
 }
 

@@ -174,7 +174,7 @@ fn json_api_503_shows_title_and_detail() {
     );
     let client = Client::start(&format!(
         "{VP8_SRC} ! {}",
-        whipsink(&format!("{}/whip", front.base()), "")
+        whipsink(&format!("{}/whip", front.base()), "max-retries=0")
     ));
     let err = client.wait_error(Duration::from_secs(5)).expect("an ERROR");
     assert!(err.contains("503"), "{err}");

@@ -357,15 +357,24 @@ impl Peer {
         self.local_text(complete, None)
     }
 
-    /// Answerer side (whipserversrc, whepserversink, and a WHEP counter-offer):
-    /// apply the remote offer, create and set the answer, gather, and
-    /// return the answer.
+    /// Answerer side (whipserversrc, and a WHEP counter-offer): apply the
+    /// remote offer, then answer it.
     pub async fn answer(
         &self,
         offer: &str,
         gather_limit: Duration,
     ) -> Result<LocalDescription, PeerError> {
         self.set_remote(WebRTCSDPType::Offer, offer).await?;
+        self.answer_remote_offer(offer, gather_limit).await
+    }
+
+    /// Creates and sets the answer to the remote offer already applied
+    /// (whepserversink links its senders in between), gathers, and returns it.
+    pub async fn answer_remote_offer(
+        &self,
+        offer: &str,
+        gather_limit: Duration,
+    ) -> Result<LocalDescription, PeerError> {
         let answer = self
             .create("create an answer", "create-answer", "answer")
             .await?;

@@ -30,3 +30,18 @@ pub fn post_session_ended(obj: &gst::Element, location: Option<&str>, reason: &s
         .build();
     let _ = obj.post_message(gst::message::Element::builder(s).src(obj).build());
 }
+
+/// `session-reconnecting`: attempt (1-based), delay-ms, reason.
+pub fn post_reconnecting(
+    obj: &gst::Element,
+    attempt: u32,
+    delay: std::time::Duration,
+    reason: &str,
+) {
+    let s = gst::Structure::builder("session-reconnecting")
+        .field("attempt", attempt)
+        .field("delay-ms", delay.as_millis() as u64)
+        .field("reason", reason)
+        .build();
+    let _ = obj.post_message(gst::message::Element::builder(s).src(obj).build());
+}

@@ -2,6 +2,7 @@
 //! DELETE, and what to tell the application. Shared by whipsink and whepsrc,
 //! which differ only in direction and pads.
 
+pub mod backoff;
 pub mod messages;
 pub mod resource;
 pub mod settings;
@@ -80,13 +81,25 @@ pub struct Negotiation<'a> {
     pub endpoint: &'a Url,
     pub use_link_headers: bool,
     pub gather_timeout: Duration,
+    /// Retries of the POST on transient refusals (409, 429, 503...).
+    pub retry: backoff::Backoff,
+    /// WHEP only: makes a fresh peer to answer a 406 counter-offer with
+    /// (webrtcbin 1.22 cannot roll its own offer back).
+    pub counter_offer_peer: Option<&'a (dyn Fn() -> Result<Arc<Peer>, PeerError> + Send + Sync)>,
+}
+
+/// A negotiated session: the POST answer, and the peer that carries it
+/// (a new one after a counter-offer).
+pub struct Negotiated {
+    pub response: OfferResponse,
+    pub peer: Arc<Peer>,
 }
 
 impl Negotiation<'_> {
     /// OPTIONS (if asked), offer, POST, answer. The POST runs in a task of its
     /// own so that a stop during it cannot lose the Location: the task DELETEs
     /// by itself if the session was closed before the answer came.
-    pub async fn run(self) -> Result<OfferResponse, SessionError> {
+    pub async fn run(self) -> Result<Negotiated, SessionError> {
         let client = self.resource.client().clone();
         if self.use_link_headers {
             // OPTIONS first rather than POST-then-trickle: servers that don't
@@ -114,18 +127,21 @@ impl Negotiation<'_> {
         let local = offer.clone();
         let offer = offer.sdp;
 
-        let resource = self.resource.clone();
-        let endpoint = self.endpoint.clone();
-        let post = RUNTIME.spawn(async move {
-            let resp = resource.client().post_offer(&endpoint, &offer).await?;
-            if let Some(orphan) = resource.located(resp.session_url.clone()) {
-                let _ = resource.client().delete(&orphan).await;
+        let mut retry = 0;
+        let resp = loop {
+            match self.post(&offer).await {
+                Err(SessionError::Protocol(e))
+                    if retry < self.retry.max_retries && backoff::is_retryable(e.status()) =>
+                {
+                    retry += 1;
+                    let delay = self.retry.delay(retry, e.retry_after());
+                    gst::info!(CAT, obj = self.obj, "{e}; retry {retry} in {delay:?}");
+                    messages::post_reconnecting(self.obj, retry, delay, &e.to_string());
+                    tokio::time::sleep(delay).await;
+                }
+                other => break other?,
             }
-            Ok::<_, ProtocolError>(resp)
-        });
-        let resp = post
-            .await
-            .map_err(|e| SessionError::Config(format!("POST task failed: {e}")))??;
+        };
         gst::debug!(
             CAT,
             obj = self.obj,
@@ -143,7 +159,7 @@ impl Negotiation<'_> {
             );
         }
         if resp.kind == AnswerKind::CounterOffer {
-            return Err(SessionError::UnexpectedCounterOffer);
+            return self.answer_counter_offer(resp).await;
         }
         self.peer
             .set_remote(WebRTCSDPType::Answer, &resp.sdp)
@@ -163,7 +179,60 @@ impl Negotiation<'_> {
         // STUN/TURN servers in the answer come too late for this session's
         // gathering (webrtcbin cannot add them now): use-link-headers learns
         // them by OPTIONS instead.
-        Ok(resp)
+        Ok(Negotiated {
+            response: resp,
+            peer: self.peer.clone(),
+        })
+    }
+
+    /// One POST, in a task of its own (see `run`).
+    async fn post(&self, offer: &str) -> Result<OfferResponse, SessionError> {
+        let resource = self.resource.clone();
+        let endpoint = self.endpoint.clone();
+        let offer = offer.to_string();
+        let post = RUNTIME.spawn(async move {
+            let resp = resource.client().post_offer(&endpoint, &offer).await?;
+            if let Some(orphan) = resource.located(resp.session_url.clone()) {
+                let _ = resource.client().delete(&orphan).await;
+            }
+            Ok::<_, ProtocolError>(resp)
+        });
+        Ok(post
+            .await
+            .map_err(|e| SessionError::Config(format!("POST task failed: {e}")))??)
+    }
+
+    /// WHEP §4.2 counter-offer (406 + server offer): answer it with a fresh
+    /// recvonly peer and PATCH the answer to the session URL.
+    async fn answer_counter_offer(&self, resp: OfferResponse) -> Result<Negotiated, SessionError> {
+        let make_peer = self
+            .counter_offer_peer
+            .ok_or(SessionError::UnexpectedCounterOffer)?;
+        let url = resp.session_url.clone().ok_or_else(|| {
+            SessionError::Protocol(ProtocolError::InvalidResponse {
+                url: redact_url(&resp.answered_url),
+                message: "a counter-offer without a Location cannot be answered".into(),
+            })
+        })?;
+        let peer = make_peer()?;
+        let answer = peer
+            .answer(&resp.sdp, self.gather_timeout)
+            .await
+            .map_err(SessionError::BadAnswer)?;
+        gst::debug!(
+            CAT,
+            obj = self.obj,
+            "answer to the counter-offer:\n{}",
+            answer.sdp
+        );
+        self.resource
+            .client()
+            .patch_answer(&url, &answer.sdp)
+            .await?;
+        Ok(Negotiated {
+            response: resp,
+            peer,
+        })
     }
 }
 

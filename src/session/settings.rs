@@ -25,6 +25,9 @@ pub struct ClientSettings {
     pub timeout_s: u32,
     pub ice_addresses: Vec<String>,
     pub gather_timeout_ms: u32,
+    pub max_retries: u32,
+    pub retry_initial_ms: u32,
+    pub retry_max_ms: u32,
 }
 
 impl Default for ClientSettings {
@@ -39,6 +42,9 @@ impl Default for ClientSettings {
             timeout_s: DEFAULT_TIMEOUT_S,
             ice_addresses: Vec::new(),
             gather_timeout_ms: DEFAULT_GATHER_TIMEOUT_MS,
+            max_retries: 5,
+            retry_initial_ms: 500,
+            retry_max_ms: 8000,
         }
     }
 }
@@ -95,7 +101,7 @@ impl ClientSettings {
                 .blurb(
                     "Learn STUN/TURN servers from the endpoint's Link rel=\"ice-server\" headers, \
                      by an OPTIONS request before the offer (they must be known before ICE \
-                     gathering starts). Servers from the POST answer are added too.",
+                     gathering starts).",
                 )
                 .default_value(false)
                 .mutable_ready()
@@ -140,6 +146,33 @@ impl ClientSettings {
                 .default_value(DEFAULT_GATHER_TIMEOUT_MS)
                 .mutable_ready()
                 .build(),
+            glib::ParamSpecUInt::builder("max-retries")
+                .nick("Maximum retries")
+                .blurb(
+                    "How many times a refused POST is retried when the refusal is transient \
+                     (408, 409 no publisher yet, 429, 500, 502, 503, 504), with exponential \
+                     backoff; then the element posts an ERROR. 0: never retry.",
+                )
+                .maximum(1000)
+                .default_value(5)
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt::builder("retry-initial-delay")
+                .nick("Initial retry delay")
+                .blurb("Milliseconds before the first retry; doubled for each further one. A server's Retry-After is honoured (up to retry-max-delay).")
+                .minimum(1)
+                .maximum(600_000)
+                .default_value(500)
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt::builder("retry-max-delay")
+                .nick("Maximum retry delay")
+                .blurb("Upper bound, in milliseconds, of the delay between two retries")
+                .minimum(1)
+                .maximum(600_000)
+                .default_value(8000)
+                .mutable_ready()
+                .build(),
         ]
     }
 
@@ -163,6 +196,9 @@ impl ClientSettings {
                 self.ice_addresses = split_list(value.get::<Option<&str>>().unwrap())
             }
             "ice-gathering-timeout" => self.gather_timeout_ms = value.get().unwrap(),
+            "max-retries" => self.max_retries = value.get().unwrap(),
+            "retry-initial-delay" => self.retry_initial_ms = value.get().unwrap(),
+            "retry-max-delay" => self.retry_max_ms = value.get().unwrap(),
             _ => return false,
         }
         true
@@ -178,6 +214,9 @@ impl ClientSettings {
             "timeout" => self.timeout_s.to_value(),
             "ice-addresses" => self.ice_addresses.join(",").to_value(),
             "ice-gathering-timeout" => self.gather_timeout_ms.to_value(),
+            "max-retries" => self.max_retries.to_value(),
+            "retry-initial-delay" => self.retry_initial_ms.to_value(),
+            "retry-max-delay" => self.retry_max_ms.to_value(),
             _ => return None,
         })
     }
@@ -188,6 +227,14 @@ impl ClientSettings {
 
     pub fn gather_timeout(&self) -> Duration {
         Duration::from_millis(self.gather_timeout_ms.into())
+    }
+
+    pub fn backoff(&self) -> super::backoff::Backoff {
+        super::backoff::Backoff {
+            max_retries: self.max_retries,
+            initial: Duration::from_millis(self.retry_initial_ms.into()),
+            max: Duration::from_millis(self.retry_max_ms.into()),
+        }
     }
 
     pub fn endpoint_url(&self, property: &str) -> Result<url::Url, String> {

@@ -361,6 +361,8 @@ impl WhipSink {
                 endpoint: &endpoint,
                 use_link_headers: settings.use_link_headers,
                 gather_timeout: settings.gather_timeout(),
+                retry: settings.backoff(),
+                counter_offer_peer: None,
             }
             .run()
             .await;
@@ -369,7 +371,7 @@ impl WhipSink {
                 crate::protocol::redact_url(&endpoint)
             );
             let resp = match negotiated {
-                Ok(resp) => resp,
+                Ok(n) => n.response,
                 Err(e) => return session::post_error(&obj, &context, &e),
             };
             messages::post_session_started(&obj, &resp);

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Runs every check: rustfmt, clippy, cargo test, and a meson build + install
+# whose installed plugin must load in gst-inspect-1.0. Exits non-zero on the
+# first failure. Used as-is by CI (.ci/run).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "${root}"
+
+bash scripts/install-deps.sh
+# shellcheck source=scripts/env.sh
+. scripts/env.sh
+
+mkdir -p target
+# A registry of our own, so a stale ~/.cache/gstreamer-1.0 can't interfere.
+# (the _1_0 variants would take precedence over the plain ones.)
+unset GST_REGISTRY_1_0 GST_PLUGIN_PATH_1_0
+export GST_REGISTRY="${root}/target/gst-registry.bin"
+
+step_name=""
+step_start=0
+step() {
+  step_end
+  step_name="$*"
+  step_start=${SECONDS}
+  printf '\n==== %s ====\n' "${step_name}"
+}
+step_end() {
+  if [ -n "${step_name}" ]; then
+    printf '==== done: %s (%ss) ====\n' "${step_name}" "$((SECONDS - step_start))"
+  fi
+  step_name=""
+}
+on_exit() {
+  local rc=$?
+  if [ "${rc}" -ne 0 ]; then
+    printf '\n==== FAILED (exit %s): %s ====\n' "${rc}" "${step_name:-setup}" >&2
+  fi
+}
+trap on_exit EXIT
+
+step "toolchain"
+cargo --version
+rustc --version
+gst-inspect-1.0 --version
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "cargo test --all-targets"
+cargo test --all-targets
+
+meson_build="${root}/target/meson-build"
+meson_destdir="${root}/target/meson-destdir"
+
+step "meson setup"
+rm -rf "${meson_destdir}"
+if [ -f "${meson_build}/build.ninja" ]; then
+  meson setup --reconfigure "${meson_build}"
+else
+  rm -rf "${meson_build}"
+  meson setup "${meson_build}"
+fi
+
+step "meson compile"
+meson compile -C "${meson_build}"
+
+step "meson install --destdir"
+meson install -C "${meson_build}" --destdir "${meson_destdir}"
+
+step "installed plugin loads in gst-inspect-1.0"
+# Where meson put it: <destdir>/<prefix>/<libdir>/gstreamer-1.0
+read -r prefix libdir < <(meson introspect --buildoptions "${meson_build}" | python3 -c '
+import json, sys
+opts = {o["name"]: o["value"] for o in json.load(sys.stdin)}
+print(opts["prefix"], opts["libdir"])')
+case "${libdir}" in /*) ;; *) libdir="${prefix}/${libdir}" ;; esac
+plugin_dir="${meson_destdir}${libdir}/gstreamer-1.0"
+ls -l "${plugin_dir}/libgstwhipwhep.so"
+registry="${root}/target/gst-registry-meson.bin"
+for element in whipsink whipserversrc; do
+  rm -f "${registry}"
+  if ! GST_REGISTRY="${registry}" GST_PLUGIN_PATH="${plugin_dir}" \
+      gst-inspect-1.0 "${element}" >"${meson_build}/inspect-${element}.txt" 2>&1; then
+    cat "${meson_build}/inspect-${element}.txt" >&2
+    echo "FAIL: ${element} does not load from ${plugin_dir}" >&2
+    exit 1
+  fi
+  grep -q "${plugin_dir}/libgstwhipwhep.so" "${meson_build}/inspect-${element}.txt" || {
+    cat "${meson_build}/inspect-${element}.txt" >&2
+    echo "FAIL: ${element} was not loaded from ${plugin_dir}" >&2
+    exit 1
+  }
+  echo "ok: ${element} loads from ${plugin_dir}/libgstwhipwhep.so"
+done
+
+step_end
+printf '\nAll checks passed in %ss.\n' "${SECONDS}"

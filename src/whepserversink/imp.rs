@@ -1,0 +1,620 @@
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_webrtc::WebRTCRTPTransceiverDirection;
+
+use crate::codec::{self, Codec};
+use crate::peer::{sdp, Peer};
+use crate::runtime::RUNTIME;
+use crate::server::{BoxFuture, Handler, HttpServer, Refusal};
+use crate::server_settings::ServerSettings;
+use crate::session;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "whepserversink",
+        gst::DebugColorFlags::empty(),
+        Some("WHEP server sink"),
+    )
+});
+
+/// How long a viewer may take to connect after its answer.
+const CONNECT_LIMIT: Duration = Duration::from_secs(15);
+
+/// One input stream, normalized to encoded media and split by a tee.
+struct Input {
+    ghost: gst::GhostPad,
+    codec: Option<&'static Codec>,
+    tee: Option<gst::Element>,
+    elements: Vec<gst::Element>,
+    eos: bool,
+}
+
+/// A viewer's branch of one input: tee pad ! queue ! payloader ! webrtcbin.
+struct Branch {
+    tee: gst::Element,
+    tee_pad: gst::Pad,
+    elements: Vec<gst::Element>,
+}
+
+struct Viewer {
+    peer: Arc<Peer>,
+    branches: Vec<Branch>,
+}
+
+#[derive(Default)]
+struct State {
+    server: Option<HttpServer>,
+    inputs: Vec<Input>,
+    viewers: HashMap<String, Viewer>,
+    next_pad: u32,
+    next_peer: u32,
+}
+
+#[derive(Default, Clone)]
+struct Settings {
+    server: ServerSettings,
+    max_session_duration_s: u32,
+}
+
+#[derive(Default)]
+pub struct WhepServerSink {
+    settings: Mutex<Settings>,
+    state: Mutex<State>,
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for WhepServerSink {
+    const NAME: &'static str = "GstWhipwhepWhepServerSink";
+    type Type = super::WhepServerSink;
+    type ParentType = gst::Bin;
+    type Interfaces = (gst::ChildProxy,);
+}
+
+impl ObjectImpl for WhepServerSink {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let mut props = ServerSettings::properties();
+            props.push(
+                glib::ParamSpecUInt::builder("max-session-duration")
+                    .nick("Maximum session duration")
+                    .blurb(
+                        "Seconds after which a viewer's session is ended by the server, as device \
+                         endpoints do (Ring: 30 or 60 s): its media stops, its peer closes and its \
+                         Location is forgotten (a later DELETE gets 404). 0: no limit.",
+                    )
+                    .maximum(86_400)
+                    .default_value(0)
+                    .mutable_playing()
+                    .build(),
+            );
+            props
+        });
+        PROPS.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut settings = self.settings.lock().unwrap();
+        if pspec.name() == "max-session-duration" {
+            settings.max_session_duration_s = value.get().unwrap();
+        } else {
+            settings.server.set(value, pspec);
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        match pspec.name() {
+            "bound-address" => self
+                .state
+                .lock()
+                .unwrap()
+                .server
+                .as_ref()
+                .map(|s| s.local_addr().to_string())
+                .to_value(),
+            "max-session-duration" => self
+                .settings
+                .lock()
+                .unwrap()
+                .max_session_duration_s
+                .to_value(),
+            _ => self.settings.lock().unwrap().server.get(pspec),
+        }
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        self.obj().set_element_flags(gst::ElementFlags::SINK);
+    }
+}
+
+impl GstObjectImpl for WhepServerSink {}
+
+impl ElementImpl for WhepServerSink {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "WHEP server sink",
+                "Sink/Network/WebRTC",
+                "WHEP server: serves its input streams to any number of viewers",
+                "gst-plugin-whipwhep developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let mut caps = gst::Caps::builder("application/x-rtp").build();
+            caps.merge(codec::encoded_caps());
+            vec![gst::PadTemplate::new(
+                "sink_%u",
+                gst::PadDirection::Sink,
+                gst::PadPresence::Request,
+                &caps,
+            )
+            .unwrap()]
+        });
+        TEMPLATES.as_ref()
+    }
+
+    fn request_new_pad(
+        &self,
+        templ: &gst::PadTemplate,
+        _name: Option<&str>,
+        _caps: Option<&gst::Caps>,
+    ) -> Option<gst::Pad> {
+        let mut state = self.state.lock().unwrap();
+        let name = format!("sink_{}", state.next_pad);
+        state.next_pad += 1;
+        let ghost = gst::GhostPad::builder_from_template(templ)
+            .name(name.as_str())
+            .event_function(|pad, parent, event| {
+                WhepServerSink::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |imp| imp.sink_event(pad, event),
+                )
+            })
+            .build();
+        state.inputs.push(Input {
+            ghost: ghost.clone(),
+            codec: None,
+            tee: None,
+            elements: Vec::new(),
+            eos: false,
+        });
+        drop(state);
+        ghost.set_active(true).ok()?;
+        self.obj().add_pad(&ghost).ok()?;
+        Some(ghost.upcast())
+    }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::NullToReady {
+            crate::peer::certificate::prewarm();
+            let (address, token) = {
+                let s = self.settings.lock().unwrap();
+                (s.server.address.clone(), s.server.auth_token.clone())
+            };
+            let handler = Arc::new(WhepHandler(self.obj().downgrade()));
+            match HttpServer::bind(&address, token, handler) {
+                Ok(server) => {
+                    gst::info!(
+                        CAT,
+                        imp = self,
+                        "WHEP server listening on http://{}",
+                        server.local_addr()
+                    );
+                    self.state.lock().unwrap().server = Some(server);
+                }
+                Err(e) => {
+                    gst::element_imp_error!(
+                        self,
+                        gst::ResourceError::OpenWrite,
+                        ["cannot listen on {}: {}", address, e]
+                    );
+                    return Err(gst::StateChangeError);
+                }
+            }
+        }
+        if transition == gst::StateChange::ReadyToNull {
+            let viewers: Vec<Viewer> = {
+                let mut state = self.state.lock().unwrap();
+                state.server = None;
+                state.viewers.drain().map(|(_, v)| v).collect()
+            };
+            for v in viewers {
+                self.remove_viewer_elements(v);
+            }
+        }
+        self.parent_change_state(transition)
+    }
+}
+
+impl BinImpl for WhepServerSink {}
+
+impl ChildProxyImpl for WhepServerSink {
+    fn child_by_index(&self, index: u32) -> Option<glib::Object> {
+        self.obj()
+            .children()
+            .get(index as usize)
+            .map(|c| c.clone().upcast())
+    }
+    fn children_count(&self) -> u32 {
+        self.obj().children().len() as u32
+    }
+    fn child_by_name(&self, name: &str) -> Option<glib::Object> {
+        self.obj().by_name(name).map(|c| c.upcast())
+    }
+}
+
+struct WhepHandler(glib::WeakRef<super::WhepServerSink>);
+
+impl Handler for WhepHandler {
+    fn offer(
+        &self,
+        path: String,
+        location: String,
+        offer: String,
+    ) -> BoxFuture<Result<String, Refusal>> {
+        let weak = self.0.clone();
+        Box::pin(async move {
+            let obj = weak.upgrade().ok_or_else(|| {
+                Refusal::new(503, "Service Unavailable", "the server is stopping")
+            })?;
+            obj.imp().accept_viewer(path, location, offer).await
+        })
+    }
+
+    fn delete(&self, location: &str) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|obj| obj.imp().remove_viewer(location, "DELETE"))
+    }
+}
+
+impl WhepServerSink {
+    fn sink_event(&self, pad: &gst::GhostPad, event: gst::Event) -> bool {
+        match event.view() {
+            gst::EventView::Caps(c) => {
+                if let Err(err) = self.link_input(pad, c.caps()) {
+                    gst::element_imp_error!(self, gst::StreamError::Format, ["{}", err]);
+                    return false;
+                }
+                gst::Pad::event_default(pad, Some(&*self.obj()), event)
+            }
+            gst::EventView::Eos(_) => {
+                let all_eos = {
+                    let mut state = self.state.lock().unwrap();
+                    if let Some(i) = state.inputs.iter_mut().find(|i| &i.ghost == pad) {
+                        i.eos = true;
+                    }
+                    state.inputs.iter().all(|i| i.eos)
+                };
+                if all_eos {
+                    let obj = self.obj();
+                    let _ = obj.post_message(gst::message::Eos::builder().src(&*obj).build());
+                }
+                true
+            }
+            _ => gst::Pad::event_default(pad, Some(&*self.obj()), event),
+        }
+    }
+
+    /// First caps on an input: depayload RTP or parse encoded media into a tee
+    /// that viewers' branches hang off.
+    fn link_input(&self, ghost: &gst::GhostPad, caps: &gst::CapsRef) -> Result<(), String> {
+        let known = {
+            let state = self.state.lock().unwrap();
+            state
+                .inputs
+                .iter()
+                .find(|i| &i.ghost == ghost)
+                .and_then(|i| i.codec)
+        };
+        if let Some(codec) = known {
+            let same = codec::from_rtp_caps(caps).or_else(|| codec::from_encoded_caps(caps));
+            return if same == Some(codec) {
+                Ok(())
+            } else {
+                Err(format!("the input changed codec to {caps}; not supported"))
+            };
+        }
+        let (codec, mut chain) = if codec::is_rtp(caps) {
+            let codec =
+                codec::from_rtp_caps(caps).ok_or_else(|| format!("unsupported RTP caps {caps}"))?;
+            (codec, codec.depayload_chain().map_err(|e| e.to_string())?)
+        } else {
+            let codec =
+                codec::from_encoded_caps(caps).ok_or_else(|| format!("unsupported caps {caps}"))?;
+            let chain = match codec.parser {
+                Some(p) => vec![gst::ElementFactory::make(p)
+                    .build()
+                    .map_err(|_| format!("{p} missing"))?],
+                None => Vec::new(),
+            };
+            (codec, chain)
+        };
+        let tee = gst::ElementFactory::make("tee")
+            .property("allow-not-linked", true)
+            .build()
+            .map_err(|_| "tee missing")?;
+        chain.push(tee.clone());
+        codec::add_chain(self.obj().upcast_ref(), &chain).map_err(|e| e.to_string())?;
+        ghost
+            .set_target(Some(&chain[0].static_pad("sink").unwrap()))
+            .map_err(|e| e.to_string())?;
+        let mut state = self.state.lock().unwrap();
+        if let Some(i) = state.inputs.iter_mut().find(|i| &i.ghost == ghost) {
+            i.codec = Some(codec);
+            i.tee = Some(tee);
+            i.elements = chain;
+        }
+        gst::info!(
+            CAT,
+            imp = self,
+            "input {} is {}",
+            ghost.name(),
+            codec.encoding_name
+        );
+        Ok(())
+    }
+
+    async fn accept_viewer(
+        &self,
+        path: String,
+        location: String,
+        offer: String,
+    ) -> Result<String, Refusal> {
+        let settings = self.settings.lock().unwrap().clone();
+        let (inputs, name) = {
+            let mut state = self.state.lock().unwrap();
+            state.next_peer += 1;
+            let inputs: Vec<(&'static Codec, gst::Element)> = state
+                .inputs
+                .iter()
+                .filter_map(|i| Some((i.codec?, i.tee.clone()?)))
+                .collect();
+            (inputs, format!("viewer{}", state.next_peer))
+        };
+        if inputs.is_empty() {
+            // WHEP: "no live publisher" is 409 with Retry-After.
+            let mut r = Refusal::new(409, "Conflict", "nothing is being served yet");
+            r.retry_after = Some(1);
+            return Err(r);
+        }
+        let obj = self.obj();
+        let bin: &gst::Bin = obj.upcast_ref();
+        let peer = Peer::new_in(bin, &name, &settings.server.peer_settings())
+            .map_err(|e| Refusal::new(500, "Internal Server Error", e.to_string()))?;
+        let fail = |peer: &Peer, branches: Vec<Branch>, r: Refusal| {
+            self.remove_branches(branches);
+            peer.remove_from(bin);
+            r
+        };
+        if let Err(e) = peer
+            .set_remote(gst_webrtc::WebRTCSDPType::Offer, &offer)
+            .await
+        {
+            return Err(fail(
+                &peer,
+                Vec::new(),
+                Refusal::new(400, "Bad Request", e.to_string()),
+            ));
+        }
+        let mut branches = Vec::new();
+        for (codec, tee) in &inputs {
+            let Some(format) = sdp::find_format(&offer, codec.media, codec.encoding_name) else {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "viewer {location} does not take {}",
+                    codec.encoding_name
+                );
+                continue;
+            };
+            match self.add_branch(&peer, codec, tee, &format) {
+                Ok(b) => branches.push(b),
+                Err(e) => {
+                    return Err(fail(
+                        &peer,
+                        branches,
+                        Refusal::new(500, "Internal Server Error", e),
+                    ))
+                }
+            }
+        }
+        if branches.is_empty() {
+            let served: Vec<&str> = inputs.iter().map(|(c, _)| c.encoding_name).collect();
+            return Err(fail(
+                &peer,
+                branches,
+                Refusal::new(
+                    406,
+                    "Not Acceptable",
+                    format!(
+                        "the offer has no format for what is served ({})",
+                        served.join(", ")
+                    ),
+                ),
+            ));
+        }
+        let answer = match peer
+            .answer_remote_offer(&offer, settings.server.gather_timeout())
+            .await
+        {
+            Ok(a) => a.sdp,
+            Err(e) => {
+                return Err(fail(
+                    &peer,
+                    branches,
+                    Refusal::new(400, "Bad Request", e.to_string()),
+                ))
+            }
+        };
+        self.state.lock().unwrap().viewers.insert(
+            location.clone(),
+            Viewer {
+                peer: peer.clone(),
+                branches,
+            },
+        );
+        gst::info!(CAT, imp = self, "viewer on {path} at {location}");
+        self.post_viewer_message("viewer-added", &location, None);
+        RUNTIME.spawn(watch_viewer(
+            obj.downgrade(),
+            peer,
+            location,
+            settings.max_session_duration_s,
+        ));
+        Ok(answer)
+    }
+
+    /// tee ! queue ! payloader(pt the viewer offered) ! webrtcbin, sending on
+    /// the transceiver of the viewer's m-section.
+    fn add_branch(
+        &self,
+        peer: &Peer,
+        codec: &'static Codec,
+        tee: &gst::Element,
+        format: &sdp::OfferedFormat,
+    ) -> Result<Branch, String> {
+        // A sendonly transceiver carrying exactly the viewer's format;
+        // create-answer pairs it with the viewer's m-section of that kind.
+        let wpad = peer
+            .webrtcbin()
+            .request_pad_simple("sink_%u")
+            .ok_or("webrtcbin refused a sink pad")?;
+        let transceiver = wpad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
+        transceiver.set_property("direction", WebRTCRTPTransceiverDirection::Sendonly);
+        let caps = gst::Caps::builder_full()
+            .structure(codec.rtp_caps(format.payload_type, format.profile.as_deref()))
+            .build();
+        transceiver.set_property("codec-preferences", &caps);
+
+        let queue = gst::ElementFactory::make("queue")
+            .property_from_str("leaky", "downstream")
+            .property("max-size-buffers", 0u32)
+            .property("max-size-bytes", 0u32)
+            .property("max-size-time", 500_000_000u64)
+            .build()
+            .map_err(|_| "queue missing")?;
+        let pay_chain = codec.payload_chain().map_err(|e| e.to_string())?;
+        // The input is parsed already: keep only the payloader.
+        let pay = pay_chain.last().unwrap().clone();
+        pay.set_property("pt", format.payload_type);
+        let elements = vec![queue.clone(), pay.clone()];
+        codec::add_chain(self.obj().upcast_ref(), &elements).map_err(|e| e.to_string())?;
+        pay.static_pad("src")
+            .unwrap()
+            .link(&wpad)
+            .map_err(|e| format!("cannot link the payloader to webrtcbin: {e:?}"))?;
+        if codec.media == "video" {
+            // A viewer can decode nothing before a key frame: don't send it
+            // the rest of the current GOP.
+            queue
+                .static_pad("src")
+                .unwrap()
+                .add_probe(gst::PadProbeType::BUFFER, |_, info| match info.buffer() {
+                    Some(b) if b.flags().contains(gst::BufferFlags::DELTA_UNIT) => {
+                        gst::PadProbeReturn::Drop
+                    }
+                    _ => gst::PadProbeReturn::Remove,
+                });
+        }
+        let tee_pad = tee
+            .request_pad_simple("src_%u")
+            .ok_or("tee refused a pad")?;
+        tee_pad
+            .link(&queue.static_pad("sink").unwrap())
+            .map_err(|e| format!("cannot link the tee: {e:?}"))?;
+        Ok(Branch {
+            tee: tee.clone(),
+            tee_pad,
+            elements,
+        })
+    }
+
+    /// Forgets the viewer at `location` and tears it down; false if unknown.
+    fn remove_viewer(&self, location: &str, reason: &str) -> bool {
+        let viewer = self.state.lock().unwrap().viewers.remove(location);
+        let Some(viewer) = viewer else { return false };
+        gst::info!(CAT, imp = self, "viewer {location} removed: {reason}");
+        self.remove_viewer_elements(viewer);
+        self.post_viewer_message("viewer-removed", location, Some(reason));
+        true
+    }
+
+    fn remove_viewer_elements(&self, viewer: Viewer) {
+        self.remove_branches(viewer.branches);
+        viewer.peer.remove_from(self.obj().upcast_ref());
+    }
+
+    fn remove_branches(&self, branches: Vec<Branch>) {
+        let obj = self.obj();
+        let bin: &gst::Bin = obj.upcast_ref();
+        for branch in branches {
+            if let Some(peer) = branch.tee_pad.peer() {
+                let _ = branch.tee_pad.unlink(&peer);
+            }
+            branch.tee.release_request_pad(&branch.tee_pad);
+            for el in &branch.elements {
+                let _ = el.set_state(gst::State::Null);
+                let _ = bin.remove(el);
+            }
+        }
+    }
+
+    fn post_viewer_message(&self, name: &str, location: &str, reason: Option<&str>) {
+        let s = gst::Structure::builder(name)
+            .field("location", location)
+            .field_if_some("reason", reason)
+            .build();
+        let obj = self.obj();
+        let _ = obj.post_message(gst::message::Element::builder(s).src(&*obj).build());
+    }
+
+    /// Number of viewers being served.
+    pub fn viewer_count(&self) -> usize {
+        self.state.lock().unwrap().viewers.len()
+    }
+}
+
+/// A viewer's life after its answer: key frame once connected; removal when
+/// its connection fails or its maximum duration passes.
+async fn watch_viewer(
+    weak: glib::WeakRef<super::WhepServerSink>,
+    peer: Arc<Peer>,
+    location: String,
+    max_s: u32,
+) {
+    let reason = match session::wait_connected(&peer, CONNECT_LIMIT).await {
+        Ok(true) => {
+            peer.request_keyframes();
+            let cap = async {
+                if max_s == 0 {
+                    std::future::pending::<()>().await
+                } else {
+                    tokio::time::sleep(Duration::from_secs(max_s.into())).await
+                }
+            };
+            tokio::select! {
+                state = session::wait_disconnected(&peer) => format!("connection {state:?}"),
+                _ = cap => format!("max-session-duration ({max_s} s) reached"),
+            }
+        }
+        Ok(false) => return,
+        Err(e) => e.to_string(),
+    };
+    if let Some(obj) = weak.upgrade() {
+        obj.imp().remove_viewer(&location, &reason);
+    }
+}
