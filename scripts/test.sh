@@ -81,7 +81,7 @@ case "${libdir}" in /*) ;; *) libdir="${prefix}/${libdir}" ;; esac
 plugin_dir="${meson_destdir}${libdir}/gstreamer-1.0"
 ls -l "${plugin_dir}/libgstwhipwhep.so"
 registry="${root}/target/gst-registry-meson.bin"
-for element in whipsink whipserversrc; do
+for element in whipsink whipserversrc whepsrc whepserversink; do
   rm -f "${registry}"
   if ! GST_REGISTRY="${registry}" GST_PLUGIN_PATH="${plugin_dir}" \
       gst-inspect-1.0 "${element}" >"${meson_build}/inspect-${element}.txt" 2>&1; then

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const PLUGIN_FILE: &str = "libgstwhipwhep.so";
-const ELEMENTS: &[&str] = &["whipsink", "whipserversrc"];
+const ELEMENTS: &[&str] = &["whipsink", "whipserversrc", "whepsrc", "whepserversink"];
 /// Properties of GstObject and GstBin, which gst-inspect lists too.
 const INHERITED: &[&str] = &["name", "parent", "async-handling", "message-forward"];
 
