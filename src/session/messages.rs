@@ -45,3 +45,17 @@ pub fn post_reconnecting(
         .build();
     let _ = obj.post_message(gst::message::Element::builder(s).src(obj).build());
 }
+
+/// `session-renewed`: the output moved to a new session. gap-ms is the
+/// time between the last buffer of the old one and the first of the new
+/// (one frame duration when nothing was lost), frames-lost the frames that
+/// gap stands for, planned whether it was a make-before-break renewal (true)
+/// or a reconnection after a cut (false).
+pub fn post_renewed(obj: &gst::Element, gap: std::time::Duration, frames_lost: u64, planned: bool) {
+    let s = gst::Structure::builder("session-renewed")
+        .field("gap-ms", gap.as_millis() as u64)
+        .field("frames-lost", frames_lost)
+        .field("planned", planned)
+        .build();
+    let _ = obj.post_message(gst::message::Element::builder(s).src(obj).build());
+}

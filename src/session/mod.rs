@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod messages;
 pub mod resource;
 pub mod settings;
+pub mod supervisor;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +47,8 @@ pub enum SessionError {
     ConnectionFailed,
     #[error("ICE/DTLS did not connect within {0:?}")]
     ConnectTimeout(Duration),
+    #[error("the session ended ({0}) and reconnection is off")]
+    Ended(String),
     #[error("{0}")]
     Config(String),
 }
@@ -355,23 +358,44 @@ impl SessionHandle {
 
 /// DELETEs `resource` (once) and posts session-ended; waits up to `wait`.
 pub fn teardown(obj: &gst::Element, resource: &Arc<Resource>, reason: &str, wait: Duration) {
-    if resource.is_closed() {
+    teardown_all(obj, std::slice::from_ref(resource), reason, wait)
+}
+
+/// DELETEs every resource (each once), in parallel, waiting up to `wait`
+/// in all; what is still pending then finishes in the background.
+pub fn teardown_all(obj: &gst::Element, resources: &[Arc<Resource>], reason: &str, wait: Duration) {
+    let pending: Vec<Arc<Resource>> = resources
+        .iter()
+        .filter(|r| !r.is_closed())
+        .cloned()
+        .collect();
+    if pending.is_empty() {
         return;
     }
     let (tx, rx) = std::sync::mpsc::channel();
-    let resource = resource.clone();
-    let obj_task = obj.clone();
-    let reason = reason.to_string();
-    RUNTIME.spawn(async move {
-        delete_and_report(&obj_task, &resource, &reason).await;
-        let _ = tx.send(());
-    });
-    if rx.recv_timeout(wait).is_err() {
-        gst::warning!(
-            CAT,
-            obj = obj,
-            "DELETE still pending after {wait:?}; finishing in the background"
-        );
+    for resource in pending {
+        let (tx, obj, reason) = (tx.clone(), obj.clone(), reason.to_string());
+        RUNTIME.spawn(async move {
+            delete_and_report(&obj, &resource, &reason).await;
+            let _ = tx.send(());
+        });
+    }
+    drop(tx);
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(()) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                gst::warning!(
+                    CAT,
+                    obj = obj,
+                    "DELETE still pending after {wait:?}; finishing in the background"
+                );
+                return;
+            }
+        }
     }
 }
 

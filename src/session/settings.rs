@@ -28,6 +28,10 @@ pub struct ClientSettings {
     pub max_retries: u32,
     pub retry_initial_ms: u32,
     pub retry_max_ms: u32,
+    pub reconnect: bool,
+    pub max_session_duration_s: u32,
+    pub renew_lead_ms: u32,
+    pub media_timeout_ms: u32,
 }
 
 impl Default for ClientSettings {
@@ -45,6 +49,10 @@ impl Default for ClientSettings {
             max_retries: 5,
             retry_initial_ms: 500,
             retry_max_ms: 8000,
+            reconnect: true,
+            max_session_duration_s: 0,
+            renew_lead_ms: 3000,
+            media_timeout_ms: 500,
         }
     }
 }
@@ -173,6 +181,46 @@ impl ClientSettings {
                 .default_value(8000)
                 .mutable_ready()
                 .build(),
+            glib::ParamSpecBoolean::builder("reconnect")
+                .nick("Reconnect")
+                .blurb(
+                    "Keep one continuous stream: when the server ends the session (ICE/DTLS failure, \
+                     RTCP BYE, no media for media-timeout) start a new one, with backoff between \
+                     failed attempts (max-retries, retry-*-delay). Off: such an end is an ERROR.",
+                )
+                .default_value(true)
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt::builder("max-session-duration")
+                .nick("Maximum session duration")
+                .blurb(
+                    "The server's cap on one WebRTC session in seconds, if known (Ring: 30 for \
+                     battery devices, 60 for mains-powered). A new session opens renew-lead before \
+                     the cap and takes over the output without losing frames (make-before-break). \
+                     0: no known cap.",
+                )
+                .maximum(86_400)
+                .default_value(0)
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt::builder("renew-lead")
+                .nick("Renewal lead time")
+                .blurb("Milliseconds before max-session-duration at which the next session opens")
+                .minimum(100)
+                .maximum(600_000)
+                .default_value(3000)
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt::builder("media-timeout")
+                .nick("Media timeout")
+                .blurb(
+                    "Milliseconds without any media after which a session counts as cut by the \
+                     server, and a new one starts. 0: only ICE/DTLS state and RTCP BYE tell.",
+                )
+                .maximum(600_000)
+                .default_value(500)
+                .mutable_ready()
+                .build(),
         ]
     }
 
@@ -199,6 +247,10 @@ impl ClientSettings {
             "max-retries" => self.max_retries = value.get().unwrap(),
             "retry-initial-delay" => self.retry_initial_ms = value.get().unwrap(),
             "retry-max-delay" => self.retry_max_ms = value.get().unwrap(),
+            "reconnect" => self.reconnect = value.get().unwrap(),
+            "max-session-duration" => self.max_session_duration_s = value.get().unwrap(),
+            "renew-lead" => self.renew_lead_ms = value.get().unwrap(),
+            "media-timeout" => self.media_timeout_ms = value.get().unwrap(),
             _ => return false,
         }
         true
@@ -217,6 +269,10 @@ impl ClientSettings {
             "max-retries" => self.max_retries.to_value(),
             "retry-initial-delay" => self.retry_initial_ms.to_value(),
             "retry-max-delay" => self.retry_max_ms.to_value(),
+            "reconnect" => self.reconnect.to_value(),
+            "max-session-duration" => self.max_session_duration_s.to_value(),
+            "renew-lead" => self.renew_lead_ms.to_value(),
+            "media-timeout" => self.media_timeout_ms.to_value(),
             _ => return None,
         })
     }
@@ -234,6 +290,21 @@ impl ClientSettings {
             max_retries: self.max_retries,
             initial: Duration::from_millis(self.retry_initial_ms.into()),
             max: Duration::from_millis(self.retry_max_ms.into()),
+        }
+    }
+
+    pub fn policy(&self) -> super::supervisor::Policy {
+        let ms = |v: u32| Duration::from_millis(v.into());
+        super::supervisor::Policy {
+            reconnect: self.reconnect,
+            backoff: self.backoff(),
+            max_session: (self.max_session_duration_s > 0)
+                .then(|| Duration::from_secs(self.max_session_duration_s.into())),
+            renew_lead: ms(self.renew_lead_ms),
+            media_timeout: (self.media_timeout_ms > 0).then(|| ms(self.media_timeout_ms)),
+            use_link_headers: self.use_link_headers,
+            gather_timeout: self.gather_timeout(),
+            connect_timeout: self.timeout(),
         }
     }
 

@@ -22,6 +22,9 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
+/// Time for the RTCP BYE to leave before the peer is torn down.
+const BYE_GRACE: Duration = Duration::from_millis(400);
+
 /// How long a viewer may take to connect after its answer.
 const CONNECT_LIMIT: Duration = Duration::from_secs(15);
 
@@ -239,7 +242,17 @@ impl ElementImpl for WhepServerSink {
     }
 }
 
-impl BinImpl for WhepServerSink {}
+impl BinImpl for WhepServerSink {
+    fn handle_message(&self, message: gst::Message) {
+        // A viewer's webrtcbin gets EOS when its session is capped (to send
+        // RTCP BYE); that is not the end of what this element serves, which
+        // it says itself when all its inputs end.
+        if let gst::MessageView::Eos(_) = message.view() {
+            return;
+        }
+        self.parent_handle_message(message)
+    }
+}
 
 impl ChildProxyImpl for WhepServerSink {
     fn child_by_index(&self, index: u32) -> Option<glib::Object> {
@@ -543,6 +556,28 @@ impl WhepServerSink {
         })
     }
 
+    /// Stops the viewer's media and makes its rtpsession send RTCP BYE (on
+    /// EOS), so it learns at once that the session is over, as from a device
+    /// cutting it. Its branches drop buffers first: the EOS flow of a dead
+    /// branch must not reach the tee and end the input for everyone.
+    fn say_bye(&self, location: &str) {
+        let state = self.state.lock().unwrap();
+        let Some(viewer) = state.viewers.get(location) else {
+            return;
+        };
+        for branch in &viewer.branches {
+            branch.tee_pad.add_probe(
+                gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+                |_, _| gst::PadProbeReturn::Drop,
+            );
+        }
+        let peer = viewer.peer.clone();
+        drop(state);
+        for pad in peer.webrtcbin().sink_pads() {
+            pad.send_event(gst::event::Eos::new());
+        }
+    }
+
     /// Forgets the viewer at `location` and tears it down; false if unknown.
     fn remove_viewer(&self, location: &str, reason: &str) -> bool {
         let viewer = self.state.lock().unwrap().viewers.remove(location);
@@ -608,7 +643,13 @@ async fn watch_viewer(
             };
             tokio::select! {
                 state = session::wait_disconnected(&peer) => format!("connection {state:?}"),
-                _ = cap => format!("max-session-duration ({max_s} s) reached"),
+                _ = cap => {
+                    if let Some(obj) = weak.upgrade() {
+                        obj.imp().say_bye(&location);
+                    }
+                    tokio::time::sleep(BYE_GRACE).await;
+                    format!("max-session-duration ({max_s} s) reached")
+                }
             }
         }
         Ok(false) => return,

@@ -1,17 +1,24 @@
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_webrtc::WebRTCRTPTransceiverDirection;
 
+use super::output::{Fed, Output, OutputKind, SessionId};
 use super::Media;
 use crate::codec::{self, Codec};
 use crate::peer::{Peer, PeerError};
+use crate::protocol::Client;
 use crate::runtime::RUNTIME;
-use crate::session::{
-    self, messages, ClientSettings, Negotiation, Resource, SessionError, SessionHandle,
-};
+use crate::session::supervisor::{Role, Sessions, Supervisor};
+use crate::session::{self, messages, ClientSettings, SessionError};
+
+/// Reference for `SessionInfo::last_media`.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -26,37 +33,27 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 /// frame than webrtcbin's 200 ms default.
 const DEFAULT_LATENCY_MS: u32 = 50;
 
-/// What a src pad carries, chosen from what downstream accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OutputKind {
-    Rtp,
-    Encoded,
-    Raw,
-}
-
-/// A src pad, which outlives the WebRTC sessions that feed it: an
-/// input-selector whose inputs are the sessions' streams.
-struct Output {
-    media: &'static str,
-    ghost: gst::GhostPad,
-    selector: gst::Element,
-    kind: OutputKind,
-}
-
-/// The session currently feeding the outputs.
-struct Live {
+/// A session (one webrtcbin) feeding the outputs.
+struct SessionInfo {
     peer: Arc<Peer>,
-    handle: SessionHandle,
-    /// Depayload/decode elements and the selector pads they feed.
+    /// Depayload/decode chains and their appsinks.
     elements: Vec<gst::Element>,
+    /// Milliseconds since `epoch` of the last media buffer; 0: none yet.
+    last_media: Arc<AtomicU64>,
+    bye: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
 struct State {
-    outputs: Vec<Output>,
-    live: Option<Live>,
+    outputs: Vec<Arc<Output>>,
+    sessions: HashMap<SessionId, SessionInfo>,
+    /// The session outputs made later should move to.
+    preferred: Option<SessionId>,
+    supervisor: Option<tokio::task::JoinHandle<()>>,
+    resources: Option<Sessions>,
+    client: Option<Client>,
     next_pad: u32,
-    next_session: u32,
+    next_session: SessionId,
 }
 
 #[derive(Clone)]
@@ -193,11 +190,9 @@ impl ObjectImpl for WhepSrc {
             _ => {
                 settings.client.set(value, pspec);
                 if pspec.name() == "auth-token" {
-                    if let Some(live) = &self.state.lock().unwrap().live {
-                        live.handle
-                            .resource()
-                            .client()
-                            .set_auth_token(settings.client.auth_token.clone());
+                    // Token refresh: the next session and every DELETE use it.
+                    if let Some(client) = &self.state.lock().unwrap().client {
+                        client.set_auth_token(settings.client.auth_token.clone());
                     }
                 }
             }
@@ -328,25 +323,110 @@ impl ChildProxyImpl for WhepSrc {
     }
 }
 
-impl WhepSrc {
-    /// A webrtcbin with recvonly transceivers for the codecs to offer, whose
-    /// streams are routed to the outputs.
-    fn make_peer(
-        weak: &glib::WeakRef<super::WhepSrc>,
-        settings: &Settings,
-    ) -> Result<Arc<Peer>, PeerError> {
-        let obj = weak.upgrade().ok_or(PeerError::Negotiation {
+/// whepsrc's part in the session supervisor.
+struct WhepRole {
+    weak: glib::WeakRef<super::WhepSrc>,
+    settings: Settings,
+}
+
+impl WhepRole {
+    fn imp(&self) -> Option<super::WhepSrc> {
+        self.weak.upgrade()
+    }
+
+    fn session_of(&self, peer: &Arc<Peer>) -> Option<SessionId> {
+        let obj = self.imp()?;
+        let state = obj.imp().state.lock().unwrap();
+        state
+            .sessions
+            .iter()
+            .find(|(_, s)| Arc::ptr_eq(&s.peer, peer))
+            .map(|(id, _)| *id)
+    }
+}
+
+impl Role for WhepRole {
+    fn element(&self) -> gst::Element {
+        self.weak
+            .upgrade()
+            .expect("element outlives its supervisor")
+            .upcast()
+    }
+
+    fn protocol(&self) -> &'static str {
+        "WHEP"
+    }
+
+    fn new_peer(&self) -> Result<Arc<Peer>, PeerError> {
+        let obj = self.imp().ok_or(PeerError::Negotiation {
             what: "start",
             reason: "element gone".into(),
         })?;
-        let name = {
-            let mut state = obj.imp().state.lock().unwrap();
-            state.next_session += 1;
-            format!("session{}", state.next_session)
+        obj.imp().new_session(&self.settings)
+    }
+
+    fn answers_counter_offers(&self) -> bool {
+        true
+    }
+
+    fn activate(&self, peer: &Arc<Peer>) {
+        let (Some(obj), Some(id)) = (self.imp(), self.session_of(peer)) else {
+            return;
         };
+        let mut state = obj.imp().state.lock().unwrap();
+        state.preferred = Some(id);
+        for o in &state.outputs {
+            o.prefer(id);
+        }
+    }
+
+    fn carries_output(&self, peer: &Arc<Peer>) -> bool {
+        let (Some(obj), Some(id)) = (self.imp(), self.session_of(peer)) else {
+            return false;
+        };
+        let state = obj.imp().state.lock().unwrap();
+        !state.outputs.is_empty() && state.outputs.iter().all(|o| o.serves(id))
+    }
+
+    fn last_media(&self, peer: &Arc<Peer>) -> Option<Instant> {
+        let obj = self.imp()?;
+        let id = self.session_of(peer)?;
+        let state = obj.imp().state.lock().unwrap();
+        let ms = state.sessions.get(&id)?.last_media.load(Ordering::Relaxed);
+        (ms > 0).then(|| *EPOCH + Duration::from_millis(ms))
+    }
+
+    fn got_bye(&self, peer: &Arc<Peer>) -> bool {
+        let (Some(obj), Some(id)) = (self.imp(), self.session_of(peer)) else {
+            return false;
+        };
+        let state = obj.imp().state.lock().unwrap();
+        state
+            .sessions
+            .get(&id)
+            .is_some_and(|s| s.bye.load(Ordering::Relaxed))
+    }
+
+    fn retire(&self, peer: &Arc<Peer>) {
+        if let (Some(obj), Some(id)) = (self.imp(), self.session_of(peer)) {
+            obj.imp().retire_session(id);
+        }
+    }
+}
+
+impl WhepSrc {
+    /// A webrtcbin with recvonly transceivers for the codecs to offer, whose
+    /// streams are routed to the outputs.
+    fn new_session(&self, settings: &Settings) -> Result<Arc<Peer>, PeerError> {
+        let id = {
+            let mut state = self.state.lock().unwrap();
+            state.next_session += 1;
+            state.next_session
+        };
+        let obj = self.obj();
         let peer = Peer::new_in(
             obj.upcast_ref(),
-            &name,
+            &format!("session{id}"),
             &settings.client.peer_settings(settings.latency_ms),
         )?;
         for media in ["video", "audio"] {
@@ -368,18 +448,58 @@ impl WhepSrc {
                 );
             transceiver.set_property("do-nack", media == "video");
         }
-        let weak = weak.clone();
+        let bye = Arc::new(AtomicBool::new(false));
+        if let Some(rtpbin) = peer
+            .webrtcbin()
+            .downcast_ref::<gst::Bin>()
+            .and_then(|b| b.by_name("rtpbin"))
+        {
+            let bye = bye.clone();
+            rtpbin.connect("on-bye-ssrc", false, move |_| {
+                bye.store(true, Ordering::Relaxed);
+                None
+            });
+        }
+        let weak = obj.downgrade();
         peer.webrtcbin().connect_pad_added(move |_, pad| {
             if pad.direction() != gst::PadDirection::Src {
                 return;
             }
             if let Some(obj) = weak.upgrade() {
-                if let Err(e) = obj.imp().route_stream(pad) {
+                if let Err(e) = obj.imp().route_stream(id, pad) {
                     gst::element_error!(obj, gst::StreamError::Decode, ["{}", e]);
                 }
             }
         });
+        self.state.lock().unwrap().sessions.insert(
+            id,
+            SessionInfo {
+                peer: peer.clone(),
+                elements: Vec::new(),
+                last_media: Arc::new(AtomicU64::new(0)),
+                bye,
+            },
+        );
         Ok(peer)
+    }
+
+    fn retire_session(&self, id: SessionId) {
+        let (info, outputs) = {
+            let mut state = self.state.lock().unwrap();
+            (state.sessions.remove(&id), state.outputs.clone())
+        };
+        for o in &outputs {
+            o.retire(id);
+        }
+        if let Some(info) = info {
+            let obj = self.obj();
+            let bin: &gst::Bin = obj.upcast_ref();
+            info.peer.remove_from(bin);
+            for el in &info.elements {
+                let _ = el.set_state(gst::State::Null);
+                let _ = bin.remove(el);
+            }
+        }
     }
 
     fn start_session(&self) {
@@ -399,95 +519,56 @@ impl WhepSrc {
             Ok(c) => c,
             Err(e) => return fail(e.into()),
         };
-        let weak = self.obj().downgrade();
-        let make_peer = {
-            let (weak, settings) = (weak.clone(), settings.clone());
-            move || WhepSrc::make_peer(&weak, &settings)
-        };
-        let peer = match make_peer() {
-            Ok(p) => p,
-            Err(e) => return fail(e.into()),
-        };
-        let resource = Resource::new(client);
-        let task_resource = resource.clone();
-        let task_peer = peer.clone();
-        let task = RUNTIME.spawn(async move {
-            let context = format!(
-                "WHEP session with {}",
-                crate::protocol::redact_url(&endpoint)
-            );
-            let negotiated = Negotiation {
-                obj: &obj,
-                peer: &task_peer,
-                resource: &task_resource,
-                endpoint: &endpoint,
-                use_link_headers: settings.client.use_link_headers,
-                gather_timeout: settings.client.gather_timeout(),
-                retry: settings.client.backoff(),
-                counter_offer_peer: Some(&make_peer),
-            }
-            .run()
-            .await;
-            let negotiated = match negotiated {
-                Ok(n) => n,
-                Err(e) => return session::post_error(&obj, &context, &e),
-            };
-            let peer = negotiated.peer;
-            if !Arc::ptr_eq(&peer, &task_peer) {
-                if let Some(src) = weak.upgrade() {
-                    src.imp().replace_peer(&task_peer, peer.clone());
-                }
-            }
-            messages::post_session_started(&obj, &negotiated.response);
-            match session::wait_connected(&peer, settings.client.timeout()).await {
-                Ok(true) => gst::info!(CAT, obj = obj, "connected"),
-                Ok(false) => return,
-                Err(e) => return session::post_error(&obj, &context, &e),
-            }
-            if session::wait_disconnected(&peer).await
-                == gst_webrtc::WebRTCPeerConnectionState::Failed
-            {
-                session::post_error(&obj, &context, &SessionError::ConnectionFailed);
-            }
+        let policy = settings.client.policy();
+        let role = Arc::new(WhepRole {
+            weak: self.obj().downgrade(),
+            settings,
         });
-        self.state.lock().unwrap().live = Some(Live {
-            peer,
-            handle: SessionHandle::new(task, resource),
-            elements: Vec::new(),
-        });
-    }
-
-    /// After a counter-offer the session runs on a new peer: drop the old one.
-    fn replace_peer(&self, old: &Arc<Peer>, new: Arc<Peer>) {
+        let sessions: Sessions = Default::default();
+        let task = RUNTIME
+            .spawn(Supervisor::new(role, client.clone(), endpoint, policy).run(sessions.clone()));
         let mut state = self.state.lock().unwrap();
-        if let Some(live) = state.live.as_mut().filter(|l| Arc::ptr_eq(&l.peer, old)) {
-            live.peer = new;
-            drop(state);
-            old.remove_from(self.obj().upcast_ref());
-        }
+        state.supervisor = Some(task);
+        state.resources = Some(sessions);
+        state.client = Some(client);
     }
 
+    /// Stops the supervisor, DELETEs every live session (waiting at most
+    /// `TEARDOWN_WAIT`) and removes their elements.
     fn stop_session(&self, reason: &str) {
-        let live = self.state.lock().unwrap().live.take();
-        if let Some(live) = live {
-            live.handle.stop(self.obj().upcast_ref(), reason);
-            let bin: &gst::Bin = &self.obj().clone().upcast();
-            live.peer.remove_from(bin);
-            for el in &live.elements {
-                let _ = el.set_state(gst::State::Null);
-                let _ = bin.remove(el);
-            }
+        let (task, resources, ids) = {
+            let mut state = self.state.lock().unwrap();
+            (
+                state.supervisor.take(),
+                state.resources.take(),
+                state.sessions.keys().copied().collect::<Vec<_>>(),
+            )
+        };
+        if let Some(task) = task {
+            task.abort();
+        }
+        if let Some(resources) = resources {
+            let resources = resources.lock().unwrap().clone();
+            session::teardown_all(
+                self.obj().upcast_ref(),
+                &resources,
+                reason,
+                session::TEARDOWN_WAIT,
+            );
+        }
+        for id in ids {
+            self.retire_session(id);
         }
     }
 
     fn remove_outputs(&self) {
-        let outputs: Vec<Output> = self.state.lock().unwrap().outputs.drain(..).collect();
+        let outputs: Vec<Arc<Output>> = self.state.lock().unwrap().outputs.drain(..).collect();
         let obj = self.obj();
         for o in outputs {
             let _ = o.ghost.set_active(false);
             let _ = obj.remove_pad(&o.ghost);
-            let _ = o.selector.set_state(gst::State::Null);
-            let _ = obj.remove(&o.selector);
+            let _ = o.appsrc.set_state(gst::State::Null);
+            let _ = obj.remove(&o.appsrc);
         }
     }
 
@@ -505,12 +586,8 @@ impl WhepSrc {
         }
     }
 
-    /// The output for `media`, made (and exposed) on first use.
-    fn output_for(
-        &self,
-        codec: &'static Codec,
-        rtp: &gst::Caps,
-    ) -> Result<(gst::Element, OutputKind), String> {
+    /// The output for `codec`'s media, made (and exposed) on first use.
+    fn output_for(&self, codec: &'static Codec, rtp: &gst::Caps) -> Result<Arc<Output>, String> {
         if let Some(o) = self
             .state
             .lock()
@@ -519,17 +596,21 @@ impl WhepSrc {
             .iter()
             .find(|o| o.media == codec.media)
         {
-            return Ok((o.selector.clone(), o.kind));
+            return Ok(o.clone());
         }
-        let selector = gst::ElementFactory::make("input-selector")
-            .property("sync-streams", false)
-            .build()
-            .map_err(|_| "input-selector missing")?;
+        let latency = self.settings.lock().unwrap().latency_ms;
+        let appsrc = gst_app::AppSrc::builder()
+            .is_live(true)
+            .format(gst::Format::Time)
+            .do_timestamp(false)
+            .block(false)
+            .max_bytes(0)
+            .min_latency(gst::ClockTime::from_mseconds(latency.into()).nseconds() as i64)
+            .build();
+        appsrc.set_property("handle-segment-change", true);
         let obj = self.obj();
-        obj.add(&selector).map_err(|e| e.to_string())?;
-        selector
-            .sync_state_with_parent()
-            .map_err(|e| e.to_string())?;
+        obj.add(&appsrc).map_err(|e| e.to_string())?;
+        appsrc.sync_state_with_parent().map_err(|e| e.to_string())?;
         let name = {
             let mut state = self.state.lock().unwrap();
             state.next_pad += 1;
@@ -538,7 +619,7 @@ impl WhepSrc {
         let templ = obj.pad_template("src_%u").unwrap();
         let ghost = gst::GhostPad::builder_from_template_with_target(
             &templ,
-            &selector.static_pad("src").unwrap(),
+            &appsrc.static_pad("src").unwrap(),
         )
         .map_err(|e| e.to_string())?
         .name(name.as_str())
@@ -554,23 +635,23 @@ impl WhepSrc {
             "{name}: {} as {kind:?}",
             codec.encoding_name
         );
-        self.state.lock().unwrap().outputs.push(Output {
-            media: codec.media,
-            ghost,
-            selector: selector.clone(),
-            kind,
-        });
-        Ok((selector, kind))
+        let output = Arc::new(Output::new(codec.media, kind, ghost, appsrc));
+        let mut state = self.state.lock().unwrap();
+        if let Some(id) = state.preferred {
+            output.prefer(id);
+        }
+        state.outputs.push(output.clone());
+        Ok(output)
     }
 
     /// A session's webrtcbin produced an RTP pad: depayload/decode it as its
-    /// output needs, and feed that output's selector.
-    fn route_stream(&self, pad: &gst::Pad) -> Result<(), String> {
+    /// output needs, into an appsink that offers each sample to the output.
+    fn route_stream(&self, id: SessionId, pad: &gst::Pad) -> Result<(), String> {
         let rtp = pad.current_caps().ok_or("RTP pad without caps")?;
         let codec =
             codec::from_rtp_caps(&rtp).ok_or_else(|| format!("unsupported RTP caps {rtp}"))?;
-        let (selector, kind) = self.output_for(codec, &rtp)?;
-        let mut chain = match kind {
+        let output = self.output_for(codec, &rtp)?;
+        let mut chain = match output.kind {
             OutputKind::Rtp => Vec::new(),
             OutputKind::Encoded => codec.depayload_chain().map_err(|e| e.to_string())?,
             OutputKind::Raw => {
@@ -579,27 +660,79 @@ impl WhepSrc {
                 c
             }
         };
-        let sel_pad = selector
-            .request_pad_simple("sink_%u")
-            .ok_or("input-selector refused a pad")?;
-        if chain.is_empty() {
-            pad.link(&sel_pad).map_err(|e| format!("{e:?}"))?;
-        } else {
-            codec::add_chain(self.obj().upcast_ref(), &chain).map_err(|e| e.to_string())?;
-            pad.link(&chain[0].static_pad("sink").unwrap())
-                .map_err(|e| format!("{e:?}"))?;
-            chain
-                .last()
-                .unwrap()
-                .static_pad("src")
-                .unwrap()
-                .link(&sel_pad)
-                .map_err(|e| format!("{e:?}"))?;
-        }
-        selector.set_property("active-pad", &sel_pad);
-        if let Some(live) = self.state.lock().unwrap().live.as_mut() {
-            live.elements.append(&mut chain);
+        let last_media = {
+            let state = self.state.lock().unwrap();
+            state
+                .sessions
+                .get(&id)
+                .map(|s| s.last_media.clone())
+                .ok_or("session already retired")?
+        };
+        let weak = self.obj().downgrade();
+        let sink = gst_app::AppSink::builder()
+            .sync(false)
+            .async_(false)
+            .enable_last_sample(false)
+            .max_buffers(1)
+            .drop(false)
+            .callbacks(
+                gst_app::AppSinkCallbacks::builder()
+                    .new_sample(move |appsink| {
+                        let sample = appsink
+                            .pull_sample()
+                            .map_err(|_| gst::FlowError::Flushing)?;
+                        last_media.store(EPOCH.elapsed().as_millis() as u64, Ordering::Relaxed);
+                        let fed = output.feed(id, &sample);
+                        if let Some(obj) = weak.upgrade() {
+                            obj.imp().after_feed(appsink, fed);
+                        }
+                        Ok(gst::FlowSuccess::Ok)
+                    })
+                    .build(),
+            )
+            .build();
+        chain.push(sink.upcast());
+        codec::add_chain(self.obj().upcast_ref(), &chain).map_err(|e| e.to_string())?;
+        pad.link(&chain[0].static_pad("sink").unwrap())
+            .map_err(|e| format!("{e:?}"))?;
+        if let Some(s) = self.state.lock().unwrap().sessions.get_mut(&id) {
+            s.elements.append(&mut chain);
         }
         Ok(())
+    }
+
+    fn after_feed(&self, appsink: &gst_app::AppSink, fed: Fed) {
+        match fed {
+            Fed::Switched {
+                gap: Some(gap),
+                frame,
+                planned,
+            } => {
+                let lost = (gap.nseconds() + frame.nseconds() / 2) / frame.nseconds().max(1);
+                let lost = lost.saturating_sub(1);
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "output moved to a new session: gap {gap}, ~{lost} frames lost"
+                );
+                messages::post_renewed(
+                    self.obj().upcast_ref(),
+                    Duration::from_nanos(gap.nseconds()),
+                    lost,
+                    planned,
+                );
+            }
+            Fed::NeedKeyframe => {
+                // Through the depayloader to the jitterbuffer: webrtcbin turns
+                // it into an RTCP PLI to the server.
+                let fku = gst::event::CustomUpstream::new(
+                    gst::Structure::builder("GstForceKeyUnit")
+                        .field("all-headers", true)
+                        .build(),
+                );
+                let _ = appsink.static_pad("sink").unwrap().push_event(fku);
+            }
+            _ => {}
+        }
     }
 }

@@ -13,6 +13,7 @@
 //! ```
 
 mod imp;
+mod output;
 
 use gst::glib;
 use gst::prelude::*;

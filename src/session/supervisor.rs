@@ -1,0 +1,298 @@
+//! One logical stream over many WebRTC sessions: connect, watch, renew
+//! ahead of a known cap (make-before-break), reconnect with backoff after a
+//! cut, and give up with an ERROR that says why. The element says how to
+//! make a peer and how its output follows sessions (`Role`); this module
+//! decides when.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gst_webrtc::WebRTCPeerConnectionState;
+use url::Url;
+
+use super::backoff::{self, Backoff};
+use super::{delete_and_report, messages, post_error, Negotiation, Resource, SessionError, CAT};
+use crate::peer::{Peer, PeerError};
+use crate::protocol::{redact_url, Client};
+use crate::runtime::RUNTIME;
+
+/// When to reconnect and renew; from element properties.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub reconnect: bool,
+    /// Bounds of the backoff between reconnection attempts (and of the
+    /// retries of one POST).
+    pub backoff: Backoff,
+    /// The server's cap on a session, if known: renew before it.
+    pub max_session: Option<Duration>,
+    /// How long before the cap the next session opens.
+    pub renew_lead: Duration,
+    /// A session that delivers no media this long has been cut.
+    pub media_timeout: Option<Duration>,
+    pub use_link_headers: bool,
+    pub gather_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+/// What the supervised element provides.
+pub trait Role: Send + Sync + 'static {
+    fn element(&self) -> gst::Element;
+    /// "WHIP" or "WHEP", for messages.
+    fn protocol(&self) -> &'static str;
+    /// A fresh peer in the element's bin, wired to its pads.
+    fn new_peer(&self) -> Result<Arc<Peer>, PeerError>;
+    /// Whether a 406 counter-offer can be answered (WHEP).
+    fn answers_counter_offers(&self) -> bool;
+    /// `peer` is connected: move the output to it (at the next point it can).
+    fn activate(&self, peer: &Arc<Peer>);
+    /// Whether `peer` now carries the output (the switch happened).
+    fn carries_output(&self, peer: &Arc<Peer>) -> bool;
+    /// When media last flowed through `peer`, if it ever did.
+    fn last_media(&self, peer: &Arc<Peer>) -> Option<Instant>;
+    /// Whether the server said goodbye on `peer` (RTCP BYE).
+    fn got_bye(&self, peer: &Arc<Peer>) -> bool;
+    /// `peer`'s session is over: take its elements away.
+    fn retire(&self, peer: &Arc<Peer>);
+}
+
+struct Active {
+    peer: Arc<Peer>,
+    resource: Arc<Resource>,
+    started: Instant,
+}
+
+/// Why a session ended.
+#[derive(Debug)]
+enum End {
+    Connection(WebRTCPeerConnectionState),
+    NoMedia(Duration),
+    Bye,
+    Renew,
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::Connection(s) => write!(f, "connection {s:?}"),
+            End::NoMedia(d) => write!(f, "no media for {} ms", d.as_millis()),
+            End::Bye => f.write_str("the server sent RTCP BYE"),
+            End::Renew => f.write_str("renewed before the session cap"),
+        }
+    }
+}
+
+pub struct Supervisor<R: Role> {
+    role: Arc<R>,
+    client: Client,
+    endpoint: Url,
+    policy: Policy,
+}
+
+/// The resources of live sessions, so that stopping can DELETE them all.
+pub type Sessions = Arc<std::sync::Mutex<Vec<Arc<Resource>>>>;
+
+impl<R: Role> Supervisor<R> {
+    pub fn new(role: Arc<R>, client: Client, endpoint: Url, policy: Policy) -> Self {
+        Self {
+            role,
+            client,
+            endpoint,
+            policy,
+        }
+    }
+
+    fn context(&self) -> String {
+        format!(
+            "{} session with {}",
+            self.role.protocol(),
+            redact_url(&self.endpoint)
+        )
+    }
+
+    /// Negotiates and connects one session.
+    async fn establish(&self, sessions: &Sessions) -> Result<Active, SessionError> {
+        let obj = self.role.element();
+        let peer = self.role.new_peer()?;
+        let resource = Resource::new(self.client.clone());
+        sessions.lock().unwrap().push(resource.clone());
+        let role = self.role.clone();
+        let make_peer = move || role.new_peer();
+        let result = async {
+            let negotiated = Negotiation {
+                obj: &obj,
+                peer: &peer,
+                resource: &resource,
+                endpoint: &self.endpoint,
+                use_link_headers: self.policy.use_link_headers,
+                gather_timeout: self.policy.gather_timeout,
+                retry: self.policy.backoff,
+                counter_offer_peer: self.role.answers_counter_offers().then_some(
+                    &make_peer as &(dyn Fn() -> Result<Arc<Peer>, PeerError> + Send + Sync),
+                ),
+            }
+            .run()
+            .await?;
+            if !Arc::ptr_eq(&negotiated.peer, &peer) {
+                self.role.retire(&peer);
+            }
+            let peer = negotiated.peer;
+            messages::post_session_started(&obj, &negotiated.response);
+            match super::wait_connected(&peer, self.policy.connect_timeout).await {
+                Ok(true) => Ok(Active {
+                    peer,
+                    resource: resource.clone(),
+                    started: Instant::now(),
+                }),
+                Ok(false) => Err(SessionError::ConnectionFailed),
+                Err(e) => Err(e),
+            }
+        }
+        .await;
+        if result.is_err() {
+            self.role.retire(&peer);
+            self.end(&resource, "failed to start", sessions);
+        }
+        result
+    }
+
+    /// DELETEs a session in the background and forgets it.
+    fn end(&self, resource: &Arc<Resource>, reason: &str, sessions: &Sessions) {
+        sessions
+            .lock()
+            .unwrap()
+            .retain(|r| !Arc::ptr_eq(r, resource));
+        let (obj, resource, reason) = (self.role.element(), resource.clone(), reason.to_string());
+        RUNTIME.spawn(async move { delete_and_report(&obj, &resource, &reason).await });
+    }
+
+    /// Resolves when `active` ends, or when it is time to renew it.
+    async fn watch(&self, active: &Active) -> End {
+        let renew_at = self
+            .policy
+            .max_session
+            .map(|cap| active.started + cap.saturating_sub(self.policy.renew_lead));
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        let disconnected = super::wait_disconnected(&active.peer);
+        tokio::pin!(disconnected);
+        loop {
+            tokio::select! {
+                state = &mut disconnected => return End::Connection(state),
+                _ = tick.tick() => {}
+            }
+            let now = Instant::now();
+            if renew_at.is_some_and(|t| now >= t) {
+                return End::Renew;
+            }
+            if self.role.got_bye(&active.peer) {
+                return End::Bye;
+            }
+            if let Some(limit) = self.policy.media_timeout {
+                // Before the first buffer, count from the connection.
+                let last = self.role.last_media(&active.peer).unwrap_or(active.started);
+                let idle = now.saturating_duration_since(last);
+                if idle >= limit {
+                    return End::NoMedia(idle);
+                }
+            }
+        }
+    }
+
+    /// Runs until the policy gives up (ERROR) or the task is aborted.
+    pub async fn run(self, sessions: Sessions) {
+        let obj = self.role.element();
+        let mut attempt = 0u32;
+        let mut next: Option<Active> = None;
+        loop {
+            let active = match next.take() {
+                Some(a) => a,
+                None => match self.establish(&sessions).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        let transient = matches!(&e, SessionError::Protocol(p) if backoff::is_retryable(p.status()) || p.status().is_none())
+                            || matches!(
+                                e,
+                                SessionError::ConnectionFailed | SessionError::ConnectTimeout(_)
+                            );
+                        if !self.policy.reconnect
+                            || attempt >= self.policy.backoff.max_retries
+                            || (attempt == 0 && !transient)
+                        {
+                            let why = if attempt > 0 {
+                                format!(
+                                    "{} (gave up after {attempt} reconnection attempts)",
+                                    self.context()
+                                )
+                            } else {
+                                self.context()
+                            };
+                            return post_error(&obj, &why, &e);
+                        }
+                        attempt += 1;
+                        let delay = self.policy.backoff.delay(
+                            attempt,
+                            match &e {
+                                SessionError::Protocol(p) => p.retry_after(),
+                                _ => None,
+                            },
+                        );
+                        messages::post_reconnecting(&obj, attempt, delay, &e.to_string());
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                },
+            };
+            attempt = 0;
+            self.role.activate(&active.peer);
+            match self.watch(&active).await {
+                End::Renew => {
+                    // Make before break: the old session keeps the output until
+                    // the new one can take over.
+                    gst::info!(CAT, obj = obj, "renewing ahead of the session cap");
+                    let switched_from = Instant::now();
+                    match self.establish(&sessions).await {
+                        Ok(new) => {
+                            self.role.activate(&new.peer);
+                            let deadline =
+                                Instant::now() + self.policy.renew_lead.max(Duration::from_secs(1));
+                            while !self.role.carries_output(&new.peer) && Instant::now() < deadline
+                            {
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                            gst::info!(
+                                CAT,
+                                obj = obj,
+                                "renewal took {:?}",
+                                switched_from.elapsed()
+                            );
+                            self.role.retire(&active.peer);
+                            self.end(&active.resource, "renewed", &sessions);
+                            next = Some(new);
+                        }
+                        Err(e) => {
+                            // Keep the old one until it is cut; reconnect then.
+                            gst::warning!(CAT, obj = obj, "renewal failed: {e}");
+                            next = Some(Active {
+                                started: Instant::now(),
+                                ..active
+                            });
+                        }
+                    }
+                }
+                end => {
+                    gst::info!(CAT, obj = obj, "session ended: {end}");
+                    self.role.retire(&active.peer);
+                    self.end(&active.resource, &end.to_string(), &sessions);
+                    if !self.policy.reconnect {
+                        return post_error(
+                            &obj,
+                            &self.context(),
+                            &SessionError::Ended(end.to_string()),
+                        );
+                    }
+                    attempt = 1;
+                    messages::post_reconnecting(&obj, attempt, Duration::ZERO, &end.to_string());
+                }
+            }
+        }
+    }
+}
