@@ -76,6 +76,7 @@ pub struct Peer {
     gathering_complete: watch::Receiver<bool>,
     connection: watch::Receiver<WebRTCPeerConnectionState>,
     candidates: Arc<Mutex<Vec<Candidate>>>,
+    bye: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Peer {
@@ -125,11 +126,26 @@ impl Peer {
             None
         });
 
+        // RTCP BYE from the remote: it ended the session (a server at its
+        // session cap, say), sooner than ICE or a media timeout would tell.
+        let bye = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let Some(rtpbin) = webrtcbin
+            .downcast_ref::<gst::Bin>()
+            .and_then(|b| b.by_name("rtpbin"))
+        {
+            let bye = bye.clone();
+            rtpbin.connect("on-bye-ssrc", false, move |_| {
+                bye.store(true, std::sync::atomic::Ordering::Relaxed);
+                None
+            });
+        }
+
         Ok(Peer {
             webrtcbin,
             gathering_complete,
             connection,
             candidates,
+            bye,
         })
     }
 
@@ -209,6 +225,11 @@ impl Peer {
                 self.webrtcbin.set_property("stun-server", &uri);
             }
         }
+    }
+
+    /// Whether the remote sent RTCP BYE.
+    pub fn got_bye(&self) -> bool {
+        self.bye.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn connection_state(&self) -> watch::Receiver<WebRTCPeerConnectionState> {

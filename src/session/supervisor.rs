@@ -41,6 +41,10 @@ pub trait Role: Send + Sync + 'static {
     fn protocol(&self) -> &'static str;
     /// A fresh peer in the element's bin, wired to its pads.
     fn new_peer(&self) -> Result<Arc<Peer>, PeerError>;
+    /// Resolves when `peer` can make its offer (whipsink: caps known).
+    fn before_offer(&self, _peer: &Arc<Peer>) -> crate::server::BoxFuture<()> {
+        Box::pin(std::future::ready(()))
+    }
     /// Whether a 406 counter-offer can be answered (WHEP).
     fn answers_counter_offers(&self) -> bool;
     /// `peer` is connected: move the output to it (at the next point it can).
@@ -49,8 +53,6 @@ pub trait Role: Send + Sync + 'static {
     fn carries_output(&self, peer: &Arc<Peer>) -> bool;
     /// When media last flowed through `peer`, if it ever did.
     fn last_media(&self, peer: &Arc<Peer>) -> Option<Instant>;
-    /// Whether the server said goodbye on `peer` (RTCP BYE).
-    fn got_bye(&self, peer: &Arc<Peer>) -> bool;
     /// `peer`'s session is over: take its elements away.
     fn retire(&self, peer: &Arc<Peer>);
 }
@@ -118,6 +120,7 @@ impl<R: Role> Supervisor<R> {
         let role = self.role.clone();
         let make_peer = move || role.new_peer();
         let result = async {
+            self.role.before_offer(&peer).await;
             let negotiated = Negotiation {
                 obj: &obj,
                 peer: &peer,
@@ -183,7 +186,7 @@ impl<R: Role> Supervisor<R> {
             if renew_at.is_some_and(|t| now >= t) {
                 return End::Renew;
             }
-            if self.role.got_bye(&active.peer) {
+            if active.peer.got_bye() {
                 return End::Bye;
             }
             if let Some(limit) = self.policy.media_timeout {
@@ -201,6 +204,7 @@ impl<R: Role> Supervisor<R> {
     pub async fn run(self, sessions: Sessions) {
         let obj = self.role.element();
         let mut attempt = 0u32;
+        let mut ran = false;
         let mut next: Option<Active> = None;
         loop {
             let active = match next.take() {
@@ -213,9 +217,14 @@ impl<R: Role> Supervisor<R> {
                                 e,
                                 SessionError::ConnectionFailed | SessionError::ConnectTimeout(_)
                             );
+                        // The first session failing is a configuration or
+                        // availability problem for the user to see at once
+                        // (its POST was already retried if the refusal was
+                        // transient); reconnection is for streams that ran.
                         if !self.policy.reconnect
+                            || !ran
+                            || !transient
                             || attempt >= self.policy.backoff.max_retries
-                            || (attempt == 0 && !transient)
                         {
                             let why = if attempt > 0 {
                                 format!(
@@ -242,6 +251,7 @@ impl<R: Role> Supervisor<R> {
                 },
             };
             attempt = 0;
+            ran = true;
             self.role.activate(&active.peer);
             match self.watch(&active).await {
                 End::Renew => {

@@ -1,5 +1,5 @@
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,7 +40,6 @@ struct SessionInfo {
     elements: Vec<gst::Element>,
     /// Milliseconds since `epoch` of the last media buffer; 0: none yet.
     last_media: Arc<AtomicU64>,
-    bye: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -190,9 +189,11 @@ impl ObjectImpl for WhepSrc {
             _ => {
                 settings.client.set(value, pspec);
                 if pspec.name() == "auth-token" {
+                    let token = settings.client.auth_token.clone();
+                    drop(settings);
                     // Token refresh: the next session and every DELETE use it.
                     if let Some(client) = &self.state.lock().unwrap().client {
-                        client.set_auth_token(settings.client.auth_token.clone());
+                        client.set_auth_token(token);
                     }
                 }
             }
@@ -396,17 +397,6 @@ impl Role for WhepRole {
         (ms > 0).then(|| *EPOCH + Duration::from_millis(ms))
     }
 
-    fn got_bye(&self, peer: &Arc<Peer>) -> bool {
-        let (Some(obj), Some(id)) = (self.imp(), self.session_of(peer)) else {
-            return false;
-        };
-        let state = obj.imp().state.lock().unwrap();
-        state
-            .sessions
-            .get(&id)
-            .is_some_and(|s| s.bye.load(Ordering::Relaxed))
-    }
-
     fn retire(&self, peer: &Arc<Peer>) {
         if let (Some(obj), Some(id)) = (self.imp(), self.session_of(peer)) {
             obj.imp().retire_session(id);
@@ -448,18 +438,6 @@ impl WhepSrc {
                 );
             transceiver.set_property("do-nack", media == "video");
         }
-        let bye = Arc::new(AtomicBool::new(false));
-        if let Some(rtpbin) = peer
-            .webrtcbin()
-            .downcast_ref::<gst::Bin>()
-            .and_then(|b| b.by_name("rtpbin"))
-        {
-            let bye = bye.clone();
-            rtpbin.connect("on-bye-ssrc", false, move |_| {
-                bye.store(true, Ordering::Relaxed);
-                None
-            });
-        }
         let weak = obj.downgrade();
         peer.webrtcbin().connect_pad_added(move |_, pad| {
             if pad.direction() != gst::PadDirection::Src {
@@ -477,7 +455,6 @@ impl WhepSrc {
                 peer: peer.clone(),
                 elements: Vec::new(),
                 last_media: Arc::new(AtomicU64::new(0)),
-                bye,
             },
         );
         Ok(peer)

@@ -8,10 +8,10 @@ use gst_webrtc::WebRTCRTPTransceiverDirection;
 
 use crate::codec;
 use crate::peer::Peer;
+use crate::protocol::Client;
 use crate::runtime::RUNTIME;
-use crate::session::{
-    self, messages, ClientSettings, Negotiation, Resource, SessionError, SessionHandle,
-};
+use crate::session::supervisor::{Role, Sessions, Supervisor};
+use crate::session::{self, ClientSettings, SessionError};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new("whipsink", gst::DebugColorFlags::empty(), Some("WHIP sink"))
@@ -23,21 +23,28 @@ const H264_PROFILE_WAIT: Duration = Duration::from_secs(1);
 
 struct Stream {
     ghost: gst::GhostPad,
-    /// webrtcbin's sink pad for this stream, once caps arrived.
-    webrtc_pad: Option<gst::Pad>,
-    /// Payloading elements we added (empty for RTP input).
+    /// [parser ! payloader !] queue: what we added (the payloader only for
+    /// encoded input). The queue's src pad feeds the current webrtcbin.
     elements: Vec<gst::Element>,
+    /// The queue's src pad, once caps arrived.
+    out: Option<gst::Pad>,
     eos: bool,
 }
 
 #[derive(Default)]
 struct State {
+    /// The webrtcbin the streams feed.
     peer: Option<Arc<Peer>>,
+    /// Whether `peer` is still unused by any session.
+    peer_fresh: bool,
     streams: Vec<Stream>,
-    session: Option<SessionHandle>,
+    supervisor: Option<tokio::task::JoinHandle<()>>,
+    resources: Option<Sessions>,
+    client: Option<Client>,
     started: bool,
     running: bool,
     next_pad: u32,
+    next_peer: u32,
 }
 
 #[derive(Default)]
@@ -66,15 +73,15 @@ impl ObjectImpl for WhipSink {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut settings = self.settings.lock().unwrap();
-        settings.set(value, pspec);
+        let token = {
+            let mut settings = self.settings.lock().unwrap();
+            settings.set(value, pspec);
+            settings.auth_token.clone()
+        };
         if pspec.name() == "auth-token" {
-            // Token refresh: a running session's later requests (DELETE) use it.
-            if let Some(session) = &self.state.lock().unwrap().session {
-                session
-                    .resource()
-                    .client()
-                    .set_auth_token(settings.auth_token.clone());
+            // Token refresh: the next session and every DELETE use it.
+            if let Some(client) = &self.state.lock().unwrap().client {
+                client.set_auth_token(token);
             }
         }
     }
@@ -152,8 +159,8 @@ impl ElementImpl for WhipSink {
             .build();
         state.streams.push(Stream {
             ghost: ghost.clone(),
-            webrtc_pad: None,
             elements: Vec::new(),
+            out: None,
             eos: false,
         });
         drop(state);
@@ -181,7 +188,7 @@ impl ElementImpl for WhipSink {
             let _ = el.set_state(gst::State::Null);
             let _ = self.obj().remove(el);
         }
-        if let (Some(wpad), Some(peer)) = (stream.webrtc_pad, peer) {
+        if let (Some(wpad), Some(peer)) = (stream.out.and_then(|o| o.peer()), peer) {
             peer.webrtcbin().release_request_pad(&wpad);
         }
         let _ = self.obj().remove_pad(pad);
@@ -248,21 +255,43 @@ impl WhipSink {
         }
     }
 
-    fn peer(&self) -> Result<Arc<Peer>, String> {
-        let mut state = self.state.lock().unwrap();
-        if let Some(peer) = &state.peer {
-            return Ok(peer.clone());
-        }
-        // ICE settings are applied when the session starts: properties may
-        // still change until then.
-        let peer = Peer::new_in(self.obj().upcast_ref(), "webrtcbin", &Default::default())
-            .map_err(|e| e.to_string())?;
-        state.peer = Some(peer.clone());
-        Ok(peer)
+    /// A new webrtcbin, configured from the properties. Takes no lock of ours.
+    fn create_peer(&self, n: u32) -> Result<Arc<Peer>, crate::peer::PeerError> {
+        let settings = self.settings.lock().unwrap().clone();
+        Peer::new_in(
+            self.obj().upcast_ref(),
+            &format!("session{n}"),
+            &settings.peer_settings(0),
+        )
     }
 
-    /// First caps on a request pad: route it into webrtcbin, through our
-    /// payloader for encoded input.
+    /// Links a stream's queue to a sendonly transceiver of `peer`, replacing
+    /// its link to a previous peer once the queue is idle.
+    fn feed_peer(out: &gst::Pad, peer: &Peer) -> Result<(), String> {
+        let wpad = peer
+            .webrtcbin()
+            .request_pad_simple("sink_%u")
+            .ok_or("webrtcbin refused a sink pad")?;
+        let transceiver = wpad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
+        transceiver.set_property("direction", WebRTCRTPTransceiverDirection::Sendonly);
+        if out.peer().is_none() {
+            return out
+                .link(&wpad)
+                .map(|_| ())
+                .map_err(|e| format!("cannot link to webrtcbin: {e:?}"));
+        }
+        out.add_probe(gst::PadProbeType::IDLE, move |out, _| {
+            if let Some(old) = out.peer() {
+                let _ = out.unlink(&old);
+            }
+            // Linking resends the sticky events (caps) to the new webrtcbin.
+            let _ = out.link(&wpad);
+            gst::PadProbeReturn::Remove
+        });
+        Ok(())
+    }
+
+    /// First caps on a request pad: [parse ! payload !] queue, into webrtcbin.
     fn link_stream(&self, ghost: &gst::GhostPad, caps: &gst::CapsRef) -> Result<(), String> {
         let known = {
             let state = self.state.lock().unwrap();
@@ -270,143 +299,120 @@ impl WhipSink {
                 .streams
                 .iter()
                 .find(|s| &s.ghost == ghost)
-                .map(|s| s.webrtc_pad.is_some())
+                .map(|s| s.out.is_some())
                 .ok_or("unknown pad")?
         };
         if known {
             return Ok(());
         }
-        let chain = if codec::is_rtp(caps) {
+        let mut chain = if codec::is_rtp(caps) {
             Vec::new()
         } else {
             let codec =
                 codec::from_encoded_caps(caps).ok_or_else(|| format!("unsupported caps {caps}"))?;
             codec.payload_chain().map_err(|e| e.to_string())?
         };
-        let peer = self.peer()?;
-        let wpad = peer
-            .webrtcbin()
-            .request_pad_simple("sink_%u")
-            .ok_or("webrtcbin refused a sink pad")?;
-        let transceiver = wpad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
-        transceiver.set_property("direction", WebRTCRTPTransceiverDirection::Sendonly);
-
-        let target = if let (Some(first), Some(last)) = (chain.first(), chain.last()) {
-            codec::add_chain(self.obj().upcast_ref(), &chain).map_err(|e| e.to_string())?;
-            last.static_pad("src")
-                .unwrap()
-                .link(&wpad)
-                .map_err(|e| format!("cannot link payloader to webrtcbin: {e:?}"))?;
-            first.static_pad("sink").unwrap()
-        } else {
-            wpad.clone()
+        // Keeps upstream live and unblocked while the stream moves between
+        // webrtcbins (republishing).
+        chain.push(
+            gst::ElementFactory::make("queue")
+                .property_from_str("leaky", "downstream")
+                .property("max-size-buffers", 0u32)
+                .property("max-size-bytes", 0u32)
+                .property("max-size-time", 300_000_000u64)
+                .build()
+                .map_err(|_| "queue missing")?,
+        );
+        codec::add_chain(self.obj().upcast_ref(), &chain).map_err(|e| e.to_string())?;
+        let out = chain.last().unwrap().static_pad("src").unwrap();
+        let peer = {
+            // Streams' caps come on their own threads: one of them makes the
+            // first webrtcbin, under the lock, and the others use it.
+            let mut state = self.state.lock().unwrap();
+            match state.peer.clone() {
+                Some(p) => p,
+                None => {
+                    state.next_peer += 1;
+                    let p = self
+                        .create_peer(state.next_peer)
+                        .map_err(|e| e.to_string())?;
+                    state.peer = Some(p.clone());
+                    state.peer_fresh = true;
+                    p
+                }
+            }
         };
-        ghost.set_target(Some(&target)).map_err(|e| e.to_string())?;
-
+        Self::feed_peer(&out, &peer)?;
+        ghost
+            .set_target(Some(&chain[0].static_pad("sink").unwrap()))
+            .map_err(|e| e.to_string())?;
         let mut state = self.state.lock().unwrap();
         if let Some(s) = state.streams.iter_mut().find(|s| &s.ghost == ghost) {
-            s.webrtc_pad = Some(wpad);
+            s.out = Some(out);
             s.elements = chain;
         }
         Ok(())
     }
 
-    /// Starts the session once PAUSED/PLAYING and every stream has caps.
+    /// Starts publishing once PAUSED/PLAYING and every stream has caps.
     fn maybe_start(&self) {
         let mut state = self.state.lock().unwrap();
         if state.started
             || !state.running
             || state.streams.is_empty()
-            || state.streams.iter().any(|s| s.webrtc_pad.is_none())
+            || state.streams.iter().any(|s| s.out.is_none())
         {
             return;
         }
-        let Some(peer) = state.peer.clone() else {
-            return;
-        };
         state.started = true;
         let settings = self.settings.lock().unwrap().clone();
         let obj = self.obj().clone().upcast::<gst::Element>();
+        let fail = |e: SessionError| session::post_error(&obj, "WHIP", &e);
         let endpoint = match settings.endpoint_url("whip-endpoint") {
             Ok(u) => u,
-            Err(e) => {
-                drop(state);
-                session::post_error(&obj, "WHIP", &SessionError::Config(e));
-                return;
-            }
+            Err(e) => return fail(SessionError::Config(e)),
         };
         let client = match settings.client() {
             Ok(c) => c,
-            Err(e) => {
-                drop(state);
-                session::post_error(&obj, "WHIP", &e.into());
-                return;
-            }
+            Err(e) => return fail(e.into()),
         };
-        peer.configure(&settings.peer_settings(0));
-        let resource = Resource::new(client);
-        let webrtc_pads: Vec<gst::Pad> = state
-            .streams
-            .iter()
-            .filter_map(|s| s.webrtc_pad.clone())
-            .collect();
-        let task_resource = resource.clone();
-        let task = RUNTIME.spawn(async move {
-            wait_complete_caps(&webrtc_pads).await;
-            gst::info!(CAT, obj = obj, "caps complete, negotiating");
-            let negotiated = Negotiation {
-                obj: &obj,
-                peer: &peer,
-                resource: &task_resource,
-                endpoint: &endpoint,
-                use_link_headers: settings.use_link_headers,
-                gather_timeout: settings.gather_timeout(),
-                retry: settings.backoff(),
-                counter_offer_peer: None,
-            }
-            .run()
-            .await;
-            let context = format!(
-                "WHIP session with {}",
-                crate::protocol::redact_url(&endpoint)
-            );
-            let resp = match negotiated {
-                Ok(n) => n.response,
-                Err(e) => return session::post_error(&obj, &context, &e),
-            };
-            messages::post_session_started(&obj, &resp);
-            match session::wait_connected(&peer, settings.timeout()).await {
-                Ok(true) => {
-                    gst::info!(CAT, obj = obj, "connected, requesting a key frame");
-                    peer.request_keyframes()
-                }
-                Ok(false) => return,
-                Err(e) => return session::post_error(&obj, &context, &e),
-            }
-            if session::wait_disconnected(&peer).await
-                == gst_webrtc::WebRTCPeerConnectionState::Failed
-            {
-                session::post_error(&obj, &context, &SessionError::ConnectionFailed);
-            }
-        });
-        state.session = Some(SessionHandle::new(task, resource));
+        let mut policy = settings.policy();
+        // A publisher receives no media to time out on.
+        policy.media_timeout = None;
+        let role = Arc::new(WhipRole(self.obj().downgrade()));
+        let sessions: Sessions = Default::default();
+        state.supervisor =
+            Some(RUNTIME.spawn(
+                Supervisor::new(role, client.clone(), endpoint, policy).run(sessions.clone()),
+            ));
+        state.resources = Some(sessions);
+        state.client = Some(client);
     }
 
     fn stop_session(&self, reason: &str) {
-        let session = {
+        let (task, resources) = {
             let mut state = self.state.lock().unwrap();
             state.running = false;
-            state.session.take()
+            (state.supervisor.take(), state.resources.take())
         };
-        if let Some(session) = session {
-            session.stop(self.obj().upcast_ref(), reason);
+        if let Some(task) = task {
+            task.abort();
+        }
+        if let Some(resources) = resources {
+            let resources = resources.lock().unwrap().clone();
+            session::teardown_all(
+                self.obj().upcast_ref(),
+                &resources,
+                reason,
+                session::TEARDOWN_WAIT,
+            );
         }
     }
 
     /// EOS on every stream: DELETE the session, then post EOS so the
     /// pipeline finishes only once the server knows.
     fn stream_eos(&self, pad: &gst::GhostPad) {
-        let resource = {
+        let (task, resources) = {
             let mut state = self.state.lock().unwrap();
             if let Some(s) = state.streams.iter_mut().find(|s| &s.ghost == pad) {
                 s.eos = true;
@@ -414,21 +420,119 @@ impl WhipSink {
             if !state.streams.iter().all(|s| s.eos) {
                 return;
             }
-            state.session.as_ref().map(|s| s.resource().clone())
+            (state.supervisor.take(), state.resources.take())
         };
+        if let Some(task) = task {
+            task.abort();
+        }
         let obj = self.obj().clone().upcast::<gst::Element>();
         RUNTIME.spawn(async move {
-            if let Some(resource) = resource {
-                session::delete_and_report(&obj, &resource, "end of stream").await;
+            if let Some(resources) = resources {
+                let resources = resources.lock().unwrap().clone();
+                for r in resources {
+                    session::delete_and_report(&obj, &r, "end of stream").await;
+                }
             }
             let _ = obj.post_message(gst::message::Eos::builder().src(&obj).build());
         });
     }
 }
 
+/// whipsink's part in the session supervisor.
+struct WhipRole(glib::WeakRef<super::WhipSink>);
+
+impl Role for WhipRole {
+    fn element(&self) -> gst::Element {
+        self.0
+            .upgrade()
+            .expect("element outlives its supervisor")
+            .upcast()
+    }
+
+    fn protocol(&self) -> &'static str {
+        "WHIP"
+    }
+
+    /// The first session uses the webrtcbin the streams were linked to when
+    /// their caps came; each later one gets a new webrtcbin, and the streams
+    /// move to it.
+    fn new_peer(&self) -> Result<Arc<Peer>, crate::peer::PeerError> {
+        let gone = || crate::peer::PeerError::Negotiation {
+            what: "start",
+            reason: "element gone".into(),
+        };
+        let obj = self.0.upgrade().ok_or_else(gone)?;
+        let imp = obj.imp();
+        let (fresh, outs) = {
+            let mut state = imp.state.lock().unwrap();
+            let fresh = state.peer.clone().filter(|_| state.peer_fresh);
+            state.peer_fresh = false;
+            (
+                fresh,
+                state
+                    .streams
+                    .iter()
+                    .filter_map(|s| s.out.clone())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let peer = match fresh {
+            Some(p) => p,
+            None => {
+                let n = {
+                    let mut state = imp.state.lock().unwrap();
+                    state.next_peer += 1;
+                    state.next_peer
+                };
+                let peer = imp.create_peer(n)?;
+                for out in &outs {
+                    WhipSink::feed_peer(out, &peer).map_err(|reason| {
+                        crate::peer::PeerError::Negotiation {
+                            what: "move a stream to a new session",
+                            reason,
+                        }
+                    })?;
+                }
+                imp.state.lock().unwrap().peer = Some(peer.clone());
+                peer
+            }
+        };
+        Ok(peer)
+    }
+
+    fn before_offer(&self, peer: &Arc<Peer>) -> crate::server::BoxFuture<()> {
+        Box::pin(wait_complete_caps(peer.webrtcbin().sink_pads()))
+    }
+
+    fn answers_counter_offers(&self) -> bool {
+        false
+    }
+
+    fn activate(&self, peer: &Arc<Peer>) {
+        gst::info!(CAT, "connected, requesting a key frame");
+        peer.request_keyframes();
+    }
+
+    fn carries_output(&self, _peer: &Arc<Peer>) -> bool {
+        true
+    }
+
+    fn last_media(&self, _peer: &Arc<Peer>) -> Option<std::time::Instant> {
+        None
+    }
+
+    fn retire(&self, peer: &Arc<Peer>) {
+        if let Some(obj) = self.0.upgrade() {
+            peer.remove_from(obj.upcast_ref());
+        }
+    }
+}
+
 /// Waits until webrtcbin holds caps an offer can be made from: for H.264,
-/// caps carrying the profile, which the payloader learns from the first SPS.
-async fn wait_complete_caps(pads: &[gst::Pad]) {
+/// caps carrying the profile, which the payloader learns from the first SPS
+/// (strict servers reject an H.264 offer without it). Bounded: then the SDP
+/// gets Constrained Baseline as a default.
+async fn wait_complete_caps(pads: Vec<gst::Pad>) {
     let deadline = tokio::time::Instant::now() + H264_PROFILE_WAIT;
     loop {
         let complete = pads.iter().all(|p| {
