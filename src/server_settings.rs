@@ -20,6 +20,7 @@ pub struct ServerSettings {
     pub auth_token: Option<AuthToken>,
     pub ice_addresses: Vec<String>,
     pub latency_ms: u32,
+    pub max_session_duration_s: u32,
 }
 
 impl Default for ServerSettings {
@@ -29,6 +30,7 @@ impl Default for ServerSettings {
             auth_token: None,
             ice_addresses: Vec::new(),
             latency_ms: DEFAULT_LATENCY_MS,
+            max_session_duration_s: 0,
         }
     }
 }
@@ -59,6 +61,17 @@ impl ServerSettings {
                 .default_value(DEFAULT_LATENCY_MS)
                 .mutable_ready()
                 .build(),
+            glib::ParamSpecUInt::builder("max-session-duration")
+                .nick("Maximum session duration")
+                .blurb(
+                    "Seconds after which the server ends a session, as device endpoints do \
+                     (Ring: 30 or 60 s): its media stops, its peer closes and its Location is \
+                     forgotten (a later DELETE gets 404). 0: no limit.",
+                )
+                .maximum(86_400)
+                .default_value(0)
+                .mutable_playing()
+                .build(),
         ]
     }
 
@@ -81,6 +94,7 @@ impl ServerSettings {
                 self.ice_addresses = split_list(value.get::<Option<&str>>().unwrap())
             }
             "latency" => self.latency_ms = value.get().unwrap(),
+            "max-session-duration" => self.max_session_duration_s = value.get().unwrap(),
             _ => return false,
         }
         true
@@ -91,8 +105,14 @@ impl ServerSettings {
             "address" => self.address.to_value(),
             "ice-addresses" => self.ice_addresses.join(",").to_value(),
             "latency" => self.latency_ms.to_value(),
+            "max-session-duration" => self.max_session_duration_s.to_value(),
             _ => pspec.default_value().clone(),
         }
+    }
+
+    pub fn max_session(&self) -> Option<Duration> {
+        (self.max_session_duration_s > 0)
+            .then(|| Duration::from_secs(self.max_session_duration_s.into()))
     }
 
     pub fn peer_settings(&self) -> PeerSettings {

@@ -267,3 +267,41 @@ async fn handle(shared: &Shared, req: Request<hyper::body::Incoming>) -> Respons
         )),
     }
 }
+
+/// How long a client may take to connect after its answer.
+const CONNECT_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// A server-side peer's life after its answer. Resolves with why it ended:
+/// its connection failed or closed, or `max` passed, in which case
+/// `at_cap` runs first (and is awaited). `on_connected` runs once connected.
+/// None: the peer was closed by us.
+pub async fn peer_lifetime<C>(
+    peer: &crate::peer::Peer,
+    max: Option<std::time::Duration>,
+    on_connected: impl FnOnce(),
+    at_cap: C,
+) -> Option<String>
+where
+    C: Future<Output = ()>,
+{
+    use crate::session::{wait_connected, wait_disconnected};
+    match wait_connected(peer, CONNECT_LIMIT).await {
+        Ok(true) => {}
+        Ok(false) => return None,
+        Err(e) => return Some(e.to_string()),
+    }
+    on_connected();
+    let cap = async {
+        match max {
+            Some(max) => tokio::time::sleep(max).await,
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        state = wait_disconnected(peer) => Some(format!("connection {state:?}")),
+        _ = cap => {
+            at_cap.await;
+            Some(format!("max-session-duration ({} s) reached", max.unwrap_or_default().as_secs()))
+        }
+    }
+}

@@ -12,7 +12,6 @@ use crate::peer::{sdp, Peer};
 use crate::runtime::RUNTIME;
 use crate::server::{BoxFuture, Handler, HttpServer, Refusal};
 use crate::server_settings::ServerSettings;
-use crate::session;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -24,9 +23,6 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 
 /// Time for the RTCP BYE to leave before the peer is torn down.
 const BYE_GRACE: Duration = Duration::from_millis(400);
-
-/// How long a viewer may take to connect after its answer.
-const CONNECT_LIMIT: Duration = Duration::from_secs(15);
 
 /// One input stream, normalized to encoded media and split by a tee.
 struct Input {
@@ -58,15 +54,9 @@ struct State {
     next_peer: u32,
 }
 
-#[derive(Default, Clone)]
-struct Settings {
-    server: ServerSettings,
-    max_session_duration_s: u32,
-}
-
 #[derive(Default)]
 pub struct WhepServerSink {
-    settings: Mutex<Settings>,
+    settings: Mutex<ServerSettings>,
     state: Mutex<State>,
 }
 
@@ -80,33 +70,12 @@ impl ObjectSubclass for WhepServerSink {
 
 impl ObjectImpl for WhepServerSink {
     fn properties() -> &'static [glib::ParamSpec] {
-        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            let mut props = ServerSettings::properties();
-            props.push(
-                glib::ParamSpecUInt::builder("max-session-duration")
-                    .nick("Maximum session duration")
-                    .blurb(
-                        "Seconds after which a viewer's session is ended by the server, as device \
-                         endpoints do (Ring: 30 or 60 s): its media stops, its peer closes and its \
-                         Location is forgotten (a later DELETE gets 404). 0: no limit.",
-                    )
-                    .maximum(86_400)
-                    .default_value(0)
-                    .mutable_playing()
-                    .build(),
-            );
-            props
-        });
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(ServerSettings::properties);
         PROPS.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut settings = self.settings.lock().unwrap();
-        if pspec.name() == "max-session-duration" {
-            settings.max_session_duration_s = value.get().unwrap();
-        } else {
-            settings.server.set(value, pspec);
-        }
+        self.settings.lock().unwrap().set(value, pspec);
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
@@ -119,13 +88,7 @@ impl ObjectImpl for WhepServerSink {
                 .as_ref()
                 .map(|s| s.local_addr().to_string())
                 .to_value(),
-            "max-session-duration" => self
-                .settings
-                .lock()
-                .unwrap()
-                .max_session_duration_s
-                .to_value(),
-            _ => self.settings.lock().unwrap().server.get(pspec),
+            _ => self.settings.lock().unwrap().get(pspec),
         }
     }
 
@@ -205,7 +168,7 @@ impl ElementImpl for WhepServerSink {
             crate::peer::certificate::prewarm();
             let (address, token) = {
                 let s = self.settings.lock().unwrap();
-                (s.server.address.clone(), s.server.auth_token.clone())
+                (s.address.clone(), s.auth_token.clone())
             };
             let handler = Arc::new(WhepHandler(self.obj().downgrade()));
             match HttpServer::bind(&address, token, handler) {
@@ -406,7 +369,7 @@ impl WhepServerSink {
         }
         let obj = self.obj();
         let bin: &gst::Bin = obj.upcast_ref();
-        let peer = Peer::new_in(bin, &name, &settings.server.peer_settings())
+        let peer = Peer::new_in(bin, &name, &settings.peer_settings())
             .map_err(|e| Refusal::new(500, "Internal Server Error", e.to_string()))?;
         let fail = |peer: &Peer, branches: Vec<Branch>, r: Refusal| {
             self.remove_branches(branches);
@@ -461,7 +424,7 @@ impl WhepServerSink {
             ));
         }
         let answer = match peer
-            .answer_remote_offer(&offer, settings.server.gather_timeout())
+            .answer_remote_offer(&offer, settings.gather_timeout())
             .await
         {
             Ok(a) => a.sdp,
@@ -482,12 +445,21 @@ impl WhepServerSink {
         );
         gst::info!(CAT, imp = self, "viewer on {path} at {location}");
         self.post_viewer_message("viewer-added", &location, None);
-        RUNTIME.spawn(watch_viewer(
-            obj.downgrade(),
-            peer,
-            location,
-            settings.max_session_duration_s,
-        ));
+        let weak = obj.downgrade();
+        let max = settings.max_session();
+        RUNTIME.spawn(async move {
+            let at_cap = async {
+                if let Some(obj) = weak.upgrade() {
+                    obj.imp().say_bye(&location);
+                }
+                tokio::time::sleep(BYE_GRACE).await;
+            };
+            let reason =
+                crate::server::peer_lifetime(&peer, max, || peer.request_keyframes(), at_cap).await;
+            if let (Some(reason), Some(obj)) = (reason, weak.upgrade()) {
+                obj.imp().remove_viewer(&location, &reason);
+            }
+        });
         Ok(answer)
     }
 
@@ -620,42 +592,5 @@ impl WhepServerSink {
     /// Number of viewers being served.
     pub fn viewer_count(&self) -> usize {
         self.state.lock().unwrap().viewers.len()
-    }
-}
-
-/// A viewer's life after its answer: key frame once connected; removal when
-/// its connection fails or its maximum duration passes.
-async fn watch_viewer(
-    weak: glib::WeakRef<super::WhepServerSink>,
-    peer: Arc<Peer>,
-    location: String,
-    max_s: u32,
-) {
-    let reason = match session::wait_connected(&peer, CONNECT_LIMIT).await {
-        Ok(true) => {
-            peer.request_keyframes();
-            let cap = async {
-                if max_s == 0 {
-                    std::future::pending::<()>().await
-                } else {
-                    tokio::time::sleep(Duration::from_secs(max_s.into())).await
-                }
-            };
-            tokio::select! {
-                state = session::wait_disconnected(&peer) => format!("connection {state:?}"),
-                _ = cap => {
-                    if let Some(obj) = weak.upgrade() {
-                        obj.imp().say_bye(&location);
-                    }
-                    tokio::time::sleep(BYE_GRACE).await;
-                    format!("max-session-duration ({max_s} s) reached")
-                }
-            }
-        }
-        Ok(false) => return,
-        Err(e) => e.to_string(),
-    };
-    if let Some(obj) = weak.upgrade() {
-        obj.imp().remove_viewer(&location, &reason);
     }
 }

@@ -7,6 +7,7 @@ use gst::subclass::prelude::*;
 
 use crate::codec;
 use crate::peer::Peer;
+use crate::runtime::RUNTIME;
 use crate::server::{BoxFuture, Handler, HttpServer, Refusal};
 use crate::server_settings::ServerSettings;
 
@@ -197,17 +198,7 @@ impl Handler for WhipHandler {
         let Some(obj) = self.0.upgrade() else {
             return false;
         };
-        let publisher = obj.imp().state.lock().unwrap().publishers.remove(location);
-        match publisher {
-            Some(p) => {
-                gst::info!(CAT, obj = obj, "publisher {location} DELETEd");
-                obj.imp()
-                    .post_publisher_message("publisher-removed", &p.path, location);
-                obj.imp().remove_publisher(p, true);
-                true
-            }
-            None => false,
-        }
+        obj.imp().end_publisher(location, "DELETE")
     }
 }
 
@@ -249,12 +240,20 @@ impl WhipServerSrc {
                     location.clone(),
                     Publisher {
                         path: path.clone(),
-                        peer,
+                        peer: peer.clone(),
                         pads: Vec::new(),
                         elements: Vec::new(),
                     },
                 );
-                self.post_publisher_message("publisher-added", &path, &location);
+                self.post_publisher_message("publisher-added", &path, &location, None);
+                let weak = obj.downgrade();
+                let max = settings.max_session();
+                RUNTIME.spawn(async move {
+                    let reason = crate::server::peer_lifetime(&peer, max, || (), async {}).await;
+                    if let (Some(reason), Some(obj)) = (reason, weak.upgrade()) {
+                        obj.imp().end_publisher(&location, &reason);
+                    }
+                });
                 Ok(answer)
             }
             Err(e) => {
@@ -326,10 +325,22 @@ impl WhipServerSrc {
         }
     }
 
-    fn post_publisher_message(&self, name: &str, path: &str, location: &str) {
+    /// Forgets the publisher at `location` and tears it down (its streams
+    /// end with EOS); false if unknown.
+    fn end_publisher(&self, location: &str, reason: &str) -> bool {
+        let publisher = self.state.lock().unwrap().publishers.remove(location);
+        let Some(p) = publisher else { return false };
+        gst::info!(CAT, imp = self, "publisher {location} removed: {reason}");
+        self.post_publisher_message("publisher-removed", &p.path, location, Some(reason));
+        self.remove_publisher(p, true);
+        true
+    }
+
+    fn post_publisher_message(&self, name: &str, path: &str, location: &str, reason: Option<&str>) {
         let s = gst::Structure::builder(name)
             .field("path", path)
             .field("location", location)
+            .field_if_some("reason", reason)
             .build();
         let obj = self.obj();
         let _ = obj.post_message(gst::message::Element::builder(s).src(&*obj).build());
