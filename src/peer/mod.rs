@@ -77,6 +77,15 @@ pub struct Peer {
     connection: watch::Receiver<WebRTCPeerConnectionState>,
     candidates: Arc<Mutex<Vec<Candidate>>>,
     bye: Arc<std::sync::atomic::AtomicBool>,
+    /// `epoch_ms()` of the last RTCP packet from the remote; 0: none yet.
+    last_rtcp: Arc<std::sync::atomic::AtomicU64>,
+}
+
+static EPOCH: std::sync::LazyLock<std::time::Instant> =
+    std::sync::LazyLock::new(std::time::Instant::now);
+
+fn epoch_ms() -> u64 {
+    EPOCH.elapsed().as_millis() as u64 + 1
 }
 
 impl Peer {
@@ -129,6 +138,7 @@ impl Peer {
         // RTCP BYE from the remote: it ended the session (a server at its
         // session cap, say), sooner than ICE or a media timeout would tell.
         let bye = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let last_rtcp = Arc::new(std::sync::atomic::AtomicU64::new(0));
         if let Some(rtpbin) = webrtcbin
             .downcast_ref::<gst::Bin>()
             .and_then(|b| b.by_name("rtpbin"))
@@ -136,6 +146,12 @@ impl Peer {
             let bye = bye.clone();
             rtpbin.connect("on-bye-ssrc", false, move |_| {
                 bye.store(true, std::sync::atomic::Ordering::Relaxed);
+                None
+            });
+            let last = last_rtcp.clone();
+            rtpbin.connect("on-ssrc-active", false, move |_| {
+                last.store(epoch_ms(), std::sync::atomic::Ordering::Relaxed);
+                gst::trace!(CAT, "RTCP from the remote");
                 None
             });
         }
@@ -146,6 +162,7 @@ impl Peer {
             connection,
             candidates,
             bye,
+            last_rtcp,
         })
     }
 
@@ -224,6 +241,31 @@ impl Peer {
             {
                 self.webrtcbin.set_property("stun-server", &uri);
             }
+        }
+    }
+
+    /// When the remote last sent RTCP (receiver or sender reports), if ever:
+    /// a publisher's only sign that the server still listens.
+    pub fn last_rtcp(&self) -> Option<std::time::Instant> {
+        let ms = self.last_rtcp.load(std::sync::atomic::Ordering::Relaxed);
+        (ms > 0).then(|| *EPOCH + Duration::from_millis(ms - 1))
+    }
+
+    /// Sends RTCP reports at least every `interval` (RTP's default minimum is
+    /// 5 s): a server doing so lets its publishers notice within about that
+    /// long that it is gone. Call once negotiated (bundled: session 0).
+    pub fn set_rtcp_interval(&self, interval: Duration) {
+        let Some(rtpbin) = self
+            .webrtcbin
+            .downcast_ref::<gst::Bin>()
+            .and_then(|b| b.by_name("rtpbin"))
+        else {
+            return;
+        };
+        if let Some(session) =
+            rtpbin.emit_by_name::<Option<glib::Object>>("get-internal-session", &[&0u32])
+        {
+            session.set_property("rtcp-min-interval", interval.as_nanos() as u64);
         }
     }
 

@@ -34,8 +34,27 @@ pub struct ClientSettings {
     pub media_timeout_ms: u32,
 }
 
-impl Default for ClientSettings {
-    fn default() -> Self {
+/// Which client a settings set is for: defaults differ where the
+/// direction does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Whip,
+    Whep,
+}
+
+impl Kind {
+    /// A player sees media stop at once; a publisher only hears the server
+    /// through RTCP reports, seconds apart, so it doesn't time out by default.
+    pub fn default_media_timeout_ms(self) -> u32 {
+        match self {
+            Kind::Whip => 0,
+            Kind::Whep => 500,
+        }
+    }
+}
+
+impl ClientSettings {
+    pub fn new(kind: Kind) -> Self {
         Self {
             endpoint: None,
             auth_token: None,
@@ -52,7 +71,7 @@ impl Default for ClientSettings {
             reconnect: true,
             max_session_duration_s: 0,
             renew_lead_ms: 3000,
-            media_timeout_ms: 500,
+            media_timeout_ms: kind.default_media_timeout_ms(),
         }
     }
 }
@@ -84,6 +103,7 @@ pub fn ice_addresses_pspec() -> glib::ParamSpec {
 impl ClientSettings {
     /// Property specs; `endpoint` is "whip-endpoint" or "whep-endpoint".
     pub fn properties(
+        kind: Kind,
         endpoint: &'static str,
         endpoint_blurb: &'static str,
     ) -> Vec<glib::ParamSpec> {
@@ -214,11 +234,13 @@ impl ClientSettings {
             glib::ParamSpecUInt::builder("media-timeout")
                 .nick("Media timeout")
                 .blurb(
-                    "Milliseconds without any media after which a session counts as cut by the \
-                     server, and a new one starts. 0: only ICE/DTLS state and RTCP BYE tell.",
+                    "Milliseconds after which a silent session counts as cut by the server, and a \
+                     new one starts: without media for whepsrc, without RTCP reports from the \
+                     server for whipsink (servers send them seconds apart: keep it above their \
+                     interval). 0: only ICE/DTLS state and RTCP BYE tell.",
                 )
                 .maximum(600_000)
-                .default_value(500)
+                .default_value(kind.default_media_timeout_ms())
                 .mutable_ready()
                 .build(),
         ]

@@ -76,7 +76,7 @@ impl std::fmt::Display for End {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             End::Connection(s) => write!(f, "connection {s:?}"),
-            End::NoMedia(d) => write!(f, "no media for {} ms", d.as_millis()),
+            End::NoMedia(d) => write!(f, "nothing heard for {} ms (media-timeout)", d.as_millis()),
             End::Bye => f.write_str("the server sent RTCP BYE"),
             End::Renew => f.write_str("renewed before the session cap"),
         }

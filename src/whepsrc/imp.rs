@@ -80,7 +80,7 @@ fn decodable(media: &str) -> gst::Caps {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            client: ClientSettings::default(),
+            client: ClientSettings::new(crate::session::settings::Kind::Whep),
             video_caps: decodable("video"),
             audio_caps: decodable("audio"),
             media: Media::AudioVideo,
@@ -126,6 +126,7 @@ impl ObjectImpl for WhepSrc {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             let mut props = ClientSettings::properties(
+                crate::session::settings::Kind::Whep,
                 "whep-endpoint",
                 "URL of the WHEP endpoint to POST the offer to, e.g. https://host/whep/stream",
             );

@@ -19,6 +19,10 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
+/// How often publishers hear from us (receiver reports): their sign that
+/// the session is alive (whipsink's media-timeout).
+const RTCP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
 struct Publisher {
     path: String,
     peer: Arc<Peer>,
@@ -245,6 +249,7 @@ impl WhipServerSrc {
                         elements: Vec::new(),
                     },
                 );
+                peer.set_rtcp_interval(RTCP_INTERVAL);
                 self.post_publisher_message("publisher-added", &path, &location, None);
                 let weak = obj.downgrade();
                 let max = settings.max_session();

@@ -47,10 +47,18 @@ struct State {
     next_peer: u32,
 }
 
-#[derive(Default)]
 pub struct WhipSink {
     settings: Mutex<ClientSettings>,
     state: Mutex<State>,
+}
+
+impl Default for WhipSink {
+    fn default() -> Self {
+        Self {
+            settings: Mutex::new(ClientSettings::new(crate::session::settings::Kind::Whip)),
+            state: Mutex::default(),
+        }
+    }
 }
 
 #[glib::object_subclass]
@@ -65,6 +73,7 @@ impl ObjectImpl for WhipSink {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             ClientSettings::properties(
+                crate::session::settings::Kind::Whip,
                 "whip-endpoint",
                 "URL of the WHIP endpoint to POST the offer to, e.g. https://host/whip/stream",
             )
@@ -376,9 +385,7 @@ impl WhipSink {
             Ok(c) => c,
             Err(e) => return fail(e.into()),
         };
-        let mut policy = settings.policy();
-        // A publisher receives no media to time out on.
-        policy.media_timeout = None;
+        let policy = settings.policy();
         let role = Arc::new(WhipRole(self.obj().downgrade()));
         let sessions: Sessions = Default::default();
         state.supervisor =
@@ -517,8 +524,9 @@ impl Role for WhipRole {
         true
     }
 
-    fn last_media(&self, _peer: &Arc<Peer>) -> Option<std::time::Instant> {
-        None
+    /// A publisher receives no media: RTCP reports are its sign of life.
+    fn last_media(&self, peer: &Arc<Peer>) -> Option<std::time::Instant> {
+        peer.last_rtcp()
     }
 
     fn retire(&self, peer: &Arc<Peer>) {
