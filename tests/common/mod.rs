@@ -3,3 +3,4 @@
 pub mod e2e;
 pub mod front;
 pub mod http_server;
+pub mod stamp;
