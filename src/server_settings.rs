@@ -17,6 +17,7 @@ pub const DEFAULT_LATENCY_MS: u32 = 50;
 #[derive(Clone)]
 pub struct ServerSettings {
     pub address: String,
+    pub path: String,
     pub auth_token: Option<AuthToken>,
     pub ice_addresses: Vec<String>,
     pub latency_ms: u32,
@@ -27,6 +28,7 @@ impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             address: DEFAULT_ADDRESS.into(),
+            path: "/".into(),
             auth_token: None,
             ice_addresses: Vec::new(),
             latency_ms: DEFAULT_LATENCY_MS,
@@ -42,6 +44,16 @@ impl ServerSettings {
                 .nick("Listen address")
                 .blurb("host:port the HTTP server listens on, e.g. 127.0.0.1:8190 or [::]:8080. Port 0 picks a free port (see bound-address).")
                 .default_value(Some(DEFAULT_ADDRESS))
+                .build(),
+            glib::ParamSpecString::builder("path")
+                .nick("Path")
+                .blurb(
+                    "The path this element serves: POSTs to it or below it (\"/whip\" takes \
+                     /whip/cam1 too), and the sessions they create. Elements with the same \
+                     address share one HTTP server, each on its own path: a whipserversrc on \
+                     /whip and whepserversinks on /whep/<name> make a relay on one port.",
+                )
+                .default_value(Some("/"))
                 .build(),
             glib::ParamSpecString::builder("bound-address")
                 .nick("Bound address")
@@ -90,6 +102,12 @@ impl ServerSettings {
                     .filter(|t| !t.is_empty())
                     .map(AuthToken::new)
             }
+            "path" => {
+                self.path = value
+                    .get::<Option<String>>()
+                    .unwrap()
+                    .unwrap_or_else(|| "/".into())
+            }
             "ice-addresses" => {
                 self.ice_addresses = split_list(value.get::<Option<&str>>().unwrap())
             }
@@ -103,11 +121,21 @@ impl ServerSettings {
     pub fn get(&self, pspec: &glib::ParamSpec) -> glib::Value {
         match pspec.name() {
             "address" => self.address.to_value(),
+            "path" => self.path.to_value(),
             "ice-addresses" => self.ice_addresses.join(",").to_value(),
             "latency" => self.latency_ms.to_value(),
             "max-session-duration" => self.max_session_duration_s.to_value(),
             _ => pspec.default_value().clone(),
         }
+    }
+
+    /// Starts serving `handler` on the address and path.
+    pub fn bind(
+        &self,
+        handler: std::sync::Arc<dyn crate::server::Handler>,
+    ) -> Result<crate::server::HttpServer, String> {
+        crate::server::HttpServer::bind(&self.address, &self.path, self.auth_token.clone(), handler)
+            .map_err(|e| format!("cannot serve {} on {}: {e}", self.path, self.address))
     }
 
     pub fn max_session(&self) -> Option<Duration> {

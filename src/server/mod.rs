@@ -58,42 +58,150 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
-struct Shared {
+/// An element's share of a listener: the requests under `prefix`.
+struct Route {
+    id: u64,
+    prefix: String,
     token: Option<AuthToken>,
     handler: Arc<dyn Handler>,
 }
 
-/// A listening server; stops (and drops every connection) when dropped.
-pub struct HttpServer {
+/// One listening socket, shared by every server element configured with the
+/// same address (whipserversrc on /whip and whepserversinks on /whep/<name>
+/// make one relay on one port). Stops when its last route goes.
+struct Listener {
     local_addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    routes: std::sync::RwLock<Vec<Arc<Route>>>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.lock().unwrap().take() {
+            task.abort();
+        }
+    }
+}
+
+impl Listener {
+    /// The route for `path`: the longest prefix that is `path` or one of
+    /// its parent paths.
+    fn route(&self, path: &str) -> Option<Arc<Route>> {
+        self.routes
+            .read()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                r.prefix == "/" || path == r.prefix || path.starts_with(&format!("{}/", r.prefix))
+            })
+            .max_by_key(|r| r.prefix.len())
+            .cloned()
+    }
+}
+
+static LISTENERS: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<Listener>>>,
+> = std::sync::LazyLock::new(Default::default);
+static NEXT_ROUTE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// An element's registration on a listener; unregisters when dropped.
+pub struct HttpServer {
+    listener: Arc<Listener>,
+    route: u64,
+}
+
+/// `/a/b/` → `/a/b`; `` → `/`.
+fn normalize_prefix(prefix: &str) -> String {
+    let p = prefix.trim_end_matches('/');
+    if p.is_empty() {
+        "/".into()
+    } else if p.starts_with('/') {
+        p.into()
+    } else {
+        format!("/{p}")
+    }
 }
 
 impl HttpServer {
-    /// Binds synchronously, so that a busy port is an error at once.
+    /// Serves `handler` for requests under `prefix` on `addr`, sharing the
+    /// socket with other elements on the same address. Binds synchronously,
+    /// so that a busy port (or a path already served there) is an error at
+    /// once. Port 0 always makes a new listener on a free port.
     pub fn bind(
         addr: &str,
+        prefix: &str,
         token: Option<AuthToken>,
         handler: Arc<dyn Handler>,
     ) -> std::io::Result<HttpServer> {
+        let prefix = normalize_prefix(prefix);
+        let mut listeners = LISTENERS.lock().unwrap();
+        let shared = !addr.ends_with(":0");
+        let listener = match listeners
+            .get(addr)
+            .and_then(std::sync::Weak::upgrade)
+            .filter(|_| shared)
+        {
+            Some(l) => l,
+            None => {
+                let l = Self::listen(addr)?;
+                if shared {
+                    listeners.insert(addr.to_string(), Arc::downgrade(&l));
+                }
+                l
+            }
+        };
+        let mut routes = listener.routes.write().unwrap();
+        if routes.iter().any(|r| r.prefix == prefix) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("{prefix} is already served on {addr}"),
+            ));
+        }
+        let id = NEXT_ROUTE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        routes.push(Arc::new(Route {
+            id,
+            prefix,
+            token,
+            handler,
+        }));
+        drop(routes);
+        Ok(HttpServer {
+            listener,
+            route: id,
+        })
+    }
+
+    fn listen(addr: &str) -> std::io::Result<Arc<Listener>> {
         let std_listener = std::net::TcpListener::bind(addr)?;
         std_listener.set_nonblocking(true)?;
         let local_addr = std_listener.local_addr()?;
         let _guard = RUNTIME.enter();
-        let listener = tokio::net::TcpListener::from_std(std_listener)?;
-        let shared = Arc::new(Shared { token, handler });
+        let socket = tokio::net::TcpListener::from_std(std_listener)?;
+        let listener = Arc::new(Listener {
+            local_addr,
+            routes: Default::default(),
+            task: Default::default(),
+        });
+        // The accept loop holds the listener weakly: dropping the last
+        // registration ends it.
+        let weak = Arc::downgrade(&listener);
         let task = RUNTIME.spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
             loop {
                 tokio::select! {
-                    accepted = listener.accept() => {
+                    accepted = socket.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
-                        let shared = shared.clone();
+                        let weak = weak.clone();
                         connections.spawn(async move {
                             let io = hyper_util::rt::TokioIo::new(stream);
                             let service = hyper::service::service_fn(move |req| {
-                                let shared = shared.clone();
-                                async move { Ok::<_, Infallible>(handle(&shared, req).await) }
+                                let weak = weak.clone();
+                                async move {
+                                    Ok::<_, Infallible>(match weak.upgrade() {
+                                        Some(l) => handle(&l, req).await,
+                                        None => problem(&Refusal::new(503, "Service Unavailable", "the server is stopping")),
+                                    })
+                                }
                             });
                             let _ = hyper::server::conn::http1::Builder::new()
                                 .serve_connection(io, service)
@@ -104,17 +212,22 @@ impl HttpServer {
                 }
             }
         });
-        Ok(HttpServer { local_addr, task })
+        *listener.task.lock().unwrap() = Some(task);
+        Ok(listener)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.listener.local_addr
     }
 }
 
 impl Drop for HttpServer {
     fn drop(&mut self) {
-        self.task.abort();
+        self.listener
+            .routes
+            .write()
+            .unwrap()
+            .retain(|r| r.id != self.route);
     }
 }
 
@@ -155,8 +268,8 @@ fn problem(refusal: &Refusal) -> Response<Full<Bytes>> {
     resp
 }
 
-fn authorized(shared: &Shared, req: &Request<hyper::body::Incoming>) -> bool {
-    let Some(token) = &shared.token else {
+fn authorized(route: &Route, req: &Request<hyper::body::Incoming>) -> bool {
+    let Some(token) = &route.token else {
         return true;
     };
     let expected = format!("Bearer {}", token.expose());
@@ -175,8 +288,15 @@ fn new_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn handle(shared: &Shared, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+async fn handle(listener: &Listener, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().trim_end_matches('/').to_string();
+    let Some(shared) = listener.route(if path.is_empty() { "/" } else { &path }) else {
+        return problem(&Refusal::new(
+            404,
+            "Not Found",
+            "nothing is served on this path",
+        ));
+    };
     if req.method() == Method::OPTIONS {
         // CORS preflight or WHIP OPTIONS: never requires auth (RFC 9725 §4.7).
         let mut resp = response(StatusCode::NO_CONTENT, None, Bytes::new());
@@ -199,7 +319,7 @@ async fn handle(shared: &Shared, req: Request<hyper::body::Incoming>) -> Respons
             None => problem(&Refusal::new(404, "Not Found", "no such page")),
         };
     }
-    if !authorized(shared, &req) {
+    if !authorized(&shared, &req) {
         return problem(&Refusal::new(
             401,
             "Unauthorized",

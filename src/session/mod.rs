@@ -73,7 +73,7 @@ impl SessionError {
 pub fn post_error(obj: &gst::Element, context: &str, err: &SessionError) {
     let msg = format!("{context}: {err}");
     gst::error!(CAT, obj = obj, "{msg}");
-    obj.post_error_message(gst::error_msg!(err.to_error(), ["{}", msg]));
+    obj.post_error_message(gst::error_msg!(err.to_error(), ("{}", msg)));
 }
 
 /// What the offerer needs for one negotiation.

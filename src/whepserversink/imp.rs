@@ -166,27 +166,20 @@ impl ElementImpl for WhepServerSink {
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         if transition == gst::StateChange::NullToReady {
             crate::peer::certificate::prewarm();
-            let (address, token) = {
-                let s = self.settings.lock().unwrap();
-                (s.address.clone(), s.auth_token.clone())
-            };
-            let handler = Arc::new(WhepHandler(self.obj().downgrade()));
-            match HttpServer::bind(&address, token, handler) {
+            let settings = self.settings.lock().unwrap().clone();
+            match settings.bind(Arc::new(WhepHandler(self.obj().downgrade()))) {
                 Ok(server) => {
                     gst::info!(
                         CAT,
                         imp = self,
-                        "WHEP server listening on http://{}",
-                        server.local_addr()
+                        "WHEP server on http://{}{}",
+                        server.local_addr(),
+                        settings.path
                     );
                     self.state.lock().unwrap().server = Some(server);
                 }
                 Err(e) => {
-                    gst::element_imp_error!(
-                        self,
-                        gst::ResourceError::OpenWrite,
-                        ["cannot listen on {}: {}", address, e]
-                    );
+                    gst::element_imp_error!(self, gst::ResourceError::OpenWrite, ("{}", e));
                     return Err(gst::StateChangeError);
                 }
             }
@@ -262,7 +255,7 @@ impl WhepServerSink {
         match event.view() {
             gst::EventView::Caps(c) => {
                 if let Err(err) = self.link_input(pad, c.caps()) {
-                    gst::element_imp_error!(self, gst::StreamError::Format, ["{}", err]);
+                    gst::element_imp_error!(self, gst::StreamError::Format, ("{}", err));
                     return false;
                 }
                 gst::Pad::event_default(pad, Some(&*self.obj()), event)

@@ -266,7 +266,7 @@ impl ElementImpl for WhepSrc {
                     .client
                     .endpoint_url("whep-endpoint")
                 {
-                    gst::element_imp_error!(self, gst::ResourceError::Settings, ["{}", msg]);
+                    gst::element_imp_error!(self, gst::ResourceError::Settings, ("{}", msg));
                     return Err(gst::StateChangeError);
                 }
                 crate::peer::certificate::prewarm();
@@ -446,7 +446,7 @@ impl WhepSrc {
             }
             if let Some(obj) = weak.upgrade() {
                 if let Err(e) = obj.imp().route_stream(id, pad) {
-                    gst::element_error!(obj, gst::StreamError::Decode, ["{}", e]);
+                    gst::element_error!(obj, gst::StreamError::Decode, ("{}", e));
                 }
             }
         });

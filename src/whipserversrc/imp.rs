@@ -59,6 +59,30 @@ impl ObjectImpl for WhipServerSrc {
         PROPS.as_ref()
     }
 
+    fn signals() -> &'static [glib::subclass::Signal] {
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
+            // The path a src pad's publisher POSTed to (e.g. "/whip/cam1"),
+            // for applications that route streams by name (the relay).
+            vec![glib::subclass::Signal::builder("publisher-path")
+                .param_types([gst::Pad::static_type()])
+                .return_type::<Option<String>>()
+                .action()
+                .class_handler(|args| {
+                    let obj = args[0].get::<super::WhipServerSrc>().ok()?;
+                    let pad = args[1].get::<gst::Pad>().ok()?;
+                    let state = obj.imp().state.lock().unwrap();
+                    let path = state
+                        .publishers
+                        .values()
+                        .find(|p| p.pads.iter().any(|g| g.upcast_ref::<gst::Pad>() == &pad))
+                        .map(|p| p.path.clone());
+                    Some(path.to_value())
+                })
+                .build()]
+        });
+        SIGNALS.as_ref()
+    }
+
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         self.settings.lock().unwrap().set(value, pspec);
     }
@@ -117,27 +141,20 @@ impl ElementImpl for WhipServerSrc {
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         if transition == gst::StateChange::NullToReady {
             crate::peer::certificate::prewarm();
-            let (address, token) = {
-                let s = self.settings.lock().unwrap();
-                (s.address.clone(), s.auth_token.clone())
-            };
-            let handler = Arc::new(WhipHandler(self.obj().downgrade()));
-            match HttpServer::bind(&address, token, handler) {
+            let settings = self.settings.lock().unwrap().clone();
+            match settings.bind(Arc::new(WhipHandler(self.obj().downgrade()))) {
                 Ok(server) => {
                     gst::info!(
                         CAT,
                         imp = self,
-                        "WHIP server listening on http://{}",
-                        server.local_addr()
+                        "WHIP server on http://{}{}",
+                        server.local_addr(),
+                        settings.path
                     );
                     self.state.lock().unwrap().server = Some(server);
                 }
                 Err(e) => {
-                    gst::element_imp_error!(
-                        self,
-                        gst::ResourceError::OpenRead,
-                        ["cannot listen on {}: {}", address, e]
-                    );
+                    gst::element_imp_error!(self, gst::ResourceError::OpenRead, ("{}", e));
                     return Err(gst::StateChangeError);
                 }
             }
@@ -231,7 +248,7 @@ impl WhipServerSrc {
             }
             if let Some(obj) = weak.upgrade() {
                 if let Err(e) = obj.imp().expose_stream(&loc, pad) {
-                    gst::element_error!(obj, gst::StreamError::Decode, ["{}", e]);
+                    gst::element_error!(obj, gst::StreamError::Decode, ("{}", e));
                 }
             }
         });

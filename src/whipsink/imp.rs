@@ -210,7 +210,7 @@ impl ElementImpl for WhipSink {
         match transition {
             gst::StateChange::NullToReady => {
                 if let Err(msg) = self.settings.lock().unwrap().endpoint_url("whip-endpoint") {
-                    gst::element_imp_error!(self, gst::ResourceError::Settings, ["{}", msg]);
+                    gst::element_imp_error!(self, gst::ResourceError::Settings, ("{}", msg));
                     return Err(gst::StateChangeError);
                 }
                 crate::peer::certificate::prewarm();
@@ -249,7 +249,7 @@ impl WhipSink {
         match event.view() {
             gst::EventView::Caps(c) => {
                 if let Err(err) = self.link_stream(pad, c.caps()) {
-                    gst::element_imp_error!(self, gst::StreamError::Format, ["{}", err]);
+                    gst::element_imp_error!(self, gst::StreamError::Format, ("{}", err));
                     return false;
                 }
                 let ret = gst::Pad::event_default(pad, Some(&*self.obj()), event);

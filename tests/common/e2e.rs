@@ -110,7 +110,8 @@ impl Messages {
             .unwrap()
             .iter()
             .filter_map(|m| match m.view() {
-                gst::MessageView::Error(e) => Some(format!("{} ({:?})", e.error(), e.debug())),
+                // The message itself must say what happened, not only the debug text.
+                gst::MessageView::Error(e) => Some(e.error().to_string()),
                 _ => None,
             })
             .collect()

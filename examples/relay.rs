@@ -1,0 +1,136 @@
+//! A local WHIP → WHEP relay, the way MediaMTX is used day to day:
+//! publishers POST to `/whip/<name>`, viewers play `/whep/<name>`, several
+//! names at once, all on one port. A name nobody publishes gets 409 with
+//! Retry-After (WHEP's "no publisher yet"), so players retry until it starts.
+//!
+//!     cargo run --release --example relay -- [--address 127.0.0.1:8190] [--ice-addresses 127.0.0.1]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use gst::prelude::*;
+
+/// Builds the relay in `pipeline`; returns the address it listens on.
+pub fn build_relay(pipeline: &gst::Pipeline, address: &str, ice_addresses: &str) -> String {
+    let whip = gst::ElementFactory::make("whipserversrc")
+        .property("address", address)
+        .property("path", "/whip")
+        .property("ice-addresses", ice_addresses)
+        .build()
+        .expect("whipserversrc");
+    // Answers names with no publisher: nothing to serve yet → 409.
+    let waiting = gst::ElementFactory::make("whepserversink")
+        .property("address", address)
+        .property("path", "/whep")
+        .build()
+        .expect("whepserversink");
+    pipeline.add_many([&whip, &waiting]).unwrap();
+    whip.set_state(gst::State::Ready).expect("listen");
+    let bound = whip.property::<String>("bound-address");
+    // Port 0 picked a port: the other elements share it.
+    let address = bound.clone();
+    waiting.set_property("address", &address);
+
+    let sinks: Arc<Mutex<HashMap<String, gst::Element>>> = Arc::default();
+    let (bin, s, ice) = (pipeline.clone(), sinks.clone(), ice_addresses.to_string());
+    let addr = address.clone();
+    whip.connect_pad_added(move |whip, pad| {
+        let path = whip
+            .emit_by_name::<Option<String>>("publisher-path", &[pad])
+            .unwrap_or_default();
+        let name = path
+            .trim_start_matches("/whip")
+            .trim_matches('/')
+            .to_string();
+        let name = if name.is_empty() {
+            "default".to_string()
+        } else {
+            name
+        };
+        let sink = s
+            .lock()
+            .unwrap()
+            .entry(name.clone())
+            .or_insert_with(|| {
+                let sink = gst::ElementFactory::make("whepserversink")
+                    .property("address", &addr)
+                    .property("path", format!("/whep/{name}"))
+                    .property("ice-addresses", &ice)
+                    .build()
+                    .expect("whepserversink");
+                bin.add(&sink).unwrap();
+                sink.sync_state_with_parent().unwrap();
+                println!("relay: {name} is live at http://{addr}/whep/{name}");
+                sink
+            })
+            .clone();
+        let queue = gst::ElementFactory::make("queue").build().unwrap();
+        bin.add(&queue).unwrap();
+        queue.sync_state_with_parent().unwrap();
+        queue.link(&sink).unwrap();
+        pad.link(&queue.static_pad("sink").unwrap()).unwrap();
+    });
+
+    // A publisher that leaves takes its name's viewers with it: they get
+    // 409 until someone publishes that name again.
+    let bus = pipeline.bus().unwrap();
+    let (bin, s) = (pipeline.clone(), sinks);
+    bus.add_signal_watch();
+    bus.connect_message(Some("element"), move |_, msg| {
+        let Some(st) = msg.structure().filter(|s| s.name() == "publisher-removed") else {
+            return;
+        };
+        let path = st.get::<String>("path").unwrap_or_default();
+        let name = path.trim_start_matches("/whip").trim_matches('/');
+        let name = if name.is_empty() { "default" } else { name };
+        if let Some(sink) = s.lock().unwrap().remove(name) {
+            let _ = sink.set_state(gst::State::Null);
+            let _ = bin.remove(&sink);
+            println!("relay: {name} ended");
+        }
+    });
+    address
+}
+
+#[allow(dead_code)]
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str, default: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+            .unwrap_or_else(|| default.to_string())
+    };
+    gst::init().expect("GStreamer");
+    gstwhipwhep::plugin_register_static().expect("register the whipwhep elements");
+    let pipeline = gst::Pipeline::new();
+    let address = build_relay(
+        &pipeline,
+        &arg("--address", "127.0.0.1:8190"),
+        &arg("--ice-addresses", ""),
+    );
+    if pipeline.set_state(gst::State::Playing).is_err() {
+        if let Some(msg) = pipeline
+            .bus()
+            .unwrap()
+            .pop_filtered(&[gst::MessageType::Error])
+        {
+            if let gst::MessageView::Error(e) = msg.view() {
+                eprintln!("relay: {}", e.error());
+            }
+        }
+        std::process::exit(1);
+    }
+    println!("relay: publish to http://{address}/whip/<name>, play http://{address}/whep/<name>");
+    // Runs until killed, or for --seconds.
+    let main_loop = glib::MainLoop::new(None, false);
+    if let Ok(secs) = arg("--seconds", "").parse::<u32>() {
+        let ml = main_loop.clone();
+        glib::timeout_add_seconds_once(secs, move || ml.quit());
+    }
+    main_loop.run();
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+use gst::glib;
