@@ -5,94 +5,11 @@
 //!
 //!     cargo run --release --example relay -- [--address 127.0.0.1:8190] [--ice-addresses 127.0.0.1]
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
 use gst::prelude::*;
 
-/// Builds the relay in `pipeline`; returns the address it listens on.
-pub fn build_relay(pipeline: &gst::Pipeline, address: &str, ice_addresses: &str) -> String {
-    let whip = gst::ElementFactory::make("whipserversrc")
-        .property("address", address)
-        .property("path", "/whip")
-        .property("ice-addresses", ice_addresses)
-        .build()
-        .expect("whipserversrc");
-    // Answers names with no publisher: nothing to serve yet → 409.
-    let waiting = gst::ElementFactory::make("whepserversink")
-        .property("address", address)
-        .property("path", "/whep")
-        .build()
-        .expect("whepserversink");
-    pipeline.add_many([&whip, &waiting]).unwrap();
-    whip.set_state(gst::State::Ready).expect("listen");
-    let bound = whip.property::<String>("bound-address");
-    // Port 0 picked a port: the other elements share it.
-    let address = bound.clone();
-    waiting.set_property("address", &address);
+#[path = "common/relay.rs"]
+mod relay;
 
-    let sinks: Arc<Mutex<HashMap<String, gst::Element>>> = Arc::default();
-    let (bin, s, ice) = (pipeline.clone(), sinks.clone(), ice_addresses.to_string());
-    let addr = address.clone();
-    whip.connect_pad_added(move |whip, pad| {
-        let path = whip
-            .emit_by_name::<Option<String>>("publisher-path", &[pad])
-            .unwrap_or_default();
-        let name = path
-            .trim_start_matches("/whip")
-            .trim_matches('/')
-            .to_string();
-        let name = if name.is_empty() {
-            "default".to_string()
-        } else {
-            name
-        };
-        let sink = s
-            .lock()
-            .unwrap()
-            .entry(name.clone())
-            .or_insert_with(|| {
-                let sink = gst::ElementFactory::make("whepserversink")
-                    .property("address", &addr)
-                    .property("path", format!("/whep/{name}"))
-                    .property("ice-addresses", &ice)
-                    .build()
-                    .expect("whepserversink");
-                bin.add(&sink).unwrap();
-                sink.sync_state_with_parent().unwrap();
-                println!("relay: {name} is live at http://{addr}/whep/{name}");
-                sink
-            })
-            .clone();
-        let queue = gst::ElementFactory::make("queue").build().unwrap();
-        bin.add(&queue).unwrap();
-        queue.sync_state_with_parent().unwrap();
-        queue.link(&sink).unwrap();
-        pad.link(&queue.static_pad("sink").unwrap()).unwrap();
-    });
-
-    // A publisher that leaves takes its name's viewers with it: they get
-    // 409 until someone publishes that name again.
-    let bus = pipeline.bus().unwrap();
-    let (bin, s) = (pipeline.clone(), sinks);
-    bus.add_signal_watch();
-    bus.connect_message(Some("element"), move |_, msg| {
-        let Some(st) = msg.structure().filter(|s| s.name() == "publisher-removed") else {
-            return;
-        };
-        let path = st.get::<String>("path").unwrap_or_default();
-        let name = path.trim_start_matches("/whip").trim_matches('/');
-        let name = if name.is_empty() { "default" } else { name };
-        if let Some(sink) = s.lock().unwrap().remove(name) {
-            let _ = sink.set_state(gst::State::Null);
-            let _ = bin.remove(&sink);
-            println!("relay: {name} ended");
-        }
-    });
-    address
-}
-
-#[allow(dead_code)]
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str, default: &str| {
@@ -105,7 +22,7 @@ fn main() {
     gst::init().expect("GStreamer");
     gstwhipwhep::plugin_register_static().expect("register the whipwhep elements");
     let pipeline = gst::Pipeline::new();
-    let address = build_relay(
+    let address = relay::build_relay(
         &pipeline,
         &arg("--address", "127.0.0.1:8190"),
         &arg("--ice-addresses", ""),

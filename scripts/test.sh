@@ -53,6 +53,14 @@ cargo clippy --all-targets -- -D warnings
 step "cargo test --all-targets"
 cargo test --all-targets
 
+# The README's demo, bounded (debug build, already compiled by the tests):
+# it must exit 0 with frames received and a time to first frame.
+step "demo (relay + whipsink + whepsrc, 5 s)"
+demo_out="$(cargo run --quiet --example demo -- --seconds 5 --address 127.0.0.1:0)"
+printf '%s\n' "${demo_out}"
+grep -Eq '^frames received: [1-9]' <<<"${demo_out}"
+grep -Eq '^time to first frame: [0-9]+ ms' <<<"${demo_out}"
+
 meson_build="${root}/target/meson-build"
 meson_destdir="${root}/target/meson-destdir"
 

@@ -147,6 +147,8 @@ impl HttpServer {
                 if shared {
                     listeners.insert(addr.to_string(), Arc::downgrade(&l));
                 }
+                // Others may join by the address actually bound (port 0).
+                listeners.insert(l.local_addr.to_string(), Arc::downgrade(&l));
                 l
             }
         };

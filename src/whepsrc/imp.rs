@@ -586,6 +586,16 @@ impl WhepSrc {
             .min_latency(gst::ClockTime::from_mseconds(latency.into()).nseconds() as i64)
             .build();
         appsrc.set_property("handle-segment-change", true);
+        // Until the first buffer fixes them, the pad's caps say which media
+        // it carries, in each form it may take, for pad-added handlers.
+        let mut forms = gst::Caps::builder("application/x-rtp")
+            .field("media", codec.media)
+            .build();
+        forms.merge(gst::Caps::builder(codec.encoded).build());
+        forms.merge(gst::Caps::new_empty_simple(format!(
+            "{}/x-raw",
+            codec.media
+        )));
         let obj = self.obj();
         obj.add(&appsrc).map_err(|e| e.to_string())?;
         appsrc.sync_state_with_parent().map_err(|e| e.to_string())?;
@@ -601,6 +611,19 @@ impl WhepSrc {
         )
         .map_err(|e| e.to_string())?
         .name(name.as_str())
+        .query_function(move |pad, parent, query| {
+            if let gst::QueryViewMut::Caps(q) = query.view_mut() {
+                if pad.current_caps().is_none() {
+                    let result = match q.filter() {
+                        Some(f) => f.intersect_with_mode(&forms, gst::CapsIntersectMode::First),
+                        None => forms.clone(),
+                    };
+                    q.set_result(&result);
+                    return true;
+                }
+            }
+            gst::Pad::query_default(pad, parent, query)
+        })
         .build();
         ghost.set_active(true).map_err(|e| e.to_string())?;
         // The application links the pad in its pad-added handler, so what
