@@ -23,6 +23,9 @@ struct Counter {
     bytes: AtomicU64,
 }
 
+/// Decoded buffers per output of the player, by media.
+type Counters = Arc<Mutex<Vec<(String, Arc<Counter>)>>>;
+
 fn arg(name: &str, default: &str) -> String {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -87,7 +90,7 @@ fn main() {
     let player = gst::Pipeline::new();
     player.add(&whepsrc).unwrap();
     watch_errors(&player, "whepsrc", &failed);
-    let counters: Arc<Mutex<Vec<(String, Arc<Counter>)>>> = Arc::default();
+    let counters: Counters = Arc::default();
     let first_frame: Arc<Mutex<Option<Instant>>> = Arc::default();
     {
         let (bin, counters, first_frame) = (player.clone(), counters.clone(), first_frame.clone());
