@@ -237,3 +237,44 @@ fn eos_deletes_the_session_before_eos_is_posted() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(server.deletes(), 1, "DELETE must be sent once");
 }
+
+#[test]
+fn ice_failure_is_an_error_and_the_session_is_deleted() {
+    let server = WhipServer::start("");
+    // Offer and answer candidates point to a port nobody listens on.
+    let front = RT.block_on(Front::start_with(
+        server.base.clone(),
+        |loc| loc.to_string(),
+        |sdp| {
+            sdp.lines()
+                .map(|l| {
+                    if l.starts_with("a=candidate:") {
+                        let mut f: Vec<&str> = l.split(' ').collect();
+                        if f.len() > 5 {
+                            f[5] = "9";
+                        }
+                        f.join(" ")
+                    } else {
+                        l.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\r\n")
+                + "\r\n"
+        },
+    ));
+    let client = Client::start(&format!(
+        "{VP8_SRC} ! {}",
+        whipsink(&format!("{}/whip/cam", front.base()), "timeout=3")
+    ));
+    let err = client.wait_error(Duration::from_secs(8)).expect("an ERROR");
+    assert!(err.contains("ICE") || err.contains("connect"), "{err}");
+    assert!(
+        wait_until(Duration::from_secs(3), || front
+            .passed()
+            .iter()
+            .any(|p| p.method == "DELETE")),
+        "the failed session was not DELETEd"
+    );
+    assert_eq!(server.counters.video(), 0);
+}

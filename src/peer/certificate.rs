@@ -91,16 +91,20 @@ pub static CERTIFICATE: LazyLock<Option<Certificate>> =
 
 /// Moves one-off costs off the first session's critical path: our key, and
 /// the RSA key the first `dtlsdec` of a process always generates (about
-/// 300 ms here, even when a PEM is set afterwards).
+/// 300 ms here, even when a PEM is set afterwards). Runs once per process,
+/// on a thread of its own; elements call it when they are created.
 pub fn prewarm() {
-    let _ = std::thread::Builder::new()
-        .name("whipwhep-prewarm".into())
-        .spawn(|| {
-            LazyLock::force(&CERTIFICATE);
-            if let Ok(dec) = gst::ElementFactory::make("dtlsdec").build() {
-                drop(dec);
-            }
-        });
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = std::thread::Builder::new()
+            .name("whipwhep-prewarm".into())
+            .spawn(|| {
+                LazyLock::force(&CERTIFICATE);
+                if let Ok(dec) = gst::ElementFactory::make("dtlsdec").build() {
+                    drop(dec);
+                }
+            });
+    });
 }
 
 #[cfg(test)]

@@ -94,6 +94,8 @@ impl ObjectImpl for WhepServerSink {
 
     fn constructed(&self) {
         self.parent_constructed();
+        // As early as an application can let us: see `prewarm`.
+        crate::peer::certificate::prewarm();
         self.obj().set_element_flags(gst::ElementFlags::SINK);
     }
 }
@@ -165,7 +167,6 @@ impl ElementImpl for WhepServerSink {
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         if transition == gst::StateChange::NullToReady {
-            crate::peer::certificate::prewarm();
             let settings = self.settings.lock().unwrap().clone();
             match settings.bind(Arc::new(WhepHandler(self.obj().downgrade()))) {
                 Ok(server) => {

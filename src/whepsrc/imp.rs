@@ -217,6 +217,8 @@ impl ObjectImpl for WhepSrc {
 
     fn constructed(&self) {
         self.parent_constructed();
+        // As early as an application can let us: see `prewarm`.
+        crate::peer::certificate::prewarm();
         self.obj().set_element_flags(gst::ElementFlags::SOURCE);
     }
 }
@@ -269,7 +271,6 @@ impl ElementImpl for WhepSrc {
                     gst::element_imp_error!(self, gst::ResourceError::Settings, ("{}", msg));
                     return Err(gst::StateChangeError);
                 }
-                crate::peer::certificate::prewarm();
             }
             gst::StateChange::PausedToReady => self.stop_session("stopped"),
             _ => {}

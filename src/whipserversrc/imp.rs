@@ -103,6 +103,8 @@ impl ObjectImpl for WhipServerSrc {
 
     fn constructed(&self) {
         self.parent_constructed();
+        // As early as an application can let us: see `prewarm`.
+        crate::peer::certificate::prewarm();
         self.obj().set_element_flags(gst::ElementFlags::SOURCE);
     }
 }
@@ -140,7 +142,6 @@ impl ElementImpl for WhipServerSrc {
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         if transition == gst::StateChange::NullToReady {
-            crate::peer::certificate::prewarm();
             let settings = self.settings.lock().unwrap().clone();
             match settings.bind(Arc::new(WhipHandler(self.obj().downgrade()))) {
                 Ok(server) => {

@@ -105,6 +105,8 @@ impl ObjectImpl for WhipSink {
 
     fn constructed(&self) {
         self.parent_constructed();
+        // As early as an application can let us: see `prewarm`.
+        crate::peer::certificate::prewarm();
         self.obj().set_element_flags(gst::ElementFlags::SINK);
     }
 }
@@ -213,7 +215,6 @@ impl ElementImpl for WhipSink {
                     gst::element_imp_error!(self, gst::ResourceError::Settings, ("{}", msg));
                     return Err(gst::StateChangeError);
                 }
-                crate::peer::certificate::prewarm();
             }
             gst::StateChange::PausedToReady => self.stop_session("stopped"),
             _ => {}

@@ -23,6 +23,10 @@ pub struct Passed {
 
 type Rewrite = Arc<dyn Fn(&str) -> String + Send + Sync>;
 
+fn unchanged(s: &str) -> String {
+    s.to_string()
+}
+
 pub struct Front {
     addr: SocketAddr,
     passed: Arc<Mutex<Vec<Passed>>>,
@@ -42,6 +46,16 @@ impl Front {
         upstream: String,
         rewrite: impl Fn(&str) -> String + Send + Sync + 'static,
     ) -> Front {
+        Self::start_with(upstream, rewrite, unchanged).await
+    }
+
+    /// Also rewrites POSTed offers and successful answers (SDP) with `body`.
+    pub async fn start_with(
+        upstream: String,
+        rewrite: impl Fn(&str) -> String + Send + Sync + 'static,
+        body: impl Fn(&str) -> String + Send + Sync + 'static,
+    ) -> Front {
+        let body_rewrite: Rewrite = Arc::new(body);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let passed = Arc::new(Mutex::new(Vec::new()));
@@ -56,6 +70,7 @@ impl Front {
                     client.clone(),
                     upstream.clone(),
                 );
+                let body_rewrite = body_rewrite.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let (passed, rewrite, client, upstream) = (
@@ -64,6 +79,7 @@ impl Front {
                             client.clone(),
                             upstream.clone(),
                         );
+                        let body_rewrite = body_rewrite.clone();
                         async move {
                             let method = req.method().clone();
                             let path = req
@@ -87,7 +103,12 @@ impl Front {
                                     fwd = fwd.header(name, v.as_bytes());
                                 }
                             }
-                            let resp = fwd.body(body.to_vec()).send().await;
+                            let body = if method == hyper::Method::POST {
+                                body_rewrite(&String::from_utf8_lossy(&body)).into_bytes()
+                            } else {
+                                body.to_vec()
+                            };
+                            let resp = fwd.body(body).send().await;
                             let authorization = headers
                                 .get("authorization")
                                 .and_then(|v| v.to_str().ok())
@@ -108,6 +129,11 @@ impl Front {
                                         }
                                     }
                                     let body = resp.bytes().await.unwrap_or_default();
+                                    let body = if status / 100 == 2 {
+                                        Bytes::from(body_rewrite(&String::from_utf8_lossy(&body)))
+                                    } else {
+                                        body
+                                    };
                                     passed.lock().unwrap().push(Passed {
                                         method: method.to_string(),
                                         path,
