@@ -91,6 +91,13 @@ pub fn is_rtp(caps: &gst::CapsRef) -> bool {
         .is_some_and(|s| s.name() == "application/x-rtp")
 }
 
+/// What the sink elements take: RTP, or encoded media they payload.
+pub fn input_caps() -> gst::Caps {
+    let mut caps = gst::Caps::builder("application/x-rtp").build();
+    caps.merge(encoded_caps());
+    caps
+}
+
 /// Encoded caps of every codec, for pad templates.
 pub fn encoded_caps() -> gst::Caps {
     let mut caps = gst::Caps::new_empty();

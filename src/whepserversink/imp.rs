@@ -65,7 +65,6 @@ impl ObjectSubclass for WhepServerSink {
     const NAME: &'static str = "GstWhipwhepWhepServerSink";
     type Type = super::WhepServerSink;
     type ParentType = gst::Bin;
-    type Interfaces = (gst::ChildProxy,);
 }
 
 impl ObjectImpl for WhepServerSink {
@@ -117,8 +116,7 @@ impl ElementImpl for WhepServerSink {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let mut caps = gst::Caps::builder("application/x-rtp").build();
-            caps.merge(codec::encoded_caps());
+            let caps = codec::input_caps();
             vec![gst::PadTemplate::new(
                 "sink_%u",
                 gst::PadDirection::Sink,
@@ -208,21 +206,6 @@ impl BinImpl for WhepServerSink {
             return;
         }
         self.parent_handle_message(message)
-    }
-}
-
-impl ChildProxyImpl for WhepServerSink {
-    fn child_by_index(&self, index: u32) -> Option<glib::Object> {
-        self.obj()
-            .children()
-            .get(index as usize)
-            .map(|c| c.clone().upcast())
-    }
-    fn children_count(&self) -> u32 {
-        self.obj().children().len() as u32
-    }
-    fn child_by_name(&self, name: &str) -> Option<glib::Object> {
-        self.obj().by_name(name).map(|c| c.upcast())
     }
 }
 

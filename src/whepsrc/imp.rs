@@ -119,7 +119,6 @@ impl ObjectSubclass for WhepSrc {
     const NAME: &'static str = "GstWhipwhepWhepSrc";
     type Type = super::WhepSrc;
     type ParentType = gst::Bin;
-    type Interfaces = (gst::ChildProxy,);
 }
 
 impl ObjectImpl for WhepSrc {
@@ -310,21 +309,6 @@ impl ElementImpl for WhepSrc {
 }
 
 impl BinImpl for WhepSrc {}
-
-impl ChildProxyImpl for WhepSrc {
-    fn child_by_index(&self, index: u32) -> Option<glib::Object> {
-        self.obj()
-            .children()
-            .get(index as usize)
-            .map(|c| c.clone().upcast())
-    }
-    fn children_count(&self) -> u32 {
-        self.obj().children().len() as u32
-    }
-    fn child_by_name(&self, name: &str) -> Option<glib::Object> {
-        self.obj().by_name(name).map(|c| c.upcast())
-    }
-}
 
 /// whepsrc's part in the session supervisor.
 struct WhepRole {

@@ -50,7 +50,6 @@ impl ObjectSubclass for WhipServerSrc {
     const NAME: &'static str = "GstWhipwhepWhipServerSrc";
     type Type = super::WhipServerSrc;
     type ParentType = gst::Bin;
-    type Interfaces = (gst::ChildProxy,);
 }
 
 impl ObjectImpl for WhipServerSrc {
@@ -182,21 +181,6 @@ impl ElementImpl for WhipServerSrc {
 }
 
 impl BinImpl for WhipServerSrc {}
-
-impl ChildProxyImpl for WhipServerSrc {
-    fn child_by_index(&self, index: u32) -> Option<glib::Object> {
-        self.obj()
-            .children()
-            .get(index as usize)
-            .map(|c| c.clone().upcast())
-    }
-    fn children_count(&self) -> u32 {
-        self.obj().children().len() as u32
-    }
-    fn child_by_name(&self, name: &str) -> Option<glib::Object> {
-        self.obj().by_name(name).map(|c| c.upcast())
-    }
-}
 
 struct WhipHandler(glib::WeakRef<super::WhipServerSrc>);
 

@@ -66,7 +66,6 @@ impl ObjectSubclass for WhipSink {
     const NAME: &'static str = "GstWhipwhepWhipSink";
     type Type = super::WhipSink;
     type ParentType = gst::Bin;
-    type Interfaces = (gst::ChildProxy,);
 }
 
 impl ObjectImpl for WhipSink {
@@ -128,8 +127,7 @@ impl ElementImpl for WhipSink {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let mut caps = gst::Caps::builder("application/x-rtp").build();
-            caps.merge(codec::encoded_caps());
+            let caps = codec::input_caps();
             vec![gst::PadTemplate::new(
                 "sink_%u",
                 gst::PadDirection::Sink,
@@ -229,21 +227,6 @@ impl ElementImpl for WhipSink {
 }
 
 impl BinImpl for WhipSink {}
-
-impl ChildProxyImpl for WhipSink {
-    fn child_by_index(&self, index: u32) -> Option<glib::Object> {
-        self.obj()
-            .children()
-            .get(index as usize)
-            .map(|c| c.clone().upcast())
-    }
-    fn children_count(&self) -> u32 {
-        self.obj().children().len() as u32
-    }
-    fn child_by_name(&self, name: &str) -> Option<glib::Object> {
-        self.obj().by_name(name).map(|c| c.upcast())
-    }
-}
 
 impl WhipSink {
     fn sink_event(&self, pad: &gst::GhostPad, event: gst::Event) -> bool {
