@@ -457,9 +457,16 @@ impl WhepServerSink {
             .ok_or("webrtcbin refused a sink pad")?;
         let transceiver = wpad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
         transceiver.set_property("direction", WebRTCRTPTransceiverDirection::Sendonly);
-        let caps = gst::Caps::builder_full()
-            .structure(codec.rtp_caps(format.payload_type, format.profile.as_deref()))
-            .build();
+        let mut rtp = codec.rtp_caps(format.payload_type, format.profile.as_deref());
+        if codec.encoding_name == "H264" {
+            // rtph264pay puts the stream's own profile-level-id (from its SPS,
+            // e.g. x264's 42c015) in its caps: pinning the viewer's here
+            // would make them fail to intersect with webrtcbin's sink pad,
+            // not-negotiated, which stops the shared input for every viewer.
+            // The answer still announces the viewer's profile (from the offer).
+            rtp.remove_field("profile-level-id");
+        }
+        let caps = gst::Caps::builder_full().structure(rtp).build();
         transceiver.set_property("codec-preferences", &caps);
 
         let queue = gst::ElementFactory::make("queue")

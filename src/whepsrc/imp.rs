@@ -276,9 +276,18 @@ impl ElementImpl for WhepSrc {
         }
         let mut ret = self.parent_change_state(transition)?;
         match transition {
-            gst::StateChange::ReadyToPaused => {
+            gst::StateChange::ReadyToPaused => ret = gst::StateChangeSuccess::NoPreroll,
+            gst::StateChange::PausedToPlaying
+                if self.state.lock().unwrap().supervisor.is_none() =>
+            {
+                // Negotiate only once the application's state change has gone
+                // through us. Started in READY→PAUSED, create-offer (on a
+                // webrtcbin thread) adds the DTLS bins while the same
+                // set_state(PLAYING) still recurses into webrtcbin's children:
+                // dtlsdec then reaches READY during our `pem` swap and either
+                // the state change ("without connection id and pem") or the
+                // handshake fails, about once in 150 sessions under load.
                 self.start_session();
-                ret = gst::StateChangeSuccess::NoPreroll;
             }
             gst::StateChange::PlayingToPaused => ret = gst::StateChangeSuccess::NoPreroll,
             gst::StateChange::ReadyToNull => self.remove_outputs(),
@@ -688,6 +697,7 @@ impl WhepSrc {
     }
 
     fn after_feed(&self, appsink: &gst_app::AppSink, fed: Fed) {
+        gst::trace!(CAT, imp = self, "{fed:?}");
         match fed {
             Fed::Switched {
                 gap: Some(gap),

@@ -154,7 +154,9 @@ impl Output {
         let after_last =
             |margin: gst::ClockTime| sw.last_pts.is_none_or(|last| pts > last + margin);
         let outcome = if sw.active == Some(session) {
-            if !after_last(gst::ClockTime::ZERO) {
+            // The packets of one RTP frame share its timestamp.
+            let repeat_ok = self.kind == OutputKind::Rtp && sw.last_pts == Some(pts);
+            if !repeat_ok && !after_last(gst::ClockTime::ZERO) {
                 return Fed::Dropped;
             }
             Fed::Pushed

@@ -218,7 +218,9 @@ impl ElementImpl for WhipSink {
             _ => {}
         }
         let ret = self.parent_change_state(transition)?;
-        if transition == gst::StateChange::ReadyToPaused {
+        // Negotiate from PLAYING on, once the state change has gone through
+        // us (see whepsrc: DTLS elements must not be created mid-change).
+        if transition == gst::StateChange::PausedToPlaying {
             self.state.lock().unwrap().running = true;
             self.maybe_start();
         }

@@ -227,3 +227,228 @@ pub const VP8_SRC: &str = "videotestsrc is-live=true ! video/x-raw,width=320,hei
 pub const H264_SRC: &str = "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc tune=zerolatency sliced-threads=false speed-preset=ultrafast key-int-max=60";
 pub const OPUS_SRC: &str =
     "audiotestsrc is-live=true ! audio/x-raw,rate=48000,channels=2 ! opusenc";
+
+impl Counters {
+    /// Links `pad` to `chain` (a gst-launch fragment, e.g. "rtpvp8depay !
+    /// vp8dec") ending in a fakesink, and counts what reaches the fakesink.
+    /// Call it from pad-added: whepsrc chooses its output kind from what the
+    /// pad is linked to right after.
+    pub fn decode_pad(&self, bin: &gst::Bin, pad: &gst::Pad, chain: &str) {
+        let decode = gst::parse::bin_from_description(chain, true).unwrap();
+        let sink = gst::ElementFactory::make("fakesink")
+            .property("sync", false)
+            .property("async", false)
+            .build()
+            .unwrap();
+        bin.add_many([decode.upcast_ref(), &sink]).unwrap();
+        decode.link(&sink).unwrap();
+        decode.sync_state_with_parent().unwrap();
+        sink.sync_state_with_parent().unwrap();
+        pad.link(&decode.static_pad("sink").unwrap()).unwrap();
+        self.count_sink(&sink);
+    }
+
+    /// Counts the buffers reaching `sink`, by the media of their caps.
+    pub fn count_sink(&self, sink: &gst::Element) {
+        let counters = self.clone();
+        sink.static_pad("sink")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |pad, _| {
+                let caps = pad
+                    .current_caps()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default();
+                let counter = if caps.starts_with("audio") || caps.contains("media=(string)audio") {
+                    &counters.audio
+                } else {
+                    &counters.video
+                };
+                counter.fetch_add(1, Ordering::SeqCst);
+                let mut seen = counters.caps.lock().unwrap();
+                if !seen.contains(&caps) {
+                    seen.push(caps);
+                }
+                gst::PadProbeReturn::Ok
+            });
+    }
+}
+
+/// whepserversink on 127.0.0.1 serving `inputs`: gst-launch branches that
+/// end in `server.` (e.g. `"{VP8_SRC} ! server."`).
+pub struct WhepServer {
+    pub pipeline: gst::Pipeline,
+    pub messages: Messages,
+    pub base: String,
+}
+
+impl WhepServer {
+    pub fn start(inputs: &str, extra: &str) -> WhepServer {
+        init();
+        let pipeline = gst::parse::launch(&format!(
+            "whepserversink name=server address=127.0.0.1:0 ice-addresses=127.0.0.1 {extra} {inputs}"
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let messages = Messages::attach(&pipeline);
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let server = pipeline.by_name("server").unwrap();
+        let addr = server.property::<Option<String>>("bound-address").unwrap();
+        WhepServer {
+            pipeline,
+            messages,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    /// The WHEP endpoint URL.
+    pub fn endpoint(&self) -> String {
+        format!("{}/whep", self.base)
+    }
+
+    /// Locations of the viewers added so far.
+    pub fn viewers_added(&self) -> Vec<String> {
+        self.messages
+            .element("viewer-added")
+            .iter()
+            .map(|s| s.get::<String>("location").unwrap())
+            .collect()
+    }
+
+    /// (location, reason) of the viewers removed so far.
+    pub fn viewers_removed(&self) -> Vec<(String, String)> {
+        self.messages
+            .element("viewer-removed")
+            .iter()
+            .map(|s| {
+                (
+                    s.get::<String>("location").unwrap(),
+                    s.get::<String>("reason").unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// Viewers removed by a DELETE.
+    pub fn deletes(&self) -> usize {
+        self.viewers_removed()
+            .iter()
+            .filter(|(_, reason)| reason == "DELETE")
+            .count()
+    }
+}
+
+impl Drop for WhepServer {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// A whepsrc pipeline counting decoded frames.
+pub struct Player {
+    pub pipeline: gst::Pipeline,
+    pub messages: Messages,
+    pub counters: Counters,
+}
+
+impl Player {
+    /// `desc` is a gst-launch pipeline whose fakesinks receive decoded media
+    /// (e.g. `whepsrc ... ! videoconvert ! fakesink`); every fakesink is
+    /// counted.
+    pub fn launch(desc: &str) -> Player {
+        init();
+        let pipeline = gst::parse::launch(desc)
+            .unwrap()
+            .downcast::<gst::Pipeline>()
+            .unwrap();
+        let counters = Counters::default();
+        for el in pipeline.iterate_recurse().into_iter().flatten() {
+            if el.factory().is_some_and(|f| f.name() == "fakesink") {
+                counters.count_sink(&el);
+            }
+        }
+        Self::play(pipeline, counters)
+    }
+
+    /// A pipeline holding `whepsrc` (its properties after the element name);
+    /// each src pad is linked to `chain` (see [`Counters::decode_pad`]).
+    pub fn dynamic(whepsrc: &str, chain: &str) -> Player {
+        init();
+        let pipeline = gst::Pipeline::new();
+        // A one-element description gives that element itself.
+        let src = gst::parse::launch(whepsrc).unwrap();
+        pipeline.add(&src).unwrap();
+        let counters = Counters::default();
+        let (c, bin, chain) = (
+            counters.clone(),
+            pipeline.clone().upcast::<gst::Bin>(),
+            chain.to_string(),
+        );
+        src.connect_pad_added(move |_, pad| c.decode_pad(&bin, pad, &chain));
+        Self::play(pipeline, counters)
+    }
+
+    fn play(pipeline: gst::Pipeline, counters: Counters) -> Player {
+        let messages = Messages::attach(&pipeline);
+        if let Err(e) = pipeline.set_state(gst::State::Playing) {
+            panic!("PLAYING failed ({e:?}): {:?}", messages.errors());
+        }
+        Player {
+            pipeline,
+            messages,
+            counters,
+        }
+    }
+
+    pub fn whepsrc(&self) -> gst::Element {
+        self.pipeline
+            .iterate_recurse()
+            .into_iter()
+            .flatten()
+            .find(|e| e.factory().is_some_and(|f| f.name() == "whepsrc"))
+            .unwrap()
+    }
+
+    /// Caps of whepsrc's src pads, as negotiated.
+    pub fn output_caps(&self) -> Vec<String> {
+        self.whepsrc()
+            .src_pads()
+            .iter()
+            .filter_map(|p| p.current_caps())
+            .map(|c| c.to_string())
+            .collect()
+    }
+
+    /// Waits until at least `video` video and `audio` audio frames arrived.
+    pub fn wait_frames(&self, limit: Duration, video: u64, audio: u64) -> bool {
+        wait_until(limit, || {
+            self.counters.video() >= video && self.counters.audio() >= audio
+        })
+    }
+
+    pub fn wait_error(&self, limit: Duration) -> Option<String> {
+        wait_until(limit, || !self.messages.errors().is_empty());
+        self.messages.errors().into_iter().next()
+    }
+
+    /// The session URL of session-started, if any.
+    pub fn location(&self) -> Option<String> {
+        self.messages
+            .element("session-started")
+            .first()
+            .and_then(|s| s.get::<Option<String>>("location").ok().flatten())
+    }
+
+    /// Sets NULL and returns how long it took.
+    pub fn stop(&self) -> Duration {
+        let start = Instant::now();
+        self.pipeline.set_state(gst::State::Null).unwrap();
+        start.elapsed()
+    }
+}
+
+impl Drop for Player {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}

@@ -1,8 +1,11 @@
 //! A forwarding HTTP front for end-to-end tests: passes every request to an
 //! upstream server (our whipserversrc), records what went through, and can
-//! rewrite the Location header, to show how the client resolves it.
+//! rewrite the Location header, to show how the client resolves it. It can
+//! also answer the first POSTs itself (a canned refusal, say) before it
+//! starts forwarding, to show how the client retries.
 #![allow(dead_code)]
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -27,6 +30,14 @@ fn unchanged(s: &str) -> String {
     s.to_string()
 }
 
+/// A reply the front gives by itself instead of forwarding.
+#[derive(Debug, Clone)]
+pub struct Canned {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
 pub struct Front {
     addr: SocketAddr,
     passed: Arc<Mutex<Vec<Passed>>>,
@@ -46,7 +57,7 @@ impl Front {
         upstream: String,
         rewrite: impl Fn(&str) -> String + Send + Sync + 'static,
     ) -> Front {
-        Self::start_with(upstream, rewrite, unchanged).await
+        Self::start_full(upstream, rewrite, unchanged, Vec::new()).await
     }
 
     /// Also rewrites POSTed offers and successful answers (SDP) with `body`.
@@ -55,7 +66,27 @@ impl Front {
         rewrite: impl Fn(&str) -> String + Send + Sync + 'static,
         body: impl Fn(&str) -> String + Send + Sync + 'static,
     ) -> Front {
+        Self::start_full(upstream, rewrite, body, Vec::new()).await
+    }
+
+    /// Like `start`, but answers the first POSTs with `first_posts`, in
+    /// order, and forwards only the POSTs after them.
+    pub async fn start_with_first_posts(
+        upstream: String,
+        rewrite: impl Fn(&str) -> String + Send + Sync + 'static,
+        first_posts: Vec<Canned>,
+    ) -> Front {
+        Self::start_full(upstream, rewrite, unchanged, first_posts).await
+    }
+
+    async fn start_full(
+        upstream: String,
+        rewrite: impl Fn(&str) -> String + Send + Sync + 'static,
+        body: impl Fn(&str) -> String + Send + Sync + 'static,
+        first_posts: Vec<Canned>,
+    ) -> Front {
         let body_rewrite: Rewrite = Arc::new(body);
+        let canned = Arc::new(Mutex::new(VecDeque::from(first_posts)));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let passed = Arc::new(Mutex::new(Vec::new()));
@@ -64,20 +95,22 @@ impl Front {
         let shared = passed.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (passed, rewrite, client, upstream) = (
+                let (passed, rewrite, client, upstream, canned) = (
                     shared.clone(),
                     rewrite.clone(),
                     client.clone(),
                     upstream.clone(),
+                    canned.clone(),
                 );
                 let body_rewrite = body_rewrite.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (passed, rewrite, client, upstream) = (
+                        let (passed, rewrite, client, upstream, canned) = (
                             passed.clone(),
                             rewrite.clone(),
                             client.clone(),
                             upstream.clone(),
+                            canned.clone(),
                         );
                         let body_rewrite = body_rewrite.clone();
                         async move {
@@ -88,6 +121,28 @@ impl Front {
                                 .map(|p| p.to_string())
                                 .unwrap_or_default();
                             let headers = req.headers().clone();
+                            let authorization = headers
+                                .get("authorization")
+                                .and_then(|v| v.to_str().ok())
+                                .map(String::from);
+                            let own = if method == hyper::Method::POST {
+                                canned.lock().unwrap().pop_front()
+                            } else {
+                                None
+                            };
+                            if let Some(own) = own {
+                                passed.lock().unwrap().push(Passed {
+                                    method: method.to_string(),
+                                    path,
+                                    status: own.status,
+                                    authorization,
+                                });
+                                let mut builder = hyper::Response::builder().status(own.status);
+                                for (name, value) in &own.headers {
+                                    builder = builder.header(name.as_str(), value.as_str());
+                                }
+                                return Ok(builder.body(Full::new(Bytes::from(own.body))).unwrap());
+                            }
                             let body = req
                                 .into_body()
                                 .collect()
@@ -109,10 +164,6 @@ impl Front {
                                 body.to_vec()
                             };
                             let resp = fwd.body(body).send().await;
-                            let authorization = headers
-                                .get("authorization")
-                                .and_then(|v| v.to_str().ok())
-                                .map(String::from);
                             let reply = match resp {
                                 Ok(resp) => {
                                     let status = resp.status().as_u16();

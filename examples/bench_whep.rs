@@ -1,0 +1,478 @@
+//! Benchmark: time from PLAYING to the first DECODED frame, whepsrc against
+//! bare webrtcbin → webrtcbin in the same run; stop → NULL times; and one
+//! whepserversink serving 20 viewers (their decoded fps, the server's CPU
+//! and memory per viewer). Prints one JSON object.
+//!
+//!     cargo run --release --example bench_whep -- [--runs 7]
+//!
+//! The server (whepserversink) runs in this process. Every client is a fresh
+//! process (this binary, re-executed), so one-off costs such as webrtcbin's
+//! RSA key generation are counted; each client times itself, from just
+//! before set_state(PLAYING) to the first buffer reaching its fakesink.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gst::glib;
+use gst::prelude::*;
+
+const VIDEO: &str = "videotestsrc is-live=true ! video/x-raw,width=640,height=360,framerate=30/1 ! vp8enc deadline=1 cpu-used=8";
+const VIEWERS: usize = 20;
+const VIEWER_WINDOW: Duration = Duration::from_secs(10);
+
+fn init() {
+    gst::init().unwrap();
+    gstwhipwhep::plugin_register_static().unwrap();
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("--client") => client_whepsrc(&args[2]),
+        Some("--baseline") => client_baseline(),
+        Some("--viewers") => client_viewers(&args[2], args[3].parse().unwrap()),
+        _ => {
+            let runs = args
+                .iter()
+                .position(|a| a == "--runs")
+                .and_then(|i| args.get(i + 1))
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(7usize);
+            parent(runs)
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Counts the buffers reaching `sink` and notes when the first one came.
+fn count(sink: &gst::Element, frames: Arc<AtomicU64>, first: Option<Arc<AtomicU64>>, t0: Instant) {
+    sink.static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            if frames.fetch_add(1, Ordering::SeqCst) == 0 {
+                if let Some(first) = &first {
+                    first.store(t0.elapsed().as_micros() as u64, Ordering::SeqCst);
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+}
+
+/// Child: play with whepsrc; print the time to the first decoded frame
+/// (or nan after 10 s), and on "stop" from stdin how long NULL took.
+fn client_whepsrc(endpoint: &str) {
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "whepsrc whep-endpoint={endpoint} ice-addresses=127.0.0.1 timeout=5 ! videoconvert ! fakesink name=sink sync=false"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let first = Arc::new(AtomicU64::new(0));
+    println!("started");
+    let t0 = Instant::now();
+    count(
+        &pipeline.by_name("sink").unwrap(),
+        Arc::new(AtomicU64::new(0)),
+        Some(first.clone()),
+        t0,
+    );
+    pipeline.set_state(gst::State::Playing).unwrap();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while first.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        match first.load(Ordering::SeqCst) {
+            0 => println!("ttff_ms nan"),
+            us => println!("ttff_ms {:.3}", us as f64 / 1000.0),
+        }
+    });
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+    let start = Instant::now();
+    pipeline.set_state(gst::State::Null).unwrap();
+    println!("stop_ms {:.3}", ms(start.elapsed()));
+    std::io::stdout().flush().unwrap();
+}
+
+fn pin_loopback(webrtcbin: &gst::Element) {
+    let ice = webrtcbin.property::<gst_webrtc::WebRTCICE>("ice-agent");
+    ice.property::<glib::Object>("agent")
+        .set_property("upnp", false);
+    ice.emit_by_name::<bool>("add-local-ip-address", &[&"127.0.0.1"]);
+}
+
+/// Child: bare webrtcbin → webrtcbin in one process, default settings, ICE
+/// pinned to loopback; prints the time to the first decoded frame.
+fn client_baseline() {
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "{VIDEO} ! rtpvp8pay ! application/x-rtp,media=video,encoding-name=VP8,payload=96 ! webrtcbin name=send bundle-policy=max-bundle \
+         webrtcbin name=recv bundle-policy=max-bundle"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let send = pipeline.by_name("send").unwrap();
+    let recv = pipeline.by_name("recv").unwrap();
+    pin_loopback(&send);
+    pin_loopback(&recv);
+    let first = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    let (f, bin) = (first.clone(), pipeline.clone());
+    recv.connect_pad_added(move |_, pad| {
+        let decode = gst::parse::bin_from_description(
+            "rtpvp8depay ! vp8dec ! fakesink name=decoded sync=false",
+            true,
+        )
+        .unwrap();
+        bin.add(&decode).unwrap();
+        decode.sync_state_with_parent().unwrap();
+        let sink = decode.by_name("decoded").unwrap();
+        count(&sink, Arc::new(AtomicU64::new(0)), Some(f.clone()), t0);
+        pad.link(&decode.static_pad("sink").unwrap()).unwrap();
+    });
+    for (a, b) in [(&send, &recv), (&recv, &send)] {
+        let b = b.clone();
+        a.connect("on-ice-candidate", false, move |args| {
+            let mline = args[1].get::<u32>().unwrap();
+            let cand = args[2].get::<String>().unwrap();
+            b.emit_by_name::<()>("add-ice-candidate", &[&mline, &cand]);
+            None
+        });
+    }
+    let (s, r) = (send.clone(), recv.clone());
+    send.connect("on-negotiation-needed", false, move |_| {
+        let (s2, r2) = (s.clone(), r.clone());
+        let promise = gst::Promise::with_change_func(move |reply| {
+            let offer = reply
+                .unwrap()
+                .unwrap()
+                .get::<gst_webrtc::WebRTCSessionDescription>("offer")
+                .unwrap();
+            s2.emit_by_name::<()>("set-local-description", &[&offer, &None::<gst::Promise>]);
+            r2.emit_by_name::<()>("set-remote-description", &[&offer, &None::<gst::Promise>]);
+            let (s3, r3) = (s2.clone(), r2.clone());
+            let promise = gst::Promise::with_change_func(move |reply| {
+                let answer = reply
+                    .unwrap()
+                    .unwrap()
+                    .get::<gst_webrtc::WebRTCSessionDescription>("answer")
+                    .unwrap();
+                r3.emit_by_name::<()>("set-local-description", &[&answer, &None::<gst::Promise>]);
+                s3.emit_by_name::<()>("set-remote-description", &[&answer, &None::<gst::Promise>]);
+            });
+            r2.emit_by_name::<()>("create-answer", &[&None::<gst::Structure>, &promise]);
+        });
+        s.emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &promise]);
+        None
+    });
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while first.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    match first.load(Ordering::SeqCst) {
+        0 => println!("ttff_ms nan"),
+        us => println!("ttff_ms {:.3}", us as f64 / 1000.0),
+    }
+    std::io::stdout().flush().unwrap();
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+/// Child: `n` viewers in one pipeline. Prints "joined <ms>" once each has
+/// decoded a frame (or after 30 s), then decodes for `VIEWER_WINDOW` and
+/// prints every viewer's decoded fps over it; NULL on "stop".
+fn client_viewers(endpoint: &str, n: usize) {
+    init();
+    let desc: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                "whepsrc whep-endpoint={endpoint} ice-addresses=127.0.0.1 timeout=10 ! videoconvert ! fakesink name=v{i} sync=false"
+            )
+        })
+        .collect();
+    let pipeline = gst::parse::launch(&desc.join(" "))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let t0 = Instant::now();
+    let frames: Vec<Arc<AtomicU64>> = (0..n)
+        .map(|i| {
+            let c = Arc::new(AtomicU64::new(0));
+            count(
+                &pipeline.by_name(&format!("v{i}")).unwrap(),
+                c.clone(),
+                None,
+                t0,
+            );
+            c
+        })
+        .collect();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while frames.iter().any(|c| c.load(Ordering::SeqCst) == 0) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let joined = frames
+        .iter()
+        .filter(|c| c.load(Ordering::SeqCst) > 0)
+        .count();
+    println!("joined {joined} {:.1}", ms(t0.elapsed()));
+    std::io::stdout().flush().unwrap();
+    let before: Vec<u64> = frames.iter().map(|c| c.load(Ordering::SeqCst)).collect();
+    let start = Instant::now();
+    std::thread::sleep(VIEWER_WINDOW);
+    let secs = start.elapsed().as_secs_f64();
+    let fps: Vec<String> = frames
+        .iter()
+        .zip(&before)
+        .map(|(c, b)| format!("{:.2}", (c.load(Ordering::SeqCst) - b) as f64 / secs))
+        .collect();
+    println!("fps {}", fps.join(" "));
+    std::io::stdout().flush().unwrap();
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+    pipeline.set_state(gst::State::Null).unwrap();
+    println!("stopped");
+}
+
+struct Stats(Vec<f64>);
+
+impl Stats {
+    fn json(&self) -> String {
+        let mut v: Vec<f64> = self.0.iter().copied().filter(|x| x.is_finite()).collect();
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let median = if v.is_empty() {
+            f64::NAN
+        } else if v.len() % 2 == 1 {
+            v[v.len() / 2]
+        } else {
+            (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+        };
+        let fmt = |x: f64| {
+            if x.is_finite() {
+                format!("{x:.1}")
+            } else {
+                "null".into()
+            }
+        };
+        format!(
+            "{{\"median\": {}, \"min\": {}, \"max\": {}, \"n\": {}, \"failed\": {}, \"samples\": [{}]}}",
+            fmt(median),
+            fmt(v.first().copied().unwrap_or(f64::NAN)),
+            fmt(v.last().copied().unwrap_or(f64::NAN)),
+            v.len(),
+            self.0.len() - v.len(),
+            v.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(", ")
+        )
+    }
+
+    fn median(&self) -> f64 {
+        let mut v: Vec<f64> = self.0.iter().copied().filter(|x| x.is_finite()).collect();
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        match v.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
+    }
+
+    fn min(&self) -> f64 {
+        self.0
+            .iter()
+            .copied()
+            .filter(|x| x.is_finite())
+            .fold(f64::NAN, f64::min)
+    }
+}
+
+fn spawn_self(args: &[&str]) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// The rest of the first line starting with `key`, skipping other lines.
+fn read_line_after(lines: &mut impl Iterator<Item = std::io::Result<String>>, key: &str) -> String {
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(v) = line.strip_prefix(key) {
+            return v.trim().to_string();
+        }
+    }
+    String::new()
+}
+
+fn read_value(lines: &mut impl Iterator<Item = std::io::Result<String>>, key: &str) -> f64 {
+    read_line_after(lines, key).parse().unwrap_or(f64::NAN)
+}
+
+/// One whepsrc client: its TTFF (if the server is up, else nan) and the
+/// time NULL took when told to stop after `hold` (counted from the first
+/// frame when there is one, from the start otherwise).
+fn run_whepsrc(endpoint: &str, expect_media: bool, hold: Duration) -> (f64, f64) {
+    let mut child = spawn_self(&["--client", endpoint]);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    read_line_after(&mut lines, "started");
+    let ttff = if expect_media {
+        read_value(&mut lines, "ttff_ms")
+    } else {
+        f64::NAN
+    };
+    std::thread::sleep(hold);
+    writeln!(child.stdin.as_mut().unwrap(), "stop").unwrap();
+    let stop = read_value(&mut lines, "stop_ms");
+    let _ = child.wait();
+    (ttff, stop)
+}
+
+/// utime + stime of this process, in seconds.
+fn cpu_seconds(clk_tck: f64) -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the command name, which may hold spaces: state is field
+    // 3, utime 14 and stime 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / clk_tck
+}
+
+/// VmRSS of this process, in KiB.
+fn rss_kib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn clk_tck() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// One run of `VIEWERS` viewers in one child process.
+struct ViewersRun {
+    joined: f64,
+    join_ms: f64,
+    fps_min: f64,
+    fps_median: f64,
+    server_cpu_percent: f64,
+    rss_growth_kib_per_viewer: f64,
+}
+
+fn run_viewers(endpoint: &str, clk_tck: f64) -> ViewersRun {
+    let rss_before = rss_kib();
+    let mut child = spawn_self(&["--viewers", endpoint, &VIEWERS.to_string()]);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let joined_line = read_line_after(&mut lines, "joined");
+    let (cpu0, wall0) = (cpu_seconds(clk_tck), Instant::now());
+    let mut joined = joined_line.split_whitespace();
+    let joined_n: f64 = joined
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(f64::NAN);
+    let join_ms: f64 = joined
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(f64::NAN);
+    let fps_line = read_line_after(&mut lines, "fps");
+    let (cpu1, wall) = (cpu_seconds(clk_tck), wall0.elapsed().as_secs_f64());
+    let rss_playing = rss_kib();
+    writeln!(child.stdin.as_mut().unwrap(), "stop").unwrap();
+    read_line_after(&mut lines, "stopped");
+    let _ = child.wait();
+    let fps = Stats(
+        fps_line
+            .split_whitespace()
+            .filter_map(|s| s.parse().ok())
+            .collect(),
+    );
+    ViewersRun {
+        joined: joined_n,
+        join_ms,
+        fps_min: fps.min(),
+        fps_median: fps.median(),
+        server_cpu_percent: (cpu1 - cpu0) / wall * 100.0,
+        rss_growth_kib_per_viewer: (rss_playing - rss_before) / VIEWERS as f64,
+    }
+}
+
+fn parent(runs: usize) {
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "{VIDEO} ! whepserversink name=server address=127.0.0.1:0 ice-addresses=127.0.0.1"
+    ))
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let server = pipeline
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .by_name("server")
+        .unwrap();
+    let endpoint = format!("http://{}/whep", server.property::<String>("bound-address"));
+    let clk_tck = clk_tck();
+
+    // A server that accepts TCP and never answers.
+    let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mute_endpoint = format!("http://{}/whep", mute.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in mute.incoming() {
+            held.push(s);
+        }
+    });
+
+    let (mut whep, mut base, mut stop_up, mut stop_mute) = (vec![], vec![], vec![], vec![]);
+    let mut viewers: Vec<ViewersRun> = Vec::new();
+    // Interleave the kinds so that machine noise hits them alike.
+    for i in 0..runs {
+        let (ttff, stop) = run_whepsrc(&endpoint, true, Duration::from_secs(1));
+        whep.push(ttff);
+        stop_up.push(stop);
+        let mut child = spawn_self(&["--baseline"]);
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        base.push(read_value(&mut lines, "ttff_ms"));
+        let _ = child.wait();
+        let (_, stop) = run_whepsrc(&mute_endpoint, false, Duration::from_millis(1500));
+        stop_mute.push(stop);
+        let v = run_viewers(&endpoint, clk_tck);
+        eprintln!(
+            "run {i}: whepsrc {:.1} ms, baseline {:.1} ms, stop {:.1}/{:.1} ms, {} viewers: fps min {:.1} median {:.1}, server cpu {:.0}%, rss +{:.0} KiB/viewer",
+            whep[i], base[i], stop_up[i], stop_mute[i], v.joined, v.fps_min, v.fps_median, v.server_cpu_percent, v.rss_growth_kib_per_viewer
+        );
+        viewers.push(v);
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    let field = |f: fn(&ViewersRun) -> f64| Stats(viewers.iter().map(f).collect()).json();
+    println!(
+        "{{\n  \"runs\": {runs},\n  \"ttff_ms_whepsrc\": {},\n  \"ttff_ms_bare_webrtcbin\": {},\n  \"stop_to_null_ms_server_up\": {},\n  \"stop_to_null_ms_mute_server\": {},\n  \"viewers_20\": {{\n    \"viewers_joined\": {},\n    \"all_joined_ms\": {},\n    \"decoded_fps_min\": {},\n    \"decoded_fps_median\": {},\n    \"server_cpu_percent_of_one_core\": {},\n    \"server_rss_growth_kib_per_viewer\": {}\n  }}\n}}",
+        Stats(whep).json(),
+        Stats(base).json(),
+        Stats(stop_up).json(),
+        Stats(stop_mute).json(),
+        field(|v| v.joined),
+        field(|v| v.join_ms),
+        field(|v| v.fps_min),
+        field(|v| v.fps_median),
+        field(|v| v.server_cpu_percent),
+        field(|v| v.rss_growth_kib_per_viewer),
+    );
+}
