@@ -30,7 +30,15 @@ packages=(
 
 for arg in "$@"; do
   case "${arg}" in
-    --browser) packages+=(chromium chromium-driver nodejs npm) ;;
+    --browser)
+      packages+=(chromium chromium-driver)
+      # Node.js from elsewhere (NodeSource's nodejs bundles npm and declares
+      # Conflicts: npm) would make apt refuse Debian's npm: only install
+      # Debian's pair when no node/npm is on PATH.
+      if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        packages+=(nodejs npm)
+      fi
+      ;;
     -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
     *) echo "install-deps: unknown argument: ${arg}" >&2; exit 2 ;;
   esac

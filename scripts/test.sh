@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every check: rustfmt, clippy, cargo test, and a meson build + install
-# whose installed plugin must load in gst-inspect-1.0. Exits non-zero on the
-# first failure. Used as-is by CI (.ci/run).
+# Runs every check: rustfmt, clippy, cargo test, a browser test (Chromium
+# against the relay, in a private network namespace), and a meson build +
+# install whose installed plugin must load in gst-inspect-1.0. Exits non-zero
+# on the first failure. Used as-is by CI (.ci/run).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -60,6 +61,17 @@ demo_out="$(cargo run --quiet --example demo -- --seconds 5 --address 127.0.0.1:
 printf '%s\n' "${demo_out}"
 grep -Eq '^frames received: [1-9]' <<<"${demo_out}"
 grep -Eq '^time to first frame: [0-9]+ ms' <<<"${demo_out}"
+
+step "browser test (Chromium ↔ relay, in a private network namespace)"
+# The pages the server elements serve and the elements themselves against
+# Chromium: whipsink → relay → WHEP player page, and WHIP publisher page (fake
+# camera) → relay → whepsrc. Screenshots and logs go to target/browser/.
+bash scripts/install-deps.sh --browser
+(cd tests/browser && npm ci --no-audit --no-fund)
+cargo build --lib --example relay
+# Only loopback exists in there: neither Chromium nor our elements can send
+# anywhere else. Everything is built before entering it.
+unshare -rn sh -c 'ip link set lo up && cd tests/browser && exec node --test --test-reporter=spec browser.test.mjs'
 
 meson_build="${root}/target/meson-build"
 meson_destdir="${root}/target/meson-destdir"

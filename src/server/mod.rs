@@ -19,6 +19,13 @@ use crate::runtime::RUNTIME;
 /// Offers are a few KiB; anything far larger is not an offer.
 const MAX_BODY: usize = 256 * 1024;
 
+/// Browser pages (plain JavaScript, nothing loaded from elsewhere) that the
+/// server elements answer a GET of their path with: each POSTs to the path
+/// it was loaded from, so the page's URL is the endpoint's URL.
+pub const WHEP_PLAYER_PAGE: &str = include_str!("pages/whep-player.html");
+pub const WHIP_PUBLISHER_PAGE: &str = include_str!("pages/whip-publisher.html");
+pub const HTML: &str = "text/html; charset=utf-8";
+
 /// Why the element refused an offer; sent as an RFC 9457 problem+json body.
 #[derive(Debug, Clone)]
 pub struct Refusal {

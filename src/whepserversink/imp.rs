@@ -232,6 +232,14 @@ impl Handler for WhepHandler {
             .upgrade()
             .is_some_and(|obj| obj.imp().remove_viewer(location, "DELETE"))
     }
+
+    /// The player page (plays this path).
+    fn get(&self, _path: &str) -> Option<(&'static str, bytes::Bytes)> {
+        Some((
+            crate::server::HTML,
+            bytes::Bytes::from_static(crate::server::WHEP_PLAYER_PAGE.as_bytes()),
+        ))
+    }
 }
 
 impl WhepServerSink {
@@ -466,6 +474,13 @@ impl WhepServerSink {
             // The answer still announces the viewer's profile (from the offer).
             rtp.remove_field("profile-level-id");
         }
+        // The SSRC is chosen here and put in the codec preferences so that
+        // webrtcbin 1.22 writes `a=ssrc:` lines into the answer. Without them
+        // (and without the MID header extension, which its answer drops)
+        // Chromium cannot tell which m-section a bundled RTP packet belongs
+        // to and drops them all: connected, bytes in, no inbound-rtp.
+        let ssrc = glib::random_int();
+        rtp.set("ssrc", ssrc);
         let caps = gst::Caps::builder_full().structure(rtp).build();
         transceiver.set_property("codec-preferences", &caps);
 
@@ -480,6 +495,7 @@ impl WhepServerSink {
         // The input is parsed already: keep only the payloader.
         let pay = pay_chain.last().unwrap().clone();
         pay.set_property("pt", format.payload_type);
+        pay.set_property("ssrc", ssrc);
         let elements = vec![queue.clone(), pay.clone()];
         codec::add_chain(self.obj().upcast_ref(), &elements).map_err(|e| e.to_string())?;
         pay.static_pad("src")

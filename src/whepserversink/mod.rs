@@ -9,6 +9,9 @@
 //!     whepserversink address=127.0.0.1:8190 ice-addresses=127.0.0.1
 //! # then play http://127.0.0.1:8190/whep with whepsrc or a browser
 //! ```
+//!
+//! A GET of its path answers with a WHEP player page (plain JavaScript) that
+//! plays that same path.
 
 mod imp;
 

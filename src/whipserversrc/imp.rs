@@ -206,6 +206,14 @@ impl Handler for WhipHandler {
         };
         obj.imp().end_publisher(location, "DELETE")
     }
+
+    /// The publisher page (camera → this path).
+    fn get(&self, _path: &str) -> Option<(&'static str, bytes::Bytes)> {
+        Some((
+            crate::server::HTML,
+            bytes::Bytes::from_static(crate::server::WHIP_PUBLISHER_PAGE.as_bytes()),
+        ))
+    }
 }
 
 impl WhipServerSrc {

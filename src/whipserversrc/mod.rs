@@ -7,6 +7,9 @@
 //! gst-launch-1.0 whipserversrc address=127.0.0.1:8190 ice-addresses=127.0.0.1 name=s \
 //!     s. ! queue ! decodebin ! videoconvert ! autovideosink
 //! ```
+//!
+//! A GET of its path answers with a WHIP publisher page (camera and
+//! microphone, plain JavaScript) that publishes to that same path.
 
 mod imp;
 
