@@ -16,6 +16,9 @@ use crate::peer::{Peer, PeerError};
 use crate::protocol::{redact_url, Client};
 use crate::runtime::RUNTIME;
 
+/// How long a new session may take to deliver its first media.
+const FIRST_MEDIA_GRACE: Duration = Duration::from_secs(2);
+
 /// When to reconnect and renew; from element properties.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -190,8 +193,12 @@ impl<R: Role> Supervisor<R> {
                 return End::Bye;
             }
             if let Some(limit) = self.policy.media_timeout {
-                // Before the first buffer, count from the connection.
-                let last = self.role.last_media(&active.peer).unwrap_or(active.started);
+                // Before the first buffer, count from the connection and
+                // allow for the first key frame to come.
+                let (last, limit) = match self.role.last_media(&active.peer) {
+                    Some(last) => (last, limit),
+                    None => (active.started, limit.max(FIRST_MEDIA_GRACE)),
+                };
                 let idle = now.saturating_duration_since(last);
                 if idle >= limit {
                     return End::NoMedia(idle);

@@ -466,11 +466,14 @@ impl WhepSrc {
         if let Some(info) = info {
             let obj = self.obj();
             let bin: &gst::Bin = obj.upcast_ref();
-            info.peer.remove_from(bin);
-            for el in &info.elements {
+            // Downstream first: in PAUSED an appsink holds its streaming
+            // thread in preroll, with the jitterbuffer's stream lock, and
+            // webrtcbin could not deactivate that pad (a deadlock).
+            for el in info.elements.iter().rev() {
                 let _ = el.set_state(gst::State::Null);
                 let _ = bin.remove(el);
             }
+            info.peer.remove_from(bin);
         }
     }
 
