@@ -52,7 +52,8 @@ step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
 step "cargo test --all-targets"
-cargo test --all-targets
+# Bounded, so that a hang fails the run at once instead of eating CI's time.
+timeout 1200 cargo test --all-targets
 
 # The README's demo, bounded (debug build, already compiled by the tests):
 # it must exit 0 with frames received and a time to first frame.
