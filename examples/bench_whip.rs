@@ -35,7 +35,7 @@ fn init() {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("--client") => client_whipsink(&args[2]),
+        Some("--client") => client_whipsink(&args[2], args.get(3).is_some_and(|a| a == "--warm")),
         Some("--baseline") => client_baseline(),
         _ => {
             let runs = args
@@ -51,12 +51,18 @@ fn main() {
 
 /// Child: publish with whipsink; print `t0`, wait for "stop" on stdin,
 /// print how long NULL took.
-fn client_whipsink(endpoint: &str) {
+/// With `warm`, waits a second before PLAYING, so that the one-off DTLS key
+/// generation the element starts at creation is done: what remains is the
+/// cost of a session itself.
+fn client_whipsink(endpoint: &str, warm: bool) {
     init();
     let pipeline = gst::parse::launch(&format!(
         "{VIDEO} ! whipsink whip-endpoint={endpoint} ice-addresses=127.0.0.1 timeout=5"
     ))
     .unwrap();
+    if warm {
+        std::thread::sleep(Duration::from_secs(1));
+    }
     println!("t0 {}", now_us());
     pipeline.set_state(gst::State::Playing).unwrap();
     let mut line = String::new();
@@ -215,11 +221,16 @@ fn read_value(lines: &mut impl Iterator<Item = std::io::Result<String>>, key: &s
 }
 
 /// One whipsink run against `endpoint`: TTFF (if `first` is given) and stop time.
-fn run_whipsink(endpoint: &str, first: Option<&AtomicU64>, hold: Duration) -> (f64, f64) {
+fn run_whipsink(
+    endpoint: &str,
+    first: Option<&AtomicU64>,
+    hold: Duration,
+    warm: bool,
+) -> (f64, f64) {
     if let Some(f) = first {
         f.store(0, Ordering::SeqCst);
     }
-    let mut child = spawn_self(&["--client", endpoint]);
+    let mut child = spawn_self(&["--client", endpoint, if warm { "--warm" } else { "--cold" }]);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let t0 = read_value(&mut lines, "t0");
     let mut ttff = f64::NAN;
@@ -285,17 +296,21 @@ fn parent(runs: usize) {
         }
     });
 
-    let (mut whip, mut base, mut stop_up, mut stop_mute) = (vec![], vec![], vec![], vec![]);
+    let (mut whip, mut base, mut stop_up, mut stop_mute, mut warm) =
+        (vec![], vec![], vec![], vec![], vec![]);
     // Interleave the kinds so that machine noise hits them alike.
     for i in 0..runs {
-        let (ttff, stop) = run_whipsink(&endpoint, Some(&first), Duration::from_millis(500));
+        let (ttff, stop) = run_whipsink(&endpoint, Some(&first), Duration::from_millis(500), false);
+        let (warm_ttff, _) =
+            run_whipsink(&endpoint, Some(&first), Duration::from_millis(300), true);
+        warm.push(warm_ttff);
         whip.push(ttff);
         stop_up.push(stop);
         let mut child = spawn_self(&["--baseline"]);
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         base.push(read_value(&mut lines, "ttff_ms"));
         let _ = child.wait();
-        let (_, stop) = run_whipsink(&mute_endpoint, None, Duration::from_millis(1500));
+        let (_, stop) = run_whipsink(&mute_endpoint, None, Duration::from_millis(1500), false);
         stop_mute.push(stop);
         eprintln!(
             "run {i}: whipsink {:.1} ms, baseline {:.1} ms",
@@ -304,8 +319,9 @@ fn parent(runs: usize) {
     }
     pipeline.set_state(gst::State::Null).unwrap();
     println!(
-        "{{\n  \"runs\": {runs},\n  \"ttff_ms_whipsink\": {},\n  \"ttff_ms_bare_webrtcbin\": {},\n  \"stop_to_null_ms_server_up\": {},\n  \"stop_to_null_ms_mute_server\": {}\n}}",
+        "{{\n  \"runs\": {runs},\n  \"ttff_ms_whipsink\": {},\n  \"ttff_ms_whipsink_key_pregenerated\": {},\n  \"ttff_ms_bare_webrtcbin\": {},\n  \"stop_to_null_ms_server_up\": {},\n  \"stop_to_null_ms_mute_server\": {}\n}}",
         Stats(whip).json(),
+        Stats(warm).json(),
         Stats(base).json(),
         Stats(stop_up).json(),
         Stats(stop_mute).json()
