@@ -11,12 +11,15 @@
 //! (wall clock, microseconds).
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gst::prelude::*;
+
+#[path = "common/bench.rs"]
+mod bench;
+use bench::{read_value, spawn_self, Stats};
 
 const VIDEO: &str = "videotestsrc is-live=true ! video/x-raw,width=640,height=360,framerate=30/1 ! vp8enc deadline=1 cpu-used=8";
 
@@ -36,7 +39,13 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("--client") => client_whipsink(&args[2], args.get(3).is_some_and(|a| a == "--warm")),
-        Some("--baseline") => client_baseline(),
+        Some("--baseline") => {
+            init();
+            bench::print_baseline(bench::bare_webrtcbin(
+                VIDEO,
+                "rtpvp8depay ! fakesink name=first sync=false",
+            ))
+        }
         _ => {
             let runs = args
                 .iter()
@@ -71,153 +80,6 @@ fn client_whipsink(endpoint: &str, warm: bool) {
     pipeline.set_state(gst::State::Null).unwrap();
     println!("stop_ms {:.3}", start.elapsed().as_secs_f64() * 1000.0);
     std::io::stdout().flush().unwrap();
-}
-
-fn pin_loopback(webrtcbin: &gst::Element) {
-    let ice = webrtcbin.property::<gst_webrtc::WebRTCICE>("ice-agent");
-    ice.property::<glib::Object>("agent")
-        .set_property("upnp", false);
-    ice.emit_by_name::<bool>("add-local-ip-address", &[&"127.0.0.1"]);
-}
-
-/// Child: bare webrtcbin → webrtcbin in one process, default settings, ICE
-/// pinned to loopback; prints the time to the first depayloaded frame.
-fn client_baseline() {
-    init();
-    let pipeline = gst::parse::launch(&format!(
-        "{VIDEO} ! rtpvp8pay ! application/x-rtp,media=video,encoding-name=VP8,payload=96 ! webrtcbin name=send bundle-policy=max-bundle \
-         webrtcbin name=recv bundle-policy=max-bundle"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let send = pipeline.by_name("send").unwrap();
-    let recv = pipeline.by_name("recv").unwrap();
-    pin_loopback(&send);
-    pin_loopback(&recv);
-    let first = Arc::new(AtomicU64::new(0));
-    let f = first.clone();
-    let bin = pipeline.clone();
-    recv.connect_pad_added(move |_, pad| {
-        let depay = gst::ElementFactory::make("rtpvp8depay").build().unwrap();
-        let sink = gst::ElementFactory::make("fakesink")
-            .property("sync", false)
-            .build()
-            .unwrap();
-        bin.add_many([&depay, &sink]).unwrap();
-        depay.link(&sink).unwrap();
-        depay.sync_state_with_parent().unwrap();
-        sink.sync_state_with_parent().unwrap();
-        pad.link(&depay.static_pad("sink").unwrap()).unwrap();
-        let f = f.clone();
-        sink.static_pad("sink")
-            .unwrap()
-            .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                let _ = f.compare_exchange(0, now_us(), Ordering::SeqCst, Ordering::SeqCst);
-                gst::PadProbeReturn::Remove
-            });
-    });
-    for (a, b) in [(&send, &recv), (&recv, &send)] {
-        let b = b.clone();
-        a.connect("on-ice-candidate", false, move |args| {
-            let mline = args[1].get::<u32>().unwrap();
-            let cand = args[2].get::<String>().unwrap();
-            b.emit_by_name::<()>("add-ice-candidate", &[&mline, &cand]);
-            None
-        });
-    }
-    let (s, r) = (send.clone(), recv.clone());
-    send.connect("on-negotiation-needed", false, move |_| {
-        let (s2, r2) = (s.clone(), r.clone());
-        let promise = gst::Promise::with_change_func(move |reply| {
-            let offer = reply
-                .unwrap()
-                .unwrap()
-                .get::<gst_webrtc::WebRTCSessionDescription>("offer")
-                .unwrap();
-            s2.emit_by_name::<()>("set-local-description", &[&offer, &None::<gst::Promise>]);
-            r2.emit_by_name::<()>("set-remote-description", &[&offer, &None::<gst::Promise>]);
-            let (s3, r3) = (s2.clone(), r2.clone());
-            let promise = gst::Promise::with_change_func(move |reply| {
-                let answer = reply
-                    .unwrap()
-                    .unwrap()
-                    .get::<gst_webrtc::WebRTCSessionDescription>("answer")
-                    .unwrap();
-                r3.emit_by_name::<()>("set-local-description", &[&answer, &None::<gst::Promise>]);
-                s3.emit_by_name::<()>("set-remote-description", &[&answer, &None::<gst::Promise>]);
-            });
-            r2.emit_by_name::<()>("create-answer", &[&None::<gst::Structure>, &promise]);
-        });
-        s.emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &promise]);
-        None
-    });
-    let t0 = now_us();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while first.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let f = first.load(Ordering::SeqCst);
-    if f == 0 {
-        println!("ttff_ms nan");
-    } else {
-        println!("ttff_ms {:.3}", (f - t0) as f64 / 1000.0);
-    }
-    std::io::stdout().flush().unwrap();
-    pipeline.set_state(gst::State::Null).unwrap();
-}
-
-struct Stats(Vec<f64>);
-
-impl Stats {
-    fn json(&self) -> String {
-        let mut v: Vec<f64> = self.0.iter().copied().filter(|x| x.is_finite()).collect();
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let median = if v.is_empty() {
-            f64::NAN
-        } else if v.len() % 2 == 1 {
-            v[v.len() / 2]
-        } else {
-            (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
-        };
-        let fmt = |x: f64| {
-            if x.is_finite() {
-                format!("{x:.1}")
-            } else {
-                "null".into()
-            }
-        };
-        format!(
-            "{{\"median\": {}, \"min\": {}, \"max\": {}, \"n\": {}, \"failed\": {}, \"samples\": [{}]}}",
-            fmt(median),
-            fmt(v.first().copied().unwrap_or(f64::NAN)),
-            fmt(v.last().copied().unwrap_or(f64::NAN)),
-            v.len(),
-            self.0.len() - v.len(),
-            v.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(", ")
-        )
-    }
-}
-
-fn spawn_self(args: &[&str]) -> std::process::Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
-}
-
-fn read_value(lines: &mut impl Iterator<Item = std::io::Result<String>>, key: &str) -> f64 {
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(v) = line.strip_prefix(key).map(str::trim) {
-            return v.parse().unwrap_or(f64::NAN);
-        }
-    }
-    f64::NAN
 }
 
 /// One whipsink run against `endpoint`: TTFF (if `first` is given) and stop time.
@@ -327,5 +189,3 @@ fn parent(runs: usize) {
         Stats(stop_mute).json()
     );
 }
-
-use gst::glib;

@@ -1,0 +1,187 @@
+//! What the benchmarks share: statistics, re-executing the benchmark as a
+//! fresh client process, and the bare webrtcbin → webrtcbin baseline.
+#![allow(dead_code)]
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gst::glib;
+use gst::prelude::*;
+
+/// Samples of one measure; NaN for a failed run.
+pub struct Stats(pub Vec<f64>);
+
+impl Stats {
+    fn finite(&self) -> Vec<f64> {
+        let mut v: Vec<f64> = self.0.iter().copied().filter(|x| x.is_finite()).collect();
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v
+    }
+
+    pub fn median(&self) -> f64 {
+        let v = self.finite();
+        match v.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
+    }
+
+    pub fn min(&self) -> f64 {
+        self.finite().first().copied().unwrap_or(f64::NAN)
+    }
+
+    pub fn json(&self) -> String {
+        let v = self.finite();
+        let fmt = |x: f64| {
+            if x.is_finite() {
+                format!("{x:.1}")
+            } else {
+                "null".into()
+            }
+        };
+        format!(
+            "{{\"median\": {}, \"min\": {}, \"max\": {}, \"n\": {}, \"failed\": {}, \"samples\": [{}]}}",
+            fmt(self.median()),
+            fmt(self.min()),
+            fmt(v.last().copied().unwrap_or(f64::NAN)),
+            v.len(),
+            self.0.len() - v.len(),
+            v.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(", ")
+        )
+    }
+}
+
+/// This benchmark again, as a fresh client process talking over pipes.
+pub fn spawn_self(args: &[&str]) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// The rest of the first line starting with `key`, skipping other lines.
+pub fn read_line_after(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    key: &str,
+) -> String {
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(v) = line.strip_prefix(key) {
+            return v.trim().to_string();
+        }
+    }
+    String::new()
+}
+
+pub fn read_value(lines: &mut impl Iterator<Item = std::io::Result<String>>, key: &str) -> f64 {
+    read_line_after(lines, key).parse().unwrap_or(f64::NAN)
+}
+
+fn pin_loopback(webrtcbin: &gst::Element) {
+    let ice = webrtcbin.property::<gst_webrtc::WebRTCICE>("ice-agent");
+    ice.property::<glib::Object>("agent")
+        .set_property("upnp", false);
+    ice.emit_by_name::<bool>("add-local-ip-address", &[&"127.0.0.1"]);
+}
+
+/// The baseline: `video` (encoded VP8) sent from one plain webrtcbin to
+/// another in this process, default settings but ICE pinned to loopback,
+/// negotiated in memory. Returns the time from PLAYING to the first buffer
+/// at the sink named `first` in `receiver` (what the receiving pad feeds).
+pub fn bare_webrtcbin(video: &str, receiver: &str) -> Option<Duration> {
+    let pipeline = gst::parse::launch(&format!(
+        "{video} ! rtpvp8pay ! application/x-rtp,media=video,encoding-name=VP8,payload=96 \
+         ! webrtcbin name=send bundle-policy=max-bundle webrtcbin name=recv bundle-policy=max-bundle"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let send = pipeline.by_name("send").unwrap();
+    let recv = pipeline.by_name("recv").unwrap();
+    pin_loopback(&send);
+    pin_loopback(&recv);
+    let first = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    let (f, bin, receiver) = (first.clone(), pipeline.clone(), receiver.to_string());
+    recv.connect_pad_added(move |_, pad| {
+        let tail = gst::parse::bin_from_description(&receiver, true).unwrap();
+        bin.add(&tail).unwrap();
+        tail.sync_state_with_parent().unwrap();
+        let f = f.clone();
+        tail.by_name("first")
+            .unwrap()
+            .static_pad("sink")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                let _ = f.compare_exchange(
+                    0,
+                    t0.elapsed().as_micros() as u64 + 1,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                );
+                gst::PadProbeReturn::Remove
+            });
+        pad.link(&tail.static_pad("sink").unwrap()).unwrap();
+    });
+    for (a, b) in [(&send, &recv), (&recv, &send)] {
+        let b = b.clone();
+        a.connect("on-ice-candidate", false, move |args| {
+            let mline = args[1].get::<u32>().unwrap();
+            let cand = args[2].get::<String>().unwrap();
+            b.emit_by_name::<()>("add-ice-candidate", &[&mline, &cand]);
+            None
+        });
+    }
+    let (s, r) = (send.clone(), recv.clone());
+    send.connect("on-negotiation-needed", false, move |_| {
+        let (s2, r2) = (s.clone(), r.clone());
+        let promise = gst::Promise::with_change_func(move |reply| {
+            let offer = reply
+                .unwrap()
+                .unwrap()
+                .get::<gst_webrtc::WebRTCSessionDescription>("offer")
+                .unwrap();
+            s2.emit_by_name::<()>("set-local-description", &[&offer, &None::<gst::Promise>]);
+            r2.emit_by_name::<()>("set-remote-description", &[&offer, &None::<gst::Promise>]);
+            let (s3, r3) = (s2.clone(), r2.clone());
+            let promise = gst::Promise::with_change_func(move |reply| {
+                let answer = reply
+                    .unwrap()
+                    .unwrap()
+                    .get::<gst_webrtc::WebRTCSessionDescription>("answer")
+                    .unwrap();
+                r3.emit_by_name::<()>("set-local-description", &[&answer, &None::<gst::Promise>]);
+                s3.emit_by_name::<()>("set-remote-description", &[&answer, &None::<gst::Promise>]);
+            });
+            r2.emit_by_name::<()>("create-answer", &[&None::<gst::Structure>, &promise]);
+        });
+        s.emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &promise]);
+        None
+    });
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while first.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    match first.load(Ordering::SeqCst) {
+        0 => None,
+        us => Some(Duration::from_micros(us - 1)),
+    }
+}
+
+/// Prints the baseline as `ttff_ms <value>` for the parent process.
+pub fn print_baseline(ttff: Option<Duration>) {
+    use std::io::Write;
+    match ttff {
+        Some(d) => println!("ttff_ms {:.3}", d.as_secs_f64() * 1000.0),
+        None => println!("ttff_ms nan"),
+    }
+    std::io::stdout().flush().unwrap();
+}
