@@ -29,7 +29,7 @@ fn renewal_below_the_cap_loses_no_frame() {
     let server = StampedServer::start("max-session-duration=3");
     let (client, frames) = play(
         &format!("{}/whep", server.base),
-        "max-session-duration=3 renew-lead=1200",
+        "max-session-duration=3 renew-lead=1800",
     );
     std::thread::sleep(Duration::from_secs(20));
     client.stop();
