@@ -376,7 +376,12 @@ async fn handle(listener: &Listener, req: Request<hyper::body::Incoming>) -> Res
             }
         }
         Method::DELETE => {
-            if shared.handler.delete(&path) {
+            // Tearing a peer down changes element states: not on a runtime worker.
+            let handler = shared.handler.clone();
+            let deleted = tokio::task::spawn_blocking(move || handler.delete(&path))
+                .await
+                .unwrap_or(false);
+            if deleted {
                 response(StatusCode::OK, None, Bytes::new())
             } else {
                 problem(&Refusal::new(404, "Not Found", "no such session"))

@@ -106,6 +106,13 @@ impl<R: Role> Supervisor<R> {
         }
     }
 
+    /// Takes a session's elements away off the runtime's workers: it
+    /// changes element states, which may wait on streaming threads.
+    async fn retire(&self, peer: &Arc<Peer>) {
+        let (role, peer) = (self.role.clone(), peer.clone());
+        let _ = tokio::task::spawn_blocking(move || role.retire(&peer)).await;
+    }
+
     fn context(&self) -> String {
         format!(
             "{} session with {}",
@@ -139,7 +146,7 @@ impl<R: Role> Supervisor<R> {
             .run()
             .await?;
             if !Arc::ptr_eq(&negotiated.peer, &peer) {
-                self.role.retire(&peer);
+                self.retire(&peer).await;
             }
             let peer = negotiated.peer;
             messages::post_session_started(&obj, &negotiated.response);
@@ -155,7 +162,7 @@ impl<R: Role> Supervisor<R> {
         }
         .await;
         if result.is_err() {
-            self.role.retire(&peer);
+            self.retire(&peer).await;
             self.end(&resource, "failed to start", sessions);
         }
         result
@@ -281,7 +288,7 @@ impl<R: Role> Supervisor<R> {
                                 "renewal took {:?}",
                                 switched_from.elapsed()
                             );
-                            self.role.retire(&active.peer);
+                            self.retire(&active.peer).await;
                             self.end(&active.resource, "renewed", &sessions);
                             next = Some(new);
                         }
@@ -297,7 +304,7 @@ impl<R: Role> Supervisor<R> {
                 }
                 end => {
                     gst::info!(CAT, obj = obj, "session ended: {end}");
-                    self.role.retire(&active.peer);
+                    self.retire(&active.peer).await;
                     self.end(&active.resource, &end.to_string(), &sessions);
                     if !self.policy.reconnect {
                         return post_error(

@@ -442,7 +442,8 @@ impl WhepServerSink {
             let reason =
                 crate::server::peer_lifetime(&peer, max, || peer.request_keyframes(), at_cap).await;
             if let (Some(reason), Some(obj)) = (reason, weak.upgrade()) {
-                obj.imp().remove_viewer(&location, &reason);
+                // State changes: not on a runtime worker.
+                tokio::task::spawn_blocking(move || obj.imp().remove_viewer(&location, &reason));
             }
         });
         Ok(answer)

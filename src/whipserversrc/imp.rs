@@ -266,7 +266,10 @@ impl WhipServerSrc {
                 RUNTIME.spawn(async move {
                     let reason = crate::server::peer_lifetime(&peer, max, || (), async {}).await;
                     if let (Some(reason), Some(obj)) = (reason, weak.upgrade()) {
-                        obj.imp().end_publisher(&location, &reason);
+                        // State changes: not on a runtime worker.
+                        tokio::task::spawn_blocking(move || {
+                            obj.imp().end_publisher(&location, &reason)
+                        });
                     }
                 });
                 Ok(answer)
