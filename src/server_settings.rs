@@ -129,13 +129,38 @@ impl ServerSettings {
         }
     }
 
-    /// Starts serving `handler` on the address and path.
-    pub fn bind(
+    /// Starts serving `handler` on the address and path for `element`;
+    /// a failure (busy port, path taken) is posted as its ERROR.
+    pub fn serve(
         &self,
+        element: &gst::Element,
         handler: std::sync::Arc<dyn crate::server::Handler>,
-    ) -> Result<crate::server::HttpServer, String> {
-        crate::server::HttpServer::bind(&self.address, &self.path, self.auth_token.clone(), handler)
-            .map_err(|e| format!("cannot serve {} on {}: {e}", self.path, self.address))
+    ) -> Result<crate::server::HttpServer, gst::StateChangeError> {
+        match crate::server::HttpServer::bind(
+            &self.address,
+            &self.path,
+            self.auth_token.clone(),
+            handler,
+        ) {
+            Ok(server) => {
+                gst::info!(
+                    crate::session::CAT,
+                    obj = element,
+                    "serving http://{}{}",
+                    server.local_addr(),
+                    self.path
+                );
+                Ok(server)
+            }
+            Err(e) => {
+                let msg = format!("cannot serve {} on {}: {e}", self.path, self.address);
+                element.post_error_message(gst::error_msg!(
+                    gst::ResourceError::OpenReadWrite,
+                    ("{}", msg)
+                ));
+                Err(gst::StateChangeError)
+            }
+        }
     }
 
     pub fn max_session(&self) -> Option<Duration> {

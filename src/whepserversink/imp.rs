@@ -166,22 +166,11 @@ impl ElementImpl for WhepServerSink {
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         if transition == gst::StateChange::NullToReady {
             let settings = self.settings.lock().unwrap().clone();
-            match settings.bind(Arc::new(WhepHandler(self.obj().downgrade()))) {
-                Ok(server) => {
-                    gst::info!(
-                        CAT,
-                        imp = self,
-                        "WHEP server on http://{}{}",
-                        server.local_addr(),
-                        settings.path
-                    );
-                    self.state.lock().unwrap().server = Some(server);
-                }
-                Err(e) => {
-                    gst::element_imp_error!(self, gst::ResourceError::OpenWrite, ("{}", e));
-                    return Err(gst::StateChangeError);
-                }
-            }
+            let server = settings.serve(
+                self.obj().upcast_ref(),
+                Arc::new(WhepHandler(self.obj().downgrade())),
+            )?;
+            self.state.lock().unwrap().server = Some(server);
         }
         if transition == gst::StateChange::ReadyToNull {
             let viewers: Vec<Viewer> = {

@@ -142,22 +142,11 @@ impl ElementImpl for WhipServerSrc {
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         if transition == gst::StateChange::NullToReady {
             let settings = self.settings.lock().unwrap().clone();
-            match settings.bind(Arc::new(WhipHandler(self.obj().downgrade()))) {
-                Ok(server) => {
-                    gst::info!(
-                        CAT,
-                        imp = self,
-                        "WHIP server on http://{}{}",
-                        server.local_addr(),
-                        settings.path
-                    );
-                    self.state.lock().unwrap().server = Some(server);
-                }
-                Err(e) => {
-                    gst::element_imp_error!(self, gst::ResourceError::OpenRead, ("{}", e));
-                    return Err(gst::StateChangeError);
-                }
-            }
+            let server = settings.serve(
+                self.obj().upcast_ref(),
+                Arc::new(WhipHandler(self.obj().downgrade())),
+            )?;
+            self.state.lock().unwrap().server = Some(server);
         }
         if transition == gst::StateChange::ReadyToNull {
             let publishers: Vec<Publisher> = {
