@@ -14,3 +14,6 @@ pub static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
         .build()
         .expect("the plugin's tokio runtime could not start")
 });
+
+/// A boxed future, for trait methods that return one (handlers, roles).
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;

@@ -6,7 +6,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -46,7 +45,7 @@ impl Refusal {
     }
 }
 
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+pub use crate::runtime::BoxFuture;
 
 pub trait Handler: Send + Sync + 'static {
     /// A POSTed offer on `path`; the resource will live at `location`.

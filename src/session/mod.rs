@@ -331,36 +331,6 @@ pub async fn wait_disconnected(peer: &Peer) -> WebRTCPeerConnectionState {
     .unwrap_or(WebRTCPeerConnectionState::Closed)
 }
 
-/// A running session: its task and its resource.
-pub struct SessionHandle {
-    task: tokio::task::JoinHandle<()>,
-    resource: Arc<Resource>,
-}
-
-impl SessionHandle {
-    pub fn new(task: tokio::task::JoinHandle<()>, resource: Arc<Resource>) -> Self {
-        Self { task, resource }
-    }
-
-    pub fn resource(&self) -> &Arc<Resource> {
-        &self.resource
-    }
-
-    /// Stops the session: cancels its task, then DELETEs the resource,
-    /// waiting at most `TEARDOWN_WAIT` (the DELETE itself goes on in the
-    /// background, bounded by the HTTP timeout). Call from the application
-    /// thread, with no lock held.
-    pub fn stop(self, obj: &gst::Element, reason: &str) {
-        self.task.abort();
-        teardown(obj, &self.resource, reason, TEARDOWN_WAIT);
-    }
-}
-
-/// DELETEs `resource` (once) and posts session-ended; waits up to `wait`.
-pub fn teardown(obj: &gst::Element, resource: &Arc<Resource>, reason: &str, wait: Duration) {
-    teardown_all(obj, std::slice::from_ref(resource), reason, wait)
-}
-
 /// DELETEs every resource (each once), in parallel, waiting up to `wait`
 /// in all; what is still pending then finishes in the background.
 pub fn teardown_all(obj: &gst::Element, resources: &[Arc<Resource>], reason: &str, wait: Duration) {

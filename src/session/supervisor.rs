@@ -45,7 +45,7 @@ pub trait Role: Send + Sync + 'static {
     /// A fresh peer in the element's bin, wired to its pads.
     fn new_peer(&self) -> Result<Arc<Peer>, PeerError>;
     /// Resolves when `peer` can make its offer (whipsink: caps known).
-    fn before_offer(&self, _peer: &Arc<Peer>) -> crate::server::BoxFuture<()> {
+    fn before_offer(&self, _peer: &Arc<Peer>) -> crate::runtime::BoxFuture<()> {
         Box::pin(std::future::ready(()))
     }
     /// Whether a 406 counter-offer can be answered (WHEP).

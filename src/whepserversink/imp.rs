@@ -578,9 +578,4 @@ impl WhepServerSink {
         let obj = self.obj();
         let _ = obj.post_message(gst::message::Element::builder(s).src(&*obj).build());
     }
-
-    /// Number of viewers being served.
-    pub fn viewer_count(&self) -> usize {
-        self.state.lock().unwrap().viewers.len()
-    }
 }

@@ -493,7 +493,7 @@ impl Role for WhipRole {
         Ok(peer)
     }
 
-    fn before_offer(&self, peer: &Arc<Peer>) -> crate::server::BoxFuture<()> {
+    fn before_offer(&self, peer: &Arc<Peer>) -> crate::runtime::BoxFuture<()> {
         Box::pin(wait_complete_caps(peer.webrtcbin().sink_pads()))
     }
 
