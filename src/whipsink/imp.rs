@@ -28,6 +28,9 @@ struct Stream {
     elements: Vec<gst::Element>,
     /// The queue's src pad, once caps arrived.
     out: Option<gst::Pad>,
+    /// Between two sessions: a probe dropping what the queue sends, so that
+    /// an unlinked pad never stops the stream upstream (not-linked).
+    parked: Option<gst::PadProbeId>,
     eos: bool,
 }
 
@@ -170,6 +173,7 @@ impl ElementImpl for WhipSink {
             ghost: ghost.clone(),
             elements: Vec::new(),
             out: None,
+            parked: None,
             eos: false,
         });
         drop(state);
@@ -258,6 +262,27 @@ impl WhipSink {
             &format!("session{n}"),
             &settings.peer_settings(0),
         )
+    }
+
+    /// Detaches the streams from `peer`, which is going away: until the next
+    /// session their queues' output is dropped, not refused (a not-linked
+    /// flow would stop the sources and no caps would reach the next offer).
+    fn park_streams(&self, peer: &Peer) {
+        let mut state = self.state.lock().unwrap();
+        for s in state.streams.iter_mut() {
+            let Some(out) = s.out.clone() else { continue };
+            let Some(wpad) = out.peer() else { continue };
+            if wpad.parent_element().as_ref() != Some(peer.webrtcbin()) {
+                continue;
+            }
+            if s.parked.is_none() {
+                s.parked = out.add_probe(
+                    gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+                    |_, _| gst::PadProbeReturn::Drop,
+                );
+            }
+            let _ = out.unlink(&wpad);
+        }
     }
 
     /// Links a stream's queue to a sendonly transceiver of `peer`, replacing
@@ -486,7 +511,13 @@ impl Role for WhipRole {
                         }
                     })?;
                 }
-                imp.state.lock().unwrap().peer = Some(peer.clone());
+                let mut state = imp.state.lock().unwrap();
+                for s in state.streams.iter_mut() {
+                    if let (Some(out), Some(id)) = (&s.out, s.parked.take()) {
+                        out.remove_probe(id);
+                    }
+                }
+                state.peer = Some(peer.clone());
                 peer
             }
         };
@@ -517,6 +548,7 @@ impl Role for WhipRole {
 
     fn retire(&self, peer: &Arc<Peer>) {
         if let Some(obj) = self.0.upgrade() {
+            obj.imp().park_streams(peer);
             peer.remove_from(obj.upcast_ref());
         }
     }
