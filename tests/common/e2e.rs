@@ -66,26 +66,7 @@ impl Counters {
         queue.sync_state_with_parent().unwrap();
         sink.sync_state_with_parent().unwrap();
         pad.link(&queue.static_pad("sink").unwrap()).unwrap();
-        let counters = self.clone();
-        sink.static_pad("sink")
-            .unwrap()
-            .add_probe(gst::PadProbeType::BUFFER, move |pad, _| {
-                let caps = pad
-                    .current_caps()
-                    .map(|c| c.to_string())
-                    .unwrap_or_default();
-                let counter = if caps.starts_with("audio") || caps.contains("media=(string)audio") {
-                    &counters.audio
-                } else {
-                    &counters.video
-                };
-                counter.fetch_add(1, Ordering::SeqCst);
-                let mut seen = counters.caps.lock().unwrap();
-                if !seen.contains(&caps) {
-                    seen.push(caps);
-                }
-                gst::PadProbeReturn::Ok
-            });
+        self.count_sink(&sink);
     }
 }
 
