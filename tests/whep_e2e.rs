@@ -206,6 +206,82 @@ fn five_viewers_play_at_once_and_one_leaving_does_not_disturb_the_others() {
 }
 
 #[test]
+fn one_viewers_failure_ends_only_that_viewer_with_a_warning() {
+    let server = WhepServer::start(&format!("{VP8_SRC} ! server."), "");
+    let players: Vec<Player> = (0..2)
+        .map(|_| {
+            Player::launch(&format!(
+                "{} ! videoconvert ! fakesink sync=false",
+                whepsrc(&server.endpoint(), "")
+            ))
+        })
+        .collect();
+    for p in &players {
+        assert_frames(p, 10, 0);
+    }
+
+    // What a DTLS alert from one client looks like: an ERROR from the dtlsdec
+    // inside that viewer's webrtcbin.
+    let bin = server
+        .pipeline
+        .by_name("server")
+        .unwrap()
+        .downcast::<gst::Bin>()
+        .unwrap();
+    let viewer = bin
+        .children()
+        .into_iter()
+        .find(|c| c.factory().is_some_and(|f| f.name() == "webrtcbin"))
+        .expect("a viewer's webrtcbin")
+        .downcast::<gst::Bin>()
+        .unwrap();
+    let dtlsdec = viewer
+        .iterate_recurse()
+        .into_iter()
+        .flatten()
+        .find(|e| e.factory().is_some_and(|f| f.name() == "dtlsdec"))
+        .expect("a dtlsdec in the viewer");
+    gst::element_error!(dtlsdec, gst::ResourceError::Read, ["Fatal SSL error"]);
+
+    assert!(
+        wait_until(Duration::from_secs(2), || server.viewers_removed().len()
+            == 1),
+        "the failed viewer was not removed"
+    );
+    let (_, reason) = server.viewers_removed().remove(0);
+    assert!(reason.contains(viewer.name().as_str()), "{reason}");
+    assert!(
+        server.messages.errors().is_empty(),
+        "{:?}",
+        server.messages.errors()
+    );
+    let warnings = server
+        .messages
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| matches!(m.view(), gst::MessageView::Warning(_)))
+        .count();
+    assert_eq!(warnings, 1);
+
+    // The server goes on serving the other viewer.
+    let before: Vec<u64> = players.iter().map(|p| p.counters.video()).collect();
+    assert!(
+        wait_until(Duration::from_secs(3), || players
+            .iter()
+            .zip(&before)
+            .any(|(p, b)| p.counters.video() >= b + 30)),
+        "no viewer kept playing"
+    );
+    assert_eq!(
+        server.pipeline.current_state(),
+        gst::State::Playing,
+        "the server stopped"
+    );
+}
+
+#[test]
 fn wrong_token_gives_an_error_with_401_and_the_servers_detail() {
     let server = WhepServer::start(&format!("{VP8_SRC} ! server."), "auth-token=s3cret");
     let player = Player::launch(&format!(

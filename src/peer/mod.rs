@@ -3,6 +3,7 @@
 //! webrtcbin's signals.
 
 pub mod certificate;
+mod rsa_keygen;
 pub mod sdp;
 
 use std::sync::{Arc, Mutex};

@@ -194,6 +194,24 @@ impl BinImpl for WhepServerSink {
         if let gst::MessageView::Eos(_) = message.view() {
             return;
         }
+        let obj = self.obj();
+        if let Some(e) = crate::server::peer_error(obj.upcast_ref(), &message) {
+            let location = {
+                let state = self.state.lock().unwrap();
+                state
+                    .viewers
+                    .iter()
+                    .find(|(_, v)| *v.peer.webrtcbin() == e.webrtcbin)
+                    .map(|(l, _)| l.clone())
+            };
+            gst::warning!(CAT, imp = self, "viewer failed: {}", e.reason);
+            if let Some(location) = location {
+                let obj = obj.clone();
+                // Posted from a streaming thread of that viewer: tear it down elsewhere.
+                RUNTIME.spawn_blocking(move || obj.imp().remove_viewer(&location, &e.reason));
+            }
+            return self.parent_handle_message(e.warning);
+        }
         self.parent_handle_message(message)
     }
 }
