@@ -24,6 +24,11 @@ pub static CAT: std::sync::LazyLock<gst::DebugCategory> = std::sync::LazyLock::n
     )
 });
 
+/// Packets in a row a jitterbuffer needs before it starts pushing, rather
+/// than waiting out its latency. Two: a single packet may be a loss away
+/// from a hole, and a key frame is several packets anyway.
+const FASTSTART_PACKETS: u32 = 2;
+
 /// ICE and jitterbuffer settings for one webrtcbin, taken from element
 /// properties when a session starts.
 #[derive(Debug, Clone)]
@@ -153,6 +158,18 @@ impl Peer {
             rtpbin.connect("on-ssrc-active", false, move |_| {
                 last.store(epoch_ms(), std::sync::atomic::Ordering::Relaxed);
                 gst::trace!(CAT, "RTCP from the remote");
+                None
+            });
+            // A jitterbuffer holds its first packet for the whole latency;
+            // with fast start it begins as soon as a few packets in a row
+            // are in (the start of the first key frame). The latency then
+            // still absorbs jitter for everything after.
+            rtpbin.connect("new-jitterbuffer", false, |args| {
+                if let Some(Ok(jb)) = args.get(1).map(|v| v.get::<gst::Element>()) {
+                    if jb.has_property("faststart-min-packets") {
+                        jb.set_property("faststart-min-packets", FASTSTART_PACKETS);
+                    }
+                }
                 None
             });
         }

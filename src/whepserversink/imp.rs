@@ -435,6 +435,11 @@ impl WhepServerSink {
                 branches,
             },
         );
+        // Ask for the viewer's first key frame now, not once connected: it
+        // waits at webrtcbin's send side until DTLS is up and leaves right
+        // then, instead of a frame interval plus an encode later. The one
+        // asked for on connect covers an encoder that ignored this one.
+        peer.request_keyframes();
         gst::info!(CAT, imp = self, "viewer on {path} at {location}");
         self.post_viewer_message("viewer-added", &location, None);
         let weak = obj.downgrade();
