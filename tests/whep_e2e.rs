@@ -205,6 +205,92 @@ fn five_viewers_play_at_once_and_one_leaving_does_not_disturb_the_others() {
     assert_eq!(server.viewers_removed().len(), 1);
 }
 
+/// Posts what a DTLS alert looks like, an ERROR from the dtlsdec inside the
+/// first webrtcbin under `bin`; returns that webrtcbin's name.
+fn fail_a_peer_inside(bin: &gst::Bin) -> String {
+    let webrtcbin = bin
+        .children()
+        .into_iter()
+        .find(|c| c.factory().is_some_and(|f| f.name() == "webrtcbin"))
+        .expect("a webrtcbin")
+        .downcast::<gst::Bin>()
+        .unwrap();
+    let dtlsdec = webrtcbin
+        .iterate_recurse()
+        .into_iter()
+        .flatten()
+        .find(|e| e.factory().is_some_and(|f| f.name() == "dtlsdec"))
+        .expect("a dtlsdec in the webrtcbin");
+    gst::element_error!(dtlsdec, gst::ResourceError::Read, ["Fatal SSL error"]);
+    webrtcbin.name().to_string()
+}
+
+#[test]
+fn a_failed_session_mid_stream_reconnects_instead_of_stopping_the_pipeline() {
+    let server = WhepServer::start(&format!("{VP8_SRC} ! server."), "");
+    let player = Player::launch(&format!(
+        "{} ! videoconvert ! fakesink sync=false",
+        whepsrc(&server.endpoint(), "")
+    ));
+    assert_frames(&player, 10, 0);
+
+    let bin = player.whepsrc().downcast::<gst::Bin>().unwrap();
+    fail_a_peer_inside(&bin);
+    assert!(
+        wait_until(Duration::from_secs(3), || !player
+            .messages
+            .element("session-ended")
+            .is_empty()),
+        "the failed session did not end"
+    );
+    let ended = player.messages.element("session-ended");
+    let reason = ended[0].get::<String>("reason").unwrap();
+    assert!(reason.contains("Fatal SSL error"), "{reason}");
+    let before = player.counters.video();
+    assert!(
+        wait_until(Duration::from_secs(5), || player.counters.video()
+            >= before + 30),
+        "no frames after the reconnection: {:?}",
+        player.messages.errors()
+    );
+    assert!(
+        player.messages.errors().is_empty(),
+        "{:?}",
+        player.messages.errors()
+    );
+    assert!(
+        wait_until(Duration::from_secs(2), || server.deletes() == 1),
+        "the failed session was not DELETEd"
+    );
+    player.stop();
+}
+
+#[test]
+fn a_failed_session_without_reconnect_is_an_error_that_says_why() {
+    let server = WhepServer::start(&format!("{VP8_SRC} ! server."), "");
+    let player = Player::launch(&format!(
+        "{} ! videoconvert ! fakesink sync=false",
+        whepsrc(&server.endpoint(), "reconnect=false")
+    ));
+    assert_frames(&player, 10, 0);
+    let bin = player.whepsrc().downcast::<gst::Bin>().unwrap();
+    fail_a_peer_inside(&bin);
+    let error = player
+        .wait_error(Duration::from_secs(3))
+        .expect("an ERROR once the session failed");
+    assert!(error.contains("Fatal SSL error"), "{error}");
+    assert_eq!(
+        player.messages.errors().len(),
+        1,
+        "{:?}",
+        player.messages.errors()
+    );
+    assert!(
+        wait_until(Duration::from_secs(2), || server.deletes() == 1),
+        "the failed session was not DELETEd"
+    );
+}
+
 #[test]
 fn one_viewers_failure_ends_only_that_viewer_with_a_warning() {
     let server = WhepServer::start(&format!("{VP8_SRC} ! server."), "");
@@ -220,28 +306,13 @@ fn one_viewers_failure_ends_only_that_viewer_with_a_warning() {
         assert_frames(p, 10, 0);
     }
 
-    // What a DTLS alert from one client looks like: an ERROR from the dtlsdec
-    // inside that viewer's webrtcbin.
     let bin = server
         .pipeline
         .by_name("server")
         .unwrap()
         .downcast::<gst::Bin>()
         .unwrap();
-    let viewer = bin
-        .children()
-        .into_iter()
-        .find(|c| c.factory().is_some_and(|f| f.name() == "webrtcbin"))
-        .expect("a viewer's webrtcbin")
-        .downcast::<gst::Bin>()
-        .unwrap();
-    let dtlsdec = viewer
-        .iterate_recurse()
-        .into_iter()
-        .flatten()
-        .find(|e| e.factory().is_some_and(|f| f.name() == "dtlsdec"))
-        .expect("a dtlsdec in the viewer");
-    gst::element_error!(dtlsdec, gst::ResourceError::Read, ["Fatal SSL error"]);
+    let viewer = fail_a_peer_inside(&bin);
 
     assert!(
         wait_until(Duration::from_secs(2), || server.viewers_removed().len()
@@ -249,7 +320,7 @@ fn one_viewers_failure_ends_only_that_viewer_with_a_warning() {
         "the failed viewer was not removed"
     );
     let (_, reason) = server.viewers_removed().remove(0);
-    assert!(reason.contains(viewer.name().as_str()), "{reason}");
+    assert!(reason.contains(&viewer), "{reason}");
     assert!(
         server.messages.errors().is_empty(),
         "{:?}",

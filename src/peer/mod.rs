@@ -85,7 +85,18 @@ pub struct Peer {
     bye: Arc<std::sync::atomic::AtomicBool>,
     /// `epoch_ms()` of the last RTCP packet from the remote; 0: none yet.
     last_rtcp: Arc<std::sync::atomic::AtomicU64>,
+    failure: Arc<Failure>,
 }
+
+/// The connection state as the owner sees it: webrtcbin's, unless an ERROR
+/// from inside the webrtcbin failed the peer first (see `contain_error`).
+struct Failure {
+    state: watch::Sender<WebRTCPeerConnectionState>,
+    reason: Mutex<Option<String>>,
+}
+
+/// Where a webrtcbin keeps its peer's `Failure`, for `contain_error`.
+const FAILURE_KEY: &str = "whipwhep-peer-failure";
 
 static EPOCH: std::sync::LazyLock<std::time::Instant> =
     std::sync::LazyLock::new(std::time::Instant::now);
@@ -124,11 +135,20 @@ impl Peer {
             gather_tx.send_replace(state == gst_webrtc::WebRTCICEGatheringState::Complete);
         });
 
-        let (conn_tx, connection) = watch::channel(WebRTCPeerConnectionState::New);
+        let (state, connection) = watch::channel(WebRTCPeerConnectionState::New);
+        let failure = Arc::new(Failure {
+            state,
+            reason: Mutex::new(None),
+        });
+        // SAFETY: only this module reads FAILURE_KEY, always as Arc<Failure>.
+        unsafe { webrtcbin.set_data(FAILURE_KEY, failure.clone()) };
+        let watched = failure.clone();
         webrtcbin.connect_notify(Some("connection-state"), move |bin, _| {
             let state = bin.property::<WebRTCPeerConnectionState>("connection-state");
             gst::debug!(CAT, obj = bin, "connection state {state:?}");
-            conn_tx.send_replace(state);
+            if watched.reason.lock().unwrap().is_none() {
+                watched.state.send_replace(state);
+            }
         });
 
         let candidates = Arc::new(Mutex::new(Vec::new()));
@@ -178,6 +198,7 @@ impl Peer {
             webrtcbin,
             gathering_complete,
             connection,
+            failure,
             candidates,
             bye,
             last_rtcp,
@@ -290,6 +311,11 @@ impl Peer {
     /// Whether the remote sent RTCP BYE.
     pub fn got_bye(&self) -> bool {
         self.bye.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Why the peer failed, when an ERROR from inside it did.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.reason.lock().unwrap().clone()
     }
 
     pub fn connection_state(&self) -> watch::Receiver<WebRTCPeerConnectionState> {
@@ -501,4 +527,50 @@ impl Drop for Peer {
     fn drop(&mut self) {
         let _ = self.webrtcbin.set_state(gst::State::Null);
     }
+}
+
+/// An ERROR from inside one of `bin`'s peers (a DTLS alert, a bad packet)
+/// ends that peer, not the element: the peer's connection state becomes
+/// Failed with the error as its reason, for its owner to handle like any
+/// failed connection (reconnect, or end that client's session), and the
+/// message becomes a WARNING. Any other message comes back as it was.
+pub fn contain_error(bin: &gst::Bin, message: gst::Message) -> gst::Message {
+    let gst::MessageView::Error(err) = message.view() else {
+        return message;
+    };
+    // The direct child of `bin` the error came from.
+    let Some(mut child) = message.src().cloned() else {
+        return message;
+    };
+    while let Some(parent) = child.parent() {
+        if parent == *bin.upcast_ref::<gst::Object>() {
+            break;
+        }
+        child = parent;
+    }
+    // SAFETY: FAILURE_KEY is only ever set by `Peer::new`, to an Arc<Failure>.
+    let Some(failure) =
+        (unsafe { child.data::<Arc<Failure>>(FAILURE_KEY) }).map(|f| unsafe { f.as_ref() }.clone())
+    else {
+        return message;
+    };
+    let reason = match err.debug() {
+        Some(debug) => format!("{}: {} ({debug})", child.name(), err.error()),
+        None => format!("{}: {}", child.name(), err.error()),
+    };
+    gst::warning!(CAT, obj = child, "peer failed: {reason}");
+    failure.reason.lock().unwrap().get_or_insert(reason);
+    failure
+        .state
+        .send_replace(WebRTCPeerConnectionState::Failed);
+
+    let mut warning = gst::message::Warning::builder_from_error(err.error());
+    if let Some(src) = message.src() {
+        warning = warning.src(src);
+    }
+    let debug = err.debug();
+    if let Some(debug) = debug.as_deref() {
+        warning = warning.debug(debug);
+    }
+    warning.build()
 }

@@ -431,56 +431,12 @@ where
         }
     };
     tokio::select! {
-        state = wait_disconnected(peer) => Some(format!("connection {state:?}")),
+        state = wait_disconnected(peer) => {
+            Some(peer.failure().unwrap_or_else(|| format!("connection {state:?}")))
+        }
         _ = cap => {
             at_cap.await;
             Some(format!("max-session-duration ({} s) reached", max.unwrap_or_default().as_secs()))
         }
     }
-}
-
-/// One client's failure, as a server element reports it.
-pub struct PeerError {
-    /// The client's webrtcbin, a direct child of the element.
-    pub webrtcbin: gst::Element,
-    pub reason: String,
-    /// The ERROR turned into a WARNING, to post instead.
-    pub warning: gst::Message,
-}
-
-/// An ERROR from inside one client's webrtcbin (a DTLS alert, a bad
-/// packet), or None for any other message. The server element ends that
-/// client's session and posts the WARNING instead: one client's failure
-/// must not stop the element for all the others.
-pub fn peer_error(bin: &gst::Bin, message: &gst::Message) -> Option<PeerError> {
-    use gst::prelude::*;
-    let gst::MessageView::Error(err) = message.view() else {
-        return None;
-    };
-    let mut child = message.src()?.clone();
-    loop {
-        let parent = child.parent()?;
-        if parent == *bin.upcast_ref::<gst::Object>() {
-            break;
-        }
-        child = parent;
-    }
-    let webrtcbin = child.downcast::<gst::Element>().ok()?;
-    if webrtcbin.factory().is_none_or(|f| f.name() != "webrtcbin") {
-        return None;
-    }
-    let reason = format!("{}: {}", webrtcbin.name(), err.error());
-    let mut warning = gst::message::Warning::builder_from_error(err.error());
-    if let Some(src) = message.src() {
-        warning = warning.src(src);
-    }
-    let debug = err.debug();
-    if let Some(debug) = debug.as_deref() {
-        warning = warning.debug(debug);
-    }
-    Some(PeerError {
-        webrtcbin,
-        reason,
-        warning: warning.build(),
-    })
 }

@@ -45,6 +45,8 @@ pub enum SessionError {
     UnexpectedCounterOffer,
     #[error("ICE/DTLS connection failed (no usable candidate pair, or the DTLS handshake failed)")]
     ConnectionFailed,
+    #[error("the connection failed: {0}")]
+    PeerFailed(String),
     #[error("ICE/DTLS did not connect within {0:?}")]
     ConnectTimeout(Duration),
     #[error("the session ended ({0}) and reconnection is off")]
@@ -310,7 +312,10 @@ pub async fn wait_connected(peer: &Peer, limit: Duration) -> Result<bool, Sessio
     };
     match state {
         WebRTCPeerConnectionState::Connected => Ok(true),
-        WebRTCPeerConnectionState::Failed => Err(SessionError::ConnectionFailed),
+        WebRTCPeerConnectionState::Failed => Err(match peer.failure() {
+            Some(reason) => SessionError::PeerFailed(reason),
+            None => SessionError::ConnectionFailed,
+        }),
         _ => Ok(false),
     }
 }

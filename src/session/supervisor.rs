@@ -70,6 +70,8 @@ struct Active {
 #[derive(Debug)]
 enum End {
     Connection(WebRTCPeerConnectionState),
+    /// An ERROR from inside the webrtcbin (see `peer::contain_error`).
+    PeerFailed(String),
     NoMedia(Duration),
     Bye,
     Renew,
@@ -79,6 +81,7 @@ impl std::fmt::Display for End {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             End::Connection(s) => write!(f, "connection {s:?}"),
+            End::PeerFailed(reason) => write!(f, "connection failed: {reason}"),
             End::NoMedia(d) => write!(f, "nothing heard for {} ms (media-timeout)", d.as_millis()),
             End::Bye => f.write_str("the server sent RTCP BYE"),
             End::Renew => f.write_str("renewed before the session cap"),
@@ -189,7 +192,12 @@ impl<R: Role> Supervisor<R> {
         tokio::pin!(disconnected);
         loop {
             tokio::select! {
-                state = &mut disconnected => return End::Connection(state),
+                state = &mut disconnected => {
+                    return match active.peer.failure() {
+                        Some(reason) => End::PeerFailed(reason),
+                        None => End::Connection(state),
+                    };
+                }
                 _ = tick.tick() => {}
             }
             let now = Instant::now();
@@ -229,7 +237,9 @@ impl<R: Role> Supervisor<R> {
                         let transient = matches!(&e, SessionError::Protocol(p) if backoff::is_retryable(p.status()) || p.status().is_none())
                             || matches!(
                                 e,
-                                SessionError::ConnectionFailed | SessionError::ConnectTimeout(_)
+                                SessionError::ConnectionFailed
+                                    | SessionError::PeerFailed(_)
+                                    | SessionError::ConnectTimeout(_)
                             );
                         // The first session failing is a configuration or
                         // availability problem for the user to see at once

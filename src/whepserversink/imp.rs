@@ -194,24 +194,8 @@ impl BinImpl for WhepServerSink {
         if let gst::MessageView::Eos(_) = message.view() {
             return;
         }
-        let obj = self.obj();
-        if let Some(e) = crate::server::peer_error(obj.upcast_ref(), &message) {
-            let location = {
-                let state = self.state.lock().unwrap();
-                state
-                    .viewers
-                    .iter()
-                    .find(|(_, v)| *v.peer.webrtcbin() == e.webrtcbin)
-                    .map(|(l, _)| l.clone())
-            };
-            gst::warning!(CAT, imp = self, "viewer failed: {}", e.reason);
-            if let Some(location) = location {
-                let obj = obj.clone();
-                // Posted from a streaming thread of that viewer: tear it down elsewhere.
-                RUNTIME.spawn_blocking(move || obj.imp().remove_viewer(&location, &e.reason));
-            }
-            return self.parent_handle_message(e.warning);
-        }
+        // One viewer's failure ends that viewer only (see `peer_lifetime`).
+        let message = crate::peer::contain_error(self.obj().upcast_ref(), message);
         self.parent_handle_message(message)
     }
 }
@@ -435,11 +419,6 @@ impl WhepServerSink {
                 branches,
             },
         );
-        // Ask for the viewer's first key frame now, not once connected: it
-        // waits at webrtcbin's send side until DTLS is up and leaves right
-        // then, instead of a frame interval plus an encode later. The one
-        // asked for on connect covers an encoder that ignored this one.
-        peer.request_keyframes();
         gst::info!(CAT, imp = self, "viewer on {path} at {location}");
         self.post_viewer_message("viewer-added", &location, None);
         let weak = obj.downgrade();

@@ -317,7 +317,14 @@ impl ElementImpl for WhepSrc {
     }
 }
 
-impl BinImpl for WhepSrc {}
+impl BinImpl for WhepSrc {
+    fn handle_message(&self, message: gst::Message) {
+        // A session's failure is the supervisor's to handle (reconnect, or
+        // ERROR with its context), not a bare ERROR from deep inside.
+        let message = crate::peer::contain_error(self.obj().upcast_ref(), message);
+        self.parent_handle_message(message)
+    }
+}
 
 /// whepsrc's part in the session supervisor.
 struct WhepRole {

@@ -171,24 +171,8 @@ impl ElementImpl for WhipServerSrc {
 
 impl BinImpl for WhipServerSrc {
     fn handle_message(&self, message: gst::Message) {
-        let obj = self.obj();
-        if let Some(e) = crate::server::peer_error(obj.upcast_ref(), &message) {
-            let location = {
-                let state = self.state.lock().unwrap();
-                state
-                    .publishers
-                    .iter()
-                    .find(|(_, p)| *p.peer.webrtcbin() == e.webrtcbin)
-                    .map(|(l, _)| l.clone())
-            };
-            gst::warning!(CAT, imp = self, "publisher failed: {}", e.reason);
-            if let Some(location) = location {
-                let obj = obj.clone();
-                // Posted from a streaming thread of that publisher: tear it down elsewhere.
-                RUNTIME.spawn_blocking(move || obj.imp().end_publisher(&location, &e.reason));
-            }
-            return self.parent_handle_message(e.warning);
-        }
+        // One publisher's failure ends that publisher only (see `peer_lifetime`).
+        let message = crate::peer::contain_error(self.obj().upcast_ref(), message);
         self.parent_handle_message(message)
     }
 }

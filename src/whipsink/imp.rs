@@ -232,7 +232,14 @@ impl ElementImpl for WhipSink {
     }
 }
 
-impl BinImpl for WhipSink {}
+impl BinImpl for WhipSink {
+    fn handle_message(&self, message: gst::Message) {
+        // A session's failure is the supervisor's to handle (reconnect, or
+        // ERROR with its context), not a bare ERROR from deep inside.
+        let message = crate::peer::contain_error(self.obj().upcast_ref(), message);
+        self.parent_handle_message(message)
+    }
+}
 
 impl WhipSink {
     fn sink_event(&self, pad: &gst::GhostPad, event: gst::Event) -> bool {
