@@ -160,17 +160,7 @@ fn output_kind_follows_what_downstream_accepts_rtp_encoded_raw() {
 #[test]
 fn five_viewers_play_at_once_and_one_leaving_does_not_disturb_the_others() {
     let server = WhepServer::start(&format!("{VP8_SRC} ! server."), "");
-    let players: Vec<Player> = (0..5)
-        .map(|_| {
-            Player::launch(&format!(
-                "{} ! videoconvert ! fakesink sync=false",
-                whepsrc(&server.endpoint(), "")
-            ))
-        })
-        .collect();
-    for p in &players {
-        assert_frames(p, 20, 0);
-    }
+    let players = playing_viewers(&server, 5, "", 20);
     assert_eq!(server.viewers_added().len(), 5);
 
     let leaving = &players[2];
@@ -205,6 +195,23 @@ fn five_viewers_play_at_once_and_one_leaving_does_not_disturb_the_others() {
     assert_eq!(server.viewers_removed().len(), 1);
 }
 
+/// `n` players of `server`, decoding to raw video, each once it has
+/// decoded `frames` frames.
+fn playing_viewers(server: &WhepServer, n: usize, extra: &str, frames: u64) -> Vec<Player> {
+    let players: Vec<Player> = (0..n)
+        .map(|_| {
+            Player::launch(&format!(
+                "{} ! videoconvert ! fakesink sync=false",
+                whepsrc(&server.endpoint(), extra)
+            ))
+        })
+        .collect();
+    for p in &players {
+        assert_frames(p, frames, 0);
+    }
+    players
+}
+
 /// Posts what a DTLS alert looks like, an ERROR from the dtlsdec inside the
 /// first webrtcbin under `bin`; returns that webrtcbin's name.
 fn fail_a_peer_inside(bin: &gst::Bin) -> String {
@@ -228,11 +235,7 @@ fn fail_a_peer_inside(bin: &gst::Bin) -> String {
 #[test]
 fn a_failed_session_mid_stream_reconnects_instead_of_stopping_the_pipeline() {
     let server = WhepServer::start(&format!("{VP8_SRC} ! server."), "");
-    let player = Player::launch(&format!(
-        "{} ! videoconvert ! fakesink sync=false",
-        whepsrc(&server.endpoint(), "")
-    ));
-    assert_frames(&player, 10, 0);
+    let player = playing_viewers(&server, 1, "", 10).remove(0);
 
     let bin = player.whepsrc().downcast::<gst::Bin>().unwrap();
     fail_a_peer_inside(&bin);
@@ -268,11 +271,7 @@ fn a_failed_session_mid_stream_reconnects_instead_of_stopping_the_pipeline() {
 #[test]
 fn a_failed_session_without_reconnect_is_an_error_that_says_why() {
     let server = WhepServer::start(&format!("{VP8_SRC} ! server."), "");
-    let player = Player::launch(&format!(
-        "{} ! videoconvert ! fakesink sync=false",
-        whepsrc(&server.endpoint(), "reconnect=false")
-    ));
-    assert_frames(&player, 10, 0);
+    let player = playing_viewers(&server, 1, "reconnect=false", 10).remove(0);
     let bin = player.whepsrc().downcast::<gst::Bin>().unwrap();
     fail_a_peer_inside(&bin);
     let error = player
@@ -294,17 +293,7 @@ fn a_failed_session_without_reconnect_is_an_error_that_says_why() {
 #[test]
 fn one_viewers_failure_ends_only_that_viewer_with_a_warning() {
     let server = WhepServer::start(&format!("{VP8_SRC} ! server."), "");
-    let players: Vec<Player> = (0..2)
-        .map(|_| {
-            Player::launch(&format!(
-                "{} ! videoconvert ! fakesink sync=false",
-                whepsrc(&server.endpoint(), "")
-            ))
-        })
-        .collect();
-    for p in &players {
-        assert_frames(p, 10, 0);
-    }
+    let players = playing_viewers(&server, 2, "", 10);
 
     let bin = server
         .pipeline
@@ -531,11 +520,7 @@ fn stop_during_the_post_reaches_null_within_a_second() {
 #[test]
 fn delete_is_seen_by_the_server_on_stop_and_null_is_prompt() {
     let server = WhepServer::start(&format!("{VP8_SRC} ! server."), "");
-    let player = Player::launch(&format!(
-        "{} ! videoconvert ! fakesink sync=false",
-        whepsrc(&server.endpoint(), "")
-    ));
-    assert_frames(&player, 10, 0);
+    let player = playing_viewers(&server, 1, "", 10).remove(0);
     let location = player.location().expect("a Location");
     let start = Instant::now();
     let took = player.stop();
