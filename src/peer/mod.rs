@@ -24,10 +24,14 @@ pub static CAT: std::sync::LazyLock<gst::DebugCategory> = std::sync::LazyLock::n
     )
 });
 
+/// libnice's Ta, the pacing of connectivity checks, in ms (its default: 20).
+const ICE_PACING_MS: u32 = 5;
+
 /// Packets in a row a jitterbuffer needs before it starts pushing, rather
-/// than waiting out its latency. Two: a single packet may be a loss away
-/// from a hole, and a key frame is several packets anyway.
-const FASTSTART_PACKETS: u32 = 2;
+/// than waiting out its latency. One: a small key frame is a single packet
+/// (the next one is a frame interval later); the packets after it still wait
+/// for any hole before them, as usual.
+const FASTSTART_PACKETS: u32 = 1;
 
 /// ICE and jitterbuffer settings for one webrtcbin, taken from element
 /// properties when a session starts.
@@ -41,6 +45,9 @@ pub struct PeerSettings {
     pub ice_transport_policy: WebRTCICETransportPolicy,
     /// Receive jitterbuffer latency.
     pub latency_ms: u32,
+    /// Jitterbuffers start as soon as a few packets in a row are in, instead
+    /// of holding the first packet for the whole latency.
+    pub fast_start: bool,
 }
 
 impl Default for PeerSettings {
@@ -51,6 +58,7 @@ impl Default for PeerSettings {
             turn_servers: Vec::new(),
             ice_transport_policy: WebRTCICETransportPolicy::All,
             latency_ms: 200,
+            fast_start: true,
         }
     }
 }
@@ -180,18 +188,6 @@ impl Peer {
                 gst::trace!(CAT, "RTCP from the remote");
                 None
             });
-            // A jitterbuffer holds its first packet for the whole latency;
-            // with fast start it begins as soon as a few packets in a row
-            // are in (the start of the first key frame). The latency then
-            // still absorbs jitter for everything after.
-            rtpbin.connect("new-jitterbuffer", false, |args| {
-                if let Some(Ok(jb)) = args.get(1).map(|v| v.get::<gst::Element>()) {
-                    if jb.has_property("faststart-min-packets") {
-                        jb.set_property("faststart-min-packets", FASTSTART_PACKETS);
-                    }
-                }
-                None
-            });
         }
 
         Ok(Peer {
@@ -238,6 +234,23 @@ impl Peer {
     pub fn configure(&self, settings: &PeerSettings) {
         let bin = &self.webrtcbin;
         bin.set_property("latency", settings.latency_ms);
+        if settings.fast_start {
+            if let Some(rtpbin) = bin
+                .downcast_ref::<gst::Bin>()
+                .and_then(|b| b.by_name("rtpbin"))
+            {
+                // The latency still absorbs jitter for everything after the
+                // start (of the first key frame, for video).
+                rtpbin.connect("new-jitterbuffer", false, |args| {
+                    if let Some(Ok(jb)) = args.get(1).map(|v| v.get::<gst::Element>()) {
+                        if jb.has_property("faststart-min-packets") {
+                            jb.set_property("faststart-min-packets", FASTSTART_PACKETS);
+                        }
+                    }
+                    None
+                });
+            }
+        }
         bin.set_property("ice-transport-policy", settings.ice_transport_policy);
         if let Some(stun) = &settings.stun_server {
             bin.set_property("stun-server", stun);
@@ -245,14 +258,23 @@ impl Peer {
         for turn in &settings.turn_servers {
             bin.emit_by_name::<bool>("add-turn-server", &[turn]);
         }
+        let ice = bin.property::<gst_webrtc::WebRTCICE>("ice-agent");
+        let agent = ice
+            .find_property("agent")
+            .map(|_| ice.property::<glib::Object>("agent"));
+        if let Some(agent) = &agent {
+            // libnice paces connectivity checks 20 ms apart (Ta); a check and
+            // then the nominating check cost ~60 ms of every connection here.
+            // RFC 8445 14.2 allows Ta down to 5 ms; with the few candidate
+            // pairs of a WHIP/WHEP session that is a short burst.
+            if agent.find_property("stun-pacing-timer").is_some() {
+                agent.set_property("stun-pacing-timer", ICE_PACING_MS);
+            }
+        }
         if !settings.ice_addresses.is_empty() {
-            let ice = bin.property::<gst_webrtc::WebRTCICE>("ice-agent");
             // UPnP discovery sends multicast on every interface: pointless
             // (and unwanted) once the user restricted ICE to chosen addresses.
-            if let Some(agent) = ice
-                .find_property("agent")
-                .map(|_| ice.property::<glib::Object>("agent"))
-            {
+            if let Some(agent) = &agent {
                 if agent.find_property("upnp").is_some() {
                     agent.set_property("upnp", false);
                 }

@@ -359,6 +359,7 @@ impl ClientSettings {
             turn_servers: self.turn_server.iter().cloned().collect(),
             ice_transport_policy: self.ice_transport_policy,
             latency_ms,
+            fast_start: true,
         }
     }
 }
