@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -362,6 +363,9 @@ impl WhepServerSink {
                 Refusal::new(400, "Bad Request", e.to_string()),
             ));
         }
+        // Set once the viewer is connected: until then its branches drop
+        // everything (see `add_branch`).
+        let connected = Arc::new(AtomicBool::new(false));
         let mut branches = Vec::new();
         for (codec, tee) in &inputs {
             let Some(format) = sdp::find_format(&offer, codec.media, codec.encoding_name) else {
@@ -373,7 +377,7 @@ impl WhepServerSink {
                 );
                 continue;
             };
-            match self.add_branch(&peer, codec, tee, &format) {
+            match self.add_branch(&peer, codec, tee, &format, &connected) {
                 Ok(b) => branches.push(b),
                 Err(e) => {
                     return Err(fail(
@@ -430,8 +434,16 @@ impl WhepServerSink {
                 }
                 tokio::time::sleep(BYE_GRACE).await;
             };
-            let reason =
-                crate::server::peer_lifetime(&peer, max, || peer.request_keyframes(), at_cap).await;
+            let reason = crate::server::peer_lifetime(
+                &peer,
+                max,
+                || {
+                    connected.store(true, Ordering::Release);
+                    peer.request_keyframes();
+                },
+                at_cap,
+            )
+            .await;
             if let (Some(reason), Some(obj)) = (reason, weak.upgrade()) {
                 // State changes: not on a runtime worker.
                 tokio::task::spawn_blocking(move || obj.imp().remove_viewer(&location, &reason));
@@ -448,6 +460,7 @@ impl WhepServerSink {
         codec: &'static Codec,
         tee: &gst::Element,
         format: &sdp::OfferedFormat,
+        connected: &Arc<AtomicBool>,
     ) -> Result<Branch, String> {
         // A sendonly transceiver carrying exactly the viewer's format;
         // create-answer pairs it with the viewer's m-section of that kind.
@@ -494,19 +507,29 @@ impl WhepServerSink {
             .unwrap()
             .link(&wpad)
             .map_err(|e| format!("cannot link the payloader to webrtcbin: {e:?}"))?;
-        if codec.media == "video" {
-            // A viewer can decode nothing before a key frame: don't send it
-            // the rest of the current GOP.
-            queue
-                .static_pad("src")
-                .unwrap()
-                .add_probe(gst::PadProbeType::BUFFER, |_, info| match info.buffer() {
-                    Some(b) if b.flags().contains(gst::BufferFlags::DELTA_UNIT) => {
+        // Nothing leaves before the viewer is connected: frames from before
+        // would wait at webrtcbin's send side for DTLS and reach the viewer
+        // late, in a burst, which both adds latency and skews the viewer's
+        // jitterbuffer timing for its whole start (a whepsrc renewal then
+        // took a frame it already showed for a new one). Video then starts
+        // at a key frame (asked for on connect): a viewer can decode nothing
+        // before one.
+        let video = codec.media == "video";
+        let connected = connected.clone();
+        queue
+            .static_pad("src")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                if !connected.load(Ordering::Acquire) {
+                    return gst::PadProbeReturn::Drop;
+                }
+                match info.buffer() {
+                    Some(b) if video && b.flags().contains(gst::BufferFlags::DELTA_UNIT) => {
                         gst::PadProbeReturn::Drop
                     }
                     _ => gst::PadProbeReturn::Remove,
-                });
-        }
+                }
+            });
         let tee_pad = tee
             .request_pad_simple("src_%u")
             .ok_or("tee refused a pad")?;

@@ -432,11 +432,12 @@ impl WhepSrc {
         let obj = self.obj();
         let mut peer_settings = settings.client.peer_settings(settings.latency_ms);
         // A renewal, made while another session still feeds the outputs,
-        // keeps the full latency: the output switches to it at a frame later
-        // than the last one pushed, judged by timestamps, and a fast-started
-        // session's first frames were seen to repeat the previous session's
-        // last one (2 of 5 runs of continuity_e2e's renewal test). Fast start
-        // is for when nothing is playing: the first session, or after a cut.
+        // needs no fast start, and keeps both sessions' timing alike: the
+        // output switches at a frame later than the last one pushed, judged
+        // by timestamps (fast-started renewals repeated a frame in 2 of 5
+        // runs of continuity_e2e's renewal test, before whepserversink
+        // stopped sending stale frames to new viewers). Fast start is for
+        // when nothing plays: the first session, or after a cut.
         peer_settings.fast_start = !self.outputs_fed_within(RENEWAL_WINDOW);
         let peer = Peer::new_in(obj.upcast_ref(), &format!("session{id}"), &peer_settings)?;
         for media in ["video", "audio"] {
