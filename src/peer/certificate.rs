@@ -89,6 +89,9 @@ impl Certificate {
 pub static CERTIFICATE: LazyLock<Option<Certificate>> =
     LazyLock::new(|| Certificate::generate().ok());
 
+/// A `dtlsdec` holding our PEM's agent; see `prewarm`.
+static AGENT_HOLDER: std::sync::OnceLock<gst::Element> = std::sync::OnceLock::new();
+
 /// Moves one-off costs off the first session's critical path: our key, and
 /// the RSA key the first `dtlsdec` of a process always generates (about
 /// 430 ms with OpenSSL's generator, ~55 ms with `rsa_keygen`'s, even when a
@@ -103,9 +106,19 @@ pub fn prewarm() {
                 LazyLock::force(&CERTIFICATE);
                 // The placeholder RSA key is made on this thread, two primes at once.
                 let start = std::time::Instant::now();
-                super::rsa_keygen::with_fast_keygen(|| {
+                let dec = super::rsa_keygen::with_fast_keygen(|| {
                     gst::ElementFactory::make("dtlsdec").build().ok()
                 });
+                // dtlsdec shares one agent (OpenSSL context) per PEM through a
+                // table that forgets it, by weak reference, when the last
+                // user goes; a new session looking it up while the last old
+                // one finalizes it races with that. Holding ours for the
+                // process's life keeps it from ever being finalized, and
+                // spares later sessions making it again.
+                if let (Some(dec), Some(cert)) = (dec, CERTIFICATE.as_ref()) {
+                    gst::prelude::ObjectExt::set_property(&dec, "pem", cert.pem());
+                    let _ = AGENT_HOLDER.set(dec);
+                }
                 gst::debug!(
                     super::CAT,
                     "first dtlsdec ready after {:?} ({} key(s) from the parallel generator)",
