@@ -45,8 +45,8 @@ pub struct PeerSettings {
     pub ice_transport_policy: WebRTCICETransportPolicy,
     /// Receive jitterbuffer latency.
     pub latency_ms: u32,
-    /// Jitterbuffers start as soon as a few packets in a row are in, instead
-    /// of holding the first packet for the whole latency.
+    /// Jitterbuffers start with the first packets (`FASTSTART_PACKETS`)
+    /// instead of holding them for the whole latency.
     pub fast_start: bool,
 }
 

@@ -42,8 +42,9 @@ pub trait Role: Send + Sync + 'static {
     fn element(&self) -> gst::Element;
     /// "WHIP" or "WHEP", for messages.
     fn protocol(&self) -> &'static str;
-    /// A fresh peer in the element's bin, wired to its pads.
-    fn new_peer(&self) -> Result<Arc<Peer>, PeerError>;
+    /// A fresh peer in the element's bin, wired to its pads. `renewal`: made
+    /// while the current session still plays (make before break).
+    fn new_peer(&self, renewal: bool) -> Result<Arc<Peer>, PeerError>;
     /// Resolves when `peer` can make its offer (whipsink: caps known).
     fn before_offer(&self, _peer: &Arc<Peer>) -> crate::runtime::BoxFuture<()> {
         Box::pin(std::future::ready(()))
@@ -124,14 +125,14 @@ impl<R: Role> Supervisor<R> {
         )
     }
 
-    /// Negotiates and connects one session.
-    async fn establish(&self, sessions: &Sessions) -> Result<Active, SessionError> {
+    /// Negotiates and connects one session (`renewal`: see `Role::new_peer`).
+    async fn establish(&self, sessions: &Sessions, renewal: bool) -> Result<Active, SessionError> {
         let obj = self.role.element();
-        let peer = self.role.new_peer()?;
+        let peer = self.role.new_peer(renewal)?;
         let resource = Resource::new(self.client.clone());
         sessions.lock().unwrap().push(resource.clone());
         let role = self.role.clone();
-        let make_peer = move || role.new_peer();
+        let make_peer = move || role.new_peer(renewal);
         let result = async {
             self.role.before_offer(&peer).await;
             let negotiated = Negotiation {
@@ -231,7 +232,7 @@ impl<R: Role> Supervisor<R> {
         loop {
             let active = match next.take() {
                 Some(a) => a,
-                None => match self.establish(&sessions).await {
+                None => match self.establish(&sessions, false).await {
                     Ok(a) => a,
                     Err(e) => {
                         let transient = matches!(&e, SessionError::Protocol(p) if backoff::is_retryable(p.status()) || p.status().is_none())
@@ -283,7 +284,7 @@ impl<R: Role> Supervisor<R> {
                     // the new one can take over.
                     gst::info!(CAT, obj = obj, "renewing ahead of the session cap");
                     let switched_from = Instant::now();
-                    match self.establish(&sessions).await {
+                    match self.establish(&sessions, true).await {
                         Ok(new) => {
                             self.role.activate(&new.peer);
                             let deadline =

@@ -33,10 +33,6 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 /// frame than webrtcbin's 200 ms default.
 const DEFAULT_LATENCY_MS: u32 = 50;
 
-/// Media this recent means a session is still playing (a cut is only
-/// noticed after `media-timeout`, 500 ms by default).
-const RENEWAL_WINDOW: Duration = Duration::from_millis(250);
-
 /// A session (one webrtcbin) feeding the outputs.
 struct SessionInfo {
     peer: Arc<Peer>,
@@ -364,12 +360,12 @@ impl Role for WhepRole {
         "WHEP"
     }
 
-    fn new_peer(&self) -> Result<Arc<Peer>, PeerError> {
+    fn new_peer(&self, renewal: bool) -> Result<Arc<Peer>, PeerError> {
         let obj = self.imp().ok_or(PeerError::Negotiation {
             what: "start",
             reason: "element gone".into(),
         })?;
-        obj.imp().new_session(&self.settings)
+        obj.imp().new_session(&self.settings, renewal)
     }
 
     fn answers_counter_offers(&self) -> bool {
@@ -413,17 +409,7 @@ impl Role for WhepRole {
 impl WhepSrc {
     /// A webrtcbin with recvonly transceivers for the codecs to offer, whose
     /// streams are routed to the outputs.
-    /// Whether any session fed the outputs within `window`.
-    fn outputs_fed_within(&self, window: Duration) -> bool {
-        let now = EPOCH.elapsed().as_millis() as u64;
-        let state = self.state.lock().unwrap();
-        state.sessions.values().any(|s| {
-            let last = s.last_media.load(Ordering::Relaxed);
-            last > 0 && now.saturating_sub(last) <= window.as_millis() as u64
-        })
-    }
-
-    fn new_session(&self, settings: &Settings) -> Result<Arc<Peer>, PeerError> {
+    fn new_session(&self, settings: &Settings, renewal: bool) -> Result<Arc<Peer>, PeerError> {
         let id = {
             let mut state = self.state.lock().unwrap();
             state.next_session += 1;
@@ -431,14 +417,15 @@ impl WhepSrc {
         };
         let obj = self.obj();
         let mut peer_settings = settings.client.peer_settings(settings.latency_ms);
-        // A renewal, made while another session still feeds the outputs,
-        // needs no fast start, and keeps both sessions' timing alike: the
-        // output switches at a frame later than the last one pushed, judged
-        // by timestamps (fast-started renewals repeated a frame in 2 of 5
-        // runs of continuity_e2e's renewal test, before whepserversink
-        // stopped sending stale frames to new viewers). Fast start is for
-        // when nothing plays: the first session, or after a cut.
-        peer_settings.fast_start = !self.outputs_fed_within(RENEWAL_WINDOW);
+        // A renewal, made while the previous session still feeds the
+        // outputs, needs no fast start, and keeps both sessions' timing
+        // alike: the output switches at a frame later than the last one
+        // pushed, judged by timestamps (fast-started renewals repeated a
+        // frame in 2 of 5 runs of continuity_e2e's renewal test, before
+        // whepserversink stopped sending stale frames to new viewers).
+        // Fast start is for when nothing plays: the first session, or a
+        // reconnection after a cut.
+        peer_settings.fast_start = !renewal;
         let peer = Peer::new_in(obj.upcast_ref(), &format!("session{id}"), &peer_settings)?;
         for media in ["video", "audio"] {
             let codecs = settings.codecs(media);

@@ -481,7 +481,7 @@ impl Role for WhipRole {
     /// The first session uses the webrtcbin the streams were linked to when
     /// their caps came; each later one gets a new webrtcbin, and the streams
     /// move to it.
-    fn new_peer(&self) -> Result<Arc<Peer>, crate::peer::PeerError> {
+    fn new_peer(&self, _renewal: bool) -> Result<Arc<Peer>, crate::peer::PeerError> {
         let gone = || crate::peer::PeerError::Negotiation {
             what: "start",
             reason: "element gone".into(),
