@@ -7,6 +7,7 @@
 use gst::glib;
 
 pub mod codec;
+mod element;
 pub mod peer;
 pub mod protocol;
 pub mod runtime;

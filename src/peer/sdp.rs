@@ -267,6 +267,32 @@ fn rtpmap_name(line: &str) -> Option<(&str, &str)> {
     Some((pt, codec.split('/').next().unwrap_or("")))
 }
 
+/// The media the remote will send, from its answer or offer: for each
+/// m-line it sends on (sendonly or sendrecv, port not 0), the media type and
+/// the encoding name of its preferred (first) format.
+pub fn remote_sending_media(sdp: &str) -> Vec<(String, String)> {
+    let Ok(msg) = gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes()) else {
+        return Vec::new();
+    };
+    msg.medias()
+        .filter(|m| m.port() != 0)
+        .filter(|m| {
+            m.attributes()
+                .all(|a| !matches!(a.key(), "recvonly" | "inactive"))
+        })
+        .filter_map(|m| {
+            let media = m.media()?.to_string();
+            let pt = m.format(0)?;
+            let encoding = m.attributes().find_map(|a| {
+                let value = a.value().filter(|_| a.key() == "rtpmap")?;
+                let (p, rest) = value.split_once(' ')?;
+                (p == pt).then(|| rest.split('/').next().unwrap_or("").to_string())
+            })?;
+            Some((media, encoding))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,5 +378,22 @@ a=rtpmap:108 H264/90000\r\na=fmtp:108 packetization-mode=1;profile-level-id=42e0
         let second_m = out.find("m=audio").unwrap();
         assert!(first < second_m);
         assert!(out.contains("a=end-of-candidates\r\nm=audio"));
+    }
+
+    #[test]
+    fn remote_sending_media_skips_receive_only_and_disabled_m_lines() {
+        gst::init().unwrap();
+        let sdp = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\na=rtpmap:111 OPUS/48000/2\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 97 96\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:97 H264/90000\r\n\
+            m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\na=rtpmap:96 VP8/90000\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=recvonly\r\na=rtpmap:0 PCMU/8000\r\n";
+        assert_eq!(
+            remote_sending_media(sdp),
+            vec![
+                ("audio".to_string(), "OPUS".to_string()),
+                ("video".to_string(), "H264".to_string())
+            ]
+        );
     }
 }

@@ -46,6 +46,38 @@ pub fn post_reconnecting(
     let _ = obj.post_message(gst::message::Element::builder(s).src(obj).build());
 }
 
+/// A refused or failed attempt that will be tried again: a WARNING for the
+/// user (`HTTP 503 ...: Device Unavailable — retrying in 8 s (2 of 5)`) and
+/// `session-reconnecting` for the application. `of` says how far the
+/// retries have gone.
+pub fn post_retrying(
+    obj: &gst::Element,
+    attempt: u32,
+    delay: std::time::Duration,
+    reason: &str,
+    of: &str,
+) {
+    let text = format!("{reason} — retrying in {} ({of})", human(delay));
+    gst::warning!(crate::session::CAT, obj = obj, "{text}");
+    let _ = obj.post_message(
+        gst::message::Warning::builder(gst::ResourceError::Busy, &text)
+            .src(obj)
+            .build(),
+    );
+    post_reconnecting(obj, attempt, delay, reason);
+}
+
+/// "8 s", "1.5 s" or "500 ms".
+fn human(d: std::time::Duration) -> String {
+    if d < std::time::Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
 /// `session-renewed`: the output moved to a new session. gap-ms is the
 /// time between the last buffer of the old one and the first of the new
 /// (one frame duration when nothing was lost), frames-lost the frames that

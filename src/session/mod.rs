@@ -88,6 +88,10 @@ pub struct Negotiation<'a> {
     pub gather_timeout: Duration,
     /// Retries of the POST on transient refusals (409, 429, 503...).
     pub retry: backoff::Backoff,
+    /// See `Policy::publisher_wait`.
+    pub publisher_wait: Option<Duration>,
+    /// The stream's attempt counter, shared with the supervisor.
+    pub attempt: &'a std::sync::atomic::AtomicU32,
     /// WHEP only: makes a fresh peer to answer a 406 counter-offer with
     /// (webrtcbin 1.22 cannot roll its own offer back).
     pub counter_offer_peer: Option<&'a (dyn Fn() -> Result<Arc<Peer>, PeerError> + Send + Sync)>,
@@ -132,20 +136,48 @@ impl Negotiation<'_> {
         let local = offer.clone();
         let offer = offer.sdp;
 
+        let waiting_since = std::time::Instant::now();
         let mut retry = 0;
         let resp = loop {
-            match self.post(&offer).await {
-                Err(SessionError::Protocol(e))
-                    if retry < self.retry.max_retries && backoff::is_retryable(e.status()) =>
-                {
-                    retry += 1;
-                    let delay = self.retry.delay(retry, e.retry_after());
-                    gst::info!(CAT, obj = self.obj, "{e}; retry {retry} in {delay:?}");
-                    messages::post_reconnecting(self.obj, retry, delay, &e.to_string());
-                    tokio::time::sleep(delay).await;
-                }
+            let e = match self.post(&offer).await {
+                Err(SessionError::Protocol(e)) if backoff::is_retryable(e.status()) => e,
                 other => break other?,
-            }
+            };
+            retry += 1;
+            // WHEP's "no publisher yet": a player waits for the stream to
+            // start, at the pace the server asks for.
+            let wait = self.publisher_wait.filter(|_| e.status() == Some(409));
+            let (delay, of) = match wait {
+                Some(limit) => {
+                    if waiting_since.elapsed() >= limit {
+                        return Err(e.into());
+                    }
+                    let delay = match e.retry_after() {
+                        Some(d) => d.min(self.retry.max),
+                        None => self.retry.delay(retry, None),
+                    };
+                    let of = if limit == Duration::MAX {
+                        format!("try {retry}, waiting for a publisher")
+                    } else {
+                        format!(
+                            "try {retry}, waiting up to {} s for a publisher",
+                            limit.as_secs()
+                        )
+                    };
+                    (delay, of)
+                }
+                None if retry <= self.retry.max_retries => (
+                    self.retry.delay(retry, e.retry_after()),
+                    format!("{retry} of {}", self.retry.max_retries),
+                ),
+                None => return Err(e.into()),
+            };
+            let attempt = self
+                .attempt
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1;
+            messages::post_retrying(self.obj, attempt, delay, &e.to_string(), &of);
+            tokio::time::sleep(delay).await;
         };
         gst::debug!(
             CAT,

@@ -32,6 +32,8 @@ pub struct ClientSettings {
     pub max_session_duration_s: u32,
     pub renew_lead_ms: u32,
     pub media_timeout_ms: u32,
+    /// WHEP: seconds to keep retrying "no publisher yet" (409); -1: forever.
+    pub publisher_wait_s: i32,
 }
 
 /// Which client a settings set is for: defaults differ where the
@@ -72,6 +74,7 @@ impl ClientSettings {
             max_session_duration_s: 0,
             renew_lead_ms: 3000,
             media_timeout_ms: kind.default_media_timeout_ms(),
+            publisher_wait_s: -1,
         }
     }
 }
@@ -107,7 +110,7 @@ impl ClientSettings {
         endpoint: &'static str,
         endpoint_blurb: &'static str,
     ) -> Vec<glib::ParamSpec> {
-        vec![
+        let mut props = vec![
             glib::ParamSpecString::builder(endpoint)
                 .nick("Endpoint URL")
                 .blurb(endpoint_blurb)
@@ -243,7 +246,24 @@ impl ClientSettings {
                 .default_value(kind.default_media_timeout_ms())
                 .mutable_ready()
                 .build(),
-        ]
+        ];
+        if kind == Kind::Whep {
+            props.push(
+                glib::ParamSpecInt::builder("publisher-wait")
+                    .nick("Publisher wait")
+                    .blurb(
+                        "Seconds to keep retrying while the endpoint has no publisher yet (409 \
+                         Conflict), honouring its Retry-After, with a WARNING per retry: a player \
+                         started before the stream plays once it starts. -1: as long as it takes. \
+                         0: a 409 counts against max-retries like any other refusal.",
+                    )
+                    .minimum(-1)
+                    .default_value(-1)
+                    .mutable_ready()
+                    .build(),
+            );
+        }
+        props
     }
 
     /// Applies a property; returns false if it isn't one of ours.
@@ -273,6 +293,7 @@ impl ClientSettings {
             "max-session-duration" => self.max_session_duration_s = value.get().unwrap(),
             "renew-lead" => self.renew_lead_ms = value.get().unwrap(),
             "media-timeout" => self.media_timeout_ms = value.get().unwrap(),
+            "publisher-wait" => self.publisher_wait_s = value.get().unwrap(),
             _ => return false,
         }
         true
@@ -295,6 +316,7 @@ impl ClientSettings {
             "max-session-duration" => self.max_session_duration_s.to_value(),
             "renew-lead" => self.renew_lead_ms.to_value(),
             "media-timeout" => self.media_timeout_ms.to_value(),
+            "publisher-wait" => self.publisher_wait_s.to_value(),
             _ => return None,
         })
     }
@@ -327,6 +349,11 @@ impl ClientSettings {
             use_link_headers: self.use_link_headers,
             gather_timeout: self.gather_timeout(),
             connect_timeout: self.timeout(),
+            publisher_wait: match self.publisher_wait_s {
+                0 => None,
+                s if s < 0 => Some(Duration::MAX),
+                s => Some(Duration::from_secs(s as u64)),
+            },
         }
     }
 

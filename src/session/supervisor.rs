@@ -4,6 +4,7 @@
 //! make a peer and how its output follows sessions (`Role`); this module
 //! decides when.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,9 @@ pub struct Policy {
     pub use_link_headers: bool,
     pub gather_timeout: Duration,
     pub connect_timeout: Duration,
+    /// How long "no publisher yet" (409) is retried, beyond `backoff`'s
+    /// count (WHEP); None: a 409 is like any other transient refusal.
+    pub publisher_wait: Option<Duration>,
 }
 
 /// What the supervised element provides.
@@ -51,6 +55,10 @@ pub trait Role: Send + Sync + 'static {
     }
     /// Whether a 406 counter-offer can be answered (WHEP).
     fn answers_counter_offers(&self) -> bool;
+    /// The remote's description is applied to `peer`: what it will send is
+    /// known before any of it flows (whepsrc exposes its pads then). Runs
+    /// on a blocking thread: it may change element states.
+    fn answered(&self, _peer: &Arc<Peer>, _remote_sdp: &str) {}
     /// `peer` is connected: move the output to it (at the next point it can).
     fn activate(&self, peer: &Arc<Peer>);
     /// Whether `peer` now carries the output (the switch happened).
@@ -95,6 +103,9 @@ pub struct Supervisor<R: Role> {
     client: Client,
     endpoint: Url,
     policy: Policy,
+    /// Attempts since the stream last ran: POST retries and reconnections
+    /// count alike (session-reconnecting's `attempt`).
+    attempt: AtomicU32,
 }
 
 /// The resources of live sessions, so that stopping can DELETE them all.
@@ -107,6 +118,7 @@ impl<R: Role> Supervisor<R> {
             client,
             endpoint,
             policy,
+            attempt: AtomicU32::new(0),
         }
     }
 
@@ -143,6 +155,8 @@ impl<R: Role> Supervisor<R> {
                 use_link_headers: self.policy.use_link_headers,
                 gather_timeout: self.policy.gather_timeout,
                 retry: self.policy.backoff,
+                publisher_wait: self.policy.publisher_wait,
+                attempt: &self.attempt,
                 counter_offer_peer: self.role.answers_counter_offers().then_some(
                     &make_peer as &(dyn Fn() -> Result<Arc<Peer>, PeerError> + Send + Sync),
                 ),
@@ -153,6 +167,12 @@ impl<R: Role> Supervisor<R> {
                 self.retire(&peer).await;
             }
             let peer = negotiated.peer;
+            let (role, answered_peer, sdp) = (
+                self.role.clone(),
+                peer.clone(),
+                negotiated.response.sdp.clone(),
+            );
+            let _ = tokio::task::spawn_blocking(move || role.answered(&answered_peer, &sdp)).await;
             messages::post_session_started(&obj, &negotiated.response);
             match super::wait_connected(&peer, self.policy.connect_timeout).await {
                 Ok(true) => Ok(Active {
@@ -226,7 +246,6 @@ impl<R: Role> Supervisor<R> {
     /// Runs until the policy gives up (ERROR) or the task is aborted.
     pub async fn run(self, sessions: Sessions) {
         let obj = self.role.element();
-        let mut attempt = 0u32;
         let mut ran = false;
         let mut next: Option<Active> = None;
         loop {
@@ -246,6 +265,7 @@ impl<R: Role> Supervisor<R> {
                         // availability problem for the user to see at once
                         // (its POST was already retried if the refusal was
                         // transient); reconnection is for streams that ran.
+                        let attempt = self.attempt.load(Ordering::Relaxed);
                         if !self.policy.reconnect
                             || !ran
                             || !transient
@@ -261,7 +281,7 @@ impl<R: Role> Supervisor<R> {
                             };
                             return post_error(&obj, &why, &e);
                         }
-                        attempt += 1;
+                        let attempt = self.attempt.fetch_add(1, Ordering::Relaxed) + 1;
                         let delay = self.policy.backoff.delay(
                             attempt,
                             match &e {
@@ -269,13 +289,14 @@ impl<R: Role> Supervisor<R> {
                                 _ => None,
                             },
                         );
-                        messages::post_reconnecting(&obj, attempt, delay, &e.to_string());
+                        let of = format!("{attempt} of {}", self.policy.backoff.max_retries);
+                        messages::post_retrying(&obj, attempt, delay, &e.to_string(), &of);
                         tokio::time::sleep(delay).await;
                         continue;
                     }
                 },
             };
-            attempt = 0;
+            self.attempt.store(0, Ordering::Relaxed);
             ran = true;
             self.role.activate(&active.peer);
             match self.watch(&active).await {
@@ -324,8 +345,8 @@ impl<R: Role> Supervisor<R> {
                             &SessionError::Ended(end.to_string()),
                         );
                     }
-                    attempt = 1;
-                    messages::post_reconnecting(&obj, attempt, Duration::ZERO, &end.to_string());
+                    self.attempt.store(1, Ordering::Relaxed);
+                    messages::post_reconnecting(&obj, 1, Duration::ZERO, &end.to_string());
                 }
             }
         }

@@ -63,7 +63,10 @@ pub struct WhepServerSink {
 
 #[glib::object_subclass]
 impl ObjectSubclass for WhepServerSink {
-    const NAME: &'static str = "GstWhipwhepWhepServerSink";
+    // GStreamer names instances after the type, less a "Gst" prefix:
+    // this one's are `whepserversink0`, `whepserversink1`..., and the type
+    // cannot clash with gst-plugins-rs' own, whose names start with "Gst".
+    const NAME: &'static str = "WhepServerSink";
     type Type = super::WhepServerSink;
     type ParentType = gst::Bin;
 }
@@ -94,9 +97,7 @@ impl ObjectImpl for WhepServerSink {
 
     fn constructed(&self) {
         self.parent_constructed();
-        // As early as an application can let us: see `prewarm`.
-        crate::peer::certificate::prewarm();
-        self.obj().set_element_flags(gst::ElementFlags::SINK);
+        crate::element::set_up_bin(self.obj().upcast_ref(), gst::ElementFlags::SINK);
     }
 }
 
@@ -132,12 +133,16 @@ impl ElementImpl for WhepServerSink {
     fn request_new_pad(
         &self,
         templ: &gst::PadTemplate,
-        _name: Option<&str>,
+        name: Option<&str>,
         _caps: Option<&gst::Caps>,
     ) -> Option<gst::Pad> {
         let mut state = self.state.lock().unwrap();
-        let name = format!("sink_{}", state.next_pad);
-        state.next_pad += 1;
+        let name = crate::element::request_pad_name(
+            self.obj().upcast_ref(),
+            templ,
+            name,
+            &mut state.next_pad,
+        )?;
         let ghost = gst::GhostPad::builder_from_template(templ)
             .name(name.as_str())
             .event_function(|pad, parent, event| {

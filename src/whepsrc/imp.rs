@@ -51,7 +51,8 @@ struct State {
     supervisor: Option<tokio::task::JoinHandle<()>>,
     resources: Option<Sessions>,
     client: Option<Client>,
-    next_pad: u32,
+    next_video_pad: u32,
+    next_audio_pad: u32,
     next_session: SessionId,
 }
 
@@ -74,6 +75,19 @@ fn decodable(media: &str) -> gst::Caps {
             .unwrap()
             .append_structure(gst::Structure::new_empty(c.encoded));
     }
+    caps
+}
+
+/// What a `media` output may carry for these codecs: RTP, encoded or
+/// decoded, whichever downstream accepts.
+fn output_forms<'a>(media: &str, codecs: impl Iterator<Item = &'a &'static Codec>) -> gst::Caps {
+    let mut caps = gst::Caps::builder("application/x-rtp")
+        .field("media", media)
+        .build();
+    for c in codecs {
+        caps.merge(gst::Caps::builder(c.encoded).build());
+    }
+    caps.merge(gst::Caps::new_empty_simple(format!("{media}/x-raw")));
     caps
 }
 
@@ -108,15 +122,29 @@ impl Settings {
     }
 }
 
+/// Most an output queues when downstream stalls; the oldest is dropped
+/// beyond it (counted in the appsrc's `dropped` property).
+const OUTPUT_QUEUE_TIME: gst::ClockTime = gst::ClockTime::from_seconds(1);
+const OUTPUT_QUEUE_BYTES: u64 = 64 * 1024 * 1024;
+
 #[derive(Default)]
 pub struct WhepSrc {
     settings: Mutex<Settings>,
     state: Mutex<State>,
+    /// The flows of all src pads, combined: an unlinked pad is fine while
+    /// another one is linked (an audio+video stream into a video-only
+    /// pipeline).
+    flows: Mutex<gst_base::UniqueFlowCombiner>,
+    /// Whether the user was told why nothing is linked.
+    told_unlinked: std::sync::atomic::AtomicBool,
 }
 
 #[glib::object_subclass]
 impl ObjectSubclass for WhepSrc {
-    const NAME: &'static str = "GstWhipwhepWhepSrc";
+    // GStreamer names instances after the type, less a "Gst" prefix:
+    // this one's are `whepsrc0`, `whepsrc1`..., and the type
+    // cannot clash with gst-plugins-rs' own, whose names start with "Gst".
+    const NAME: &'static str = "WhepSrc";
     type Type = super::WhepSrc;
     type ParentType = gst::Bin;
 }
@@ -216,9 +244,7 @@ impl ObjectImpl for WhepSrc {
 
     fn constructed(&self) {
         self.parent_constructed();
-        // As early as an application can let us: see `prewarm`.
-        crate::peer::certificate::prewarm();
-        self.obj().set_element_flags(gst::ElementFlags::SOURCE);
+        crate::element::set_up_bin(self.obj().upcast_ref(), gst::ElementFlags::SOURCE);
     }
 }
 
@@ -239,17 +265,20 @@ impl ElementImpl for WhepSrc {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let mut caps = gst::Caps::builder("application/x-rtp").build();
-            caps.merge(codec::encoded_caps());
-            caps.merge(gst::Caps::builder("video/x-raw").build());
-            caps.merge(gst::Caps::builder("audio/x-raw").build());
-            vec![gst::PadTemplate::new(
-                "src_%u",
-                gst::PadDirection::Src,
-                gst::PadPresence::Sometimes,
-                &caps,
-            )
-            .unwrap()]
+            // Named by media, as webrtcsrc's, so `s.video_0` and `s.audio_0`
+            // can be linked by name in gst-launch.
+            ["video", "audio"]
+                .into_iter()
+                .map(|media| {
+                    gst::PadTemplate::new(
+                        &format!("{media}_%u"),
+                        gst::PadDirection::Src,
+                        gst::PadPresence::Sometimes,
+                        &output_forms(media, codec::ALL.iter().filter(|c| c.media == media)),
+                    )
+                    .unwrap()
+                })
+                .collect()
         });
         TEMPLATES.as_ref()
     }
@@ -298,19 +327,7 @@ impl ElementImpl for WhepSrc {
 
     fn send_event(&self, event: gst::Event) -> bool {
         if let gst::EventView::Eos(_) = event.view() {
-            // The application ends the stream: DELETE, then EOS downstream.
-            self.stop_session("end of stream");
-            let ghosts: Vec<gst::GhostPad> = self
-                .state
-                .lock()
-                .unwrap()
-                .outputs
-                .iter()
-                .map(|o| o.ghost.clone())
-                .collect();
-            for g in ghosts {
-                g.push_event(gst::event::Eos::new());
-            }
+            self.end_of_stream();
             return true;
         }
         self.parent_send_event(event)
@@ -370,6 +387,12 @@ impl Role for WhepRole {
 
     fn answers_counter_offers(&self) -> bool {
         true
+    }
+
+    fn answered(&self, _peer: &Arc<Peer>, remote_sdp: &str) {
+        if let Some(obj) = self.imp() {
+            obj.imp().expose_outputs(remote_sdp);
+        }
     }
 
     fn activate(&self, peer: &Arc<Peer>) {
@@ -549,9 +572,40 @@ impl WhepSrc {
         }
     }
 
+    /// The application ends the stream (`gst-launch-1.0 -e`, say): retries
+    /// end, the session is DELETEd, and EOS goes out of every src pad after
+    /// what they queued. With no pad yet (nothing published), each media
+    /// asked for gets a pad that carries only EOS, as a source with no data
+    /// would, so that the pipeline can finish.
+    fn end_of_stream(&self) {
+        self.stop_session("end of stream");
+        let mut outputs = self.state.lock().unwrap().outputs.clone();
+        if outputs.is_empty() {
+            let settings = self.settings.lock().unwrap().clone();
+            for media in ["video", "audio"] {
+                if !settings.codecs(media).is_empty() {
+                    match self.add_output(media, None) {
+                        Ok(o) => outputs.push(o),
+                        Err(e) => gst::warning!(CAT, imp = self, "no {media} pad for EOS: {e}"),
+                    }
+                }
+            }
+        }
+        for o in outputs {
+            let _ = o.appsrc.end_of_stream();
+        }
+    }
+
     fn remove_outputs(&self) {
-        let outputs: Vec<Arc<Output>> = self.state.lock().unwrap().outputs.drain(..).collect();
+        let outputs: Vec<Arc<Output>> = {
+            let mut state = self.state.lock().unwrap();
+            state.next_video_pad = 0;
+            state.next_audio_pad = 0;
+            state.outputs.drain(..).collect()
+        };
         let obj = self.obj();
+        self.flows.lock().unwrap().clear();
+        self.told_unlinked.store(false, Ordering::Relaxed);
         for o in outputs {
             let _ = o.ghost.set_active(false);
             let _ = obj.remove_pad(&o.ghost);
@@ -576,45 +630,89 @@ impl WhepSrc {
 
     /// The output for `codec`'s media, made (and exposed) on first use.
     fn output_for(&self, codec: &'static Codec, rtp: &gst::Caps) -> Result<Arc<Output>, String> {
-        if let Some(o) = self
-            .state
-            .lock()
-            .unwrap()
-            .outputs
-            .iter()
-            .find(|o| o.media == codec.media)
-        {
-            return Ok(o.clone());
+        if let Some(o) = self.output_of(codec.media) {
+            return Ok(o);
         }
+        self.add_output(codec.media, Some((codec, rtp)))
+    }
+
+    /// Exposes a pad for each media the server will send, all at once and
+    /// before any flows: a pad left unlinked is then known to be unlinked
+    /// (not merely not yet made) when the first buffer's flow is combined.
+    fn expose_outputs(&self, remote_sdp: &str) {
+        let settings = self.settings.lock().unwrap().clone();
+        let mut added = false;
+        for (media, encoding) in crate::peer::sdp::remote_sending_media(remote_sdp) {
+            let Some(codec) = settings
+                .codecs(&media)
+                .into_iter()
+                .find(|c| c.encoding_name.eq_ignore_ascii_case(&encoding))
+            else {
+                continue;
+            };
+            if self.output_of(codec.media).is_some() {
+                continue;
+            }
+            let rtp = gst::Caps::from(codec.rtp_caps(codec.payload_type, None));
+            match self.add_output(codec.media, Some((codec, &rtp))) {
+                Ok(_) => added = true,
+                Err(e) => gst::warning!(CAT, imp = self, "cannot expose {media}: {e}"),
+            }
+        }
+        if added {
+            self.obj().no_more_pads();
+        }
+    }
+
+    fn output_of(&self, media: &str) -> Option<Arc<Output>> {
+        let state = self.state.lock().unwrap();
+        state.outputs.iter().find(|o| o.media == media).cloned()
+    }
+
+    /// Exposes a src pad for `media`: an appsrc behind a ghost pad. With the
+    /// codec known, the output's form follows what downstream accepts.
+    fn add_output(
+        &self,
+        media: &'static str,
+        codec: Option<(&'static Codec, &gst::Caps)>,
+    ) -> Result<Arc<Output>, String> {
         let latency = self.settings.lock().unwrap().latency_ms;
         let appsrc = gst_app::AppSrc::builder()
             .is_live(true)
             .format(gst::Format::Time)
             .do_timestamp(false)
             .block(false)
-            .max_bytes(0)
+            .max_bytes(OUTPUT_QUEUE_BYTES)
+            .max_time(OUTPUT_QUEUE_TIME)
+            .leaky_type(gst_app::AppLeakyType::Downstream)
             .min_latency(gst::ClockTime::from_mseconds(latency.into()).nseconds() as i64)
             .build();
         appsrc.set_property("handle-segment-change", true);
         // Until the first buffer fixes them, the pad's caps say which media
         // it carries, in each form it may take, for pad-added handlers.
-        let mut forms = gst::Caps::builder("application/x-rtp")
-            .field("media", codec.media)
-            .build();
-        forms.merge(gst::Caps::builder(codec.encoded).build());
-        forms.merge(gst::Caps::new_empty_simple(format!(
-            "{}/x-raw",
-            codec.media
-        )));
+        let forms = match codec {
+            Some((c, _)) => output_forms(media, [c].iter()),
+            None => {
+                let settings = self.settings.lock().unwrap();
+                output_forms(media, settings.codecs(media).iter())
+            }
+        };
+        let pad_forms = forms.clone();
         let obj = self.obj();
         obj.add(&appsrc).map_err(|e| e.to_string())?;
         appsrc.sync_state_with_parent().map_err(|e| e.to_string())?;
         let name = {
             let mut state = self.state.lock().unwrap();
-            state.next_pad += 1;
-            format!("src_{}", state.next_pad - 1)
+            let next = if media == "video" {
+                &mut state.next_video_pad
+            } else {
+                &mut state.next_audio_pad
+            };
+            *next += 1;
+            format!("{media}_{}", *next - 1)
         };
-        let templ = obj.pad_template("src_%u").unwrap();
+        let templ = obj.pad_template(&format!("{media}_%u")).unwrap();
+        let weak = obj.downgrade();
         let ghost = gst::GhostPad::builder_from_template_with_target(
             &templ,
             &appsrc.static_pad("src").unwrap(),
@@ -625,8 +723,8 @@ impl WhepSrc {
             if let gst::QueryViewMut::Caps(q) = query.view_mut() {
                 if pad.current_caps().is_none() {
                     let result = match q.filter() {
-                        Some(f) => f.intersect_with_mode(&forms, gst::CapsIntersectMode::First),
-                        None => forms.clone(),
+                        Some(f) => f.intersect_with_mode(&pad_forms, gst::CapsIntersectMode::First),
+                        None => pad_forms.clone(),
                     };
                     q.set_result(&result);
                     return true;
@@ -634,25 +732,57 @@ impl WhepSrc {
             }
             gst::Pad::query_default(pad, parent, query)
         })
+        .proxy_pad_chain_function(move |pad, parent, buffer| {
+            let flow = gst::ProxyPad::chain_default(pad, parent, buffer);
+            match weak.upgrade() {
+                Some(obj) => obj.imp().combine_flow(flow),
+                None => flow,
+            }
+        })
         .build();
+        self.flows.lock().unwrap().add_pad(&ghost);
         ghost.set_active(true).map_err(|e| e.to_string())?;
         // The application links the pad in its pad-added handler, so what
         // downstream accepts is known right after.
         obj.add_pad(&ghost).map_err(|e| e.to_string())?;
-        let kind = Self::choose_kind(&ghost, rtp, codec);
-        gst::info!(
-            CAT,
-            imp = self,
-            "{name}: {} as {kind:?}",
-            codec.encoding_name
-        );
-        let output = Arc::new(Output::new(codec.media, kind, ghost, appsrc));
+        let (kind, encoding) = match codec {
+            Some((c, rtp)) => (Self::choose_kind(&ghost, rtp, c), c.encoding_name),
+            None => (OutputKind::Raw, "none"),
+        };
+        gst::info!(CAT, imp = self, "{name}: {encoding} as {kind:?}");
+        let output = Arc::new(Output::new(media, encoding, kind, forms, ghost, appsrc));
         let mut state = self.state.lock().unwrap();
         if let Some(id) = state.preferred {
             output.prefer(id);
         }
         state.outputs.push(output.clone());
         Ok(output)
+    }
+
+    /// The flow of all src pads together (see `flows`). When none is linked,
+    /// the stream stops with an ERROR that says what each pad carries.
+    fn combine_flow(
+        &self,
+        flow: Result<gst::FlowSuccess, gst::FlowError>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let combined = self.flows.lock().unwrap().update_flow(flow);
+        if combined == Err(gst::FlowError::NotLinked)
+            && !self.told_unlinked.swap(true, Ordering::Relaxed)
+        {
+            let outputs = self.state.lock().unwrap().outputs.clone();
+            let pads: Vec<String> = outputs.iter().map(|o| o.describe()).collect();
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Failed,
+                ("no src pad of whepsrc is linked, so nothing can play"),
+                [
+                    "{}. Link a pad to an element that accepts one of these forms \
+                     (e.g. videoconvert, audioconvert or a depayloader).",
+                    pads.join("; ")
+                ]
+            );
+        }
+        combined
     }
 
     /// A session's webrtcbin produced an RTP pad: depayload/decode it as its

@@ -2,7 +2,7 @@
 //!
 //! Offers recvonly transceivers for every codec it can decode (or those in
 //! `video-caps` / `audio-caps`; `media=video` for video only, as device
-//! endpoints such as Ring's require). Each stream comes out of a `src_%u`
+//! endpoints such as Ring's require). Each stream comes out of a `video_%u` or `audio_%u`
 //! pad in the form downstream accepts: RTP (as gst-plugins-rs whepsrc),
 //! encoded elementary streams, or decoded raw media.
 //!

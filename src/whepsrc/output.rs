@@ -11,6 +11,8 @@
 
 use std::sync::Mutex;
 
+use gst::prelude::*;
+
 /// What a src pad carries, chosen from what downstream accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputKind {
@@ -55,7 +57,11 @@ struct Switch {
 
 pub struct Output {
     pub media: &'static str,
+    /// The RTP encoding name, "none" before a session said.
+    pub encoding: &'static str,
     pub kind: OutputKind,
+    /// The forms the pad offers (RTP, encoded, raw), for messages.
+    pub forms: gst::Caps,
     pub ghost: gst::GhostPad,
     pub appsrc: gst_app::AppSrc,
     switch: Mutex<Switch>,
@@ -83,7 +89,9 @@ fn stable_caps(caps: &gst::Caps) -> gst::Caps {
 impl Output {
     pub fn new(
         media: &'static str,
+        encoding: &'static str,
         kind: OutputKind,
+        forms: gst::Caps,
         ghost: gst::GhostPad,
         appsrc: gst_app::AppSrc,
     ) -> Self {
@@ -94,7 +102,9 @@ impl Output {
         };
         Output {
             media,
+            encoding,
             kind,
+            forms,
             ghost,
             appsrc,
             switch: Mutex::new(Switch {
@@ -106,6 +116,28 @@ impl Output {
                 caps: None,
             }),
         }
+    }
+
+    /// What the pad carries and where it goes, for an error message.
+    pub fn describe(&self) -> String {
+        let forms: Vec<String> = self.forms.iter().map(|s| s.name().to_string()).collect();
+        let linked = match self.ghost.peer() {
+            Some(peer) => format!(
+                "linked to {}, which accepts {}",
+                peer.parent()
+                    .map(|p| format!("{}:{}", p.name(), peer.name()))
+                    .unwrap_or_else(|| peer.name().to_string()),
+                peer.query_caps(None)
+            ),
+            None => "not linked".to_string(),
+        };
+        format!(
+            "{} carries {} {} (available as {}), {linked}",
+            self.ghost.name(),
+            self.encoding,
+            self.media,
+            forms.join(" or ")
+        )
     }
 
     /// From now on, move to `session` at the first point possible.

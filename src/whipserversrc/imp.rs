@@ -35,7 +35,8 @@ struct State {
     server: Option<HttpServer>,
     /// By Location path.
     publishers: HashMap<String, Publisher>,
-    next_pad: u32,
+    next_video_pad: u32,
+    next_audio_pad: u32,
     next_peer: u32,
 }
 
@@ -43,11 +44,18 @@ struct State {
 pub struct WhipServerSrc {
     settings: Mutex<ServerSettings>,
     state: Mutex<State>,
+    /// The flows of all src pads, combined (see `combine_flow`).
+    flows: Mutex<gst_base::UniqueFlowCombiner>,
+    /// Whether the user was told that no pad is linked.
+    told_unlinked: std::sync::atomic::AtomicBool,
 }
 
 #[glib::object_subclass]
 impl ObjectSubclass for WhipServerSrc {
-    const NAME: &'static str = "GstWhipwhepWhipServerSrc";
+    // GStreamer names instances after the type, less a "Gst" prefix:
+    // this one's are `whipserversrc0`, `whipserversrc1`..., and the type
+    // cannot clash with gst-plugins-rs' own, whose names start with "Gst".
+    const NAME: &'static str = "WhipServerSrc";
     type Type = super::WhipServerSrc;
     type ParentType = gst::Bin;
 }
@@ -102,9 +110,7 @@ impl ObjectImpl for WhipServerSrc {
 
     fn constructed(&self) {
         self.parent_constructed();
-        // As early as an application can let us: see `prewarm`.
-        crate::peer::certificate::prewarm();
-        self.obj().set_element_flags(gst::ElementFlags::SOURCE);
+        crate::element::set_up_bin(self.obj().upcast_ref(), gst::ElementFlags::SOURCE);
     }
 }
 
@@ -125,13 +131,23 @@ impl ElementImpl for WhipServerSrc {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            vec![gst::PadTemplate::new(
-                "src_%u",
-                gst::PadDirection::Src,
-                gst::PadPresence::Sometimes,
-                &codec::encoded_caps(),
-            )
-            .unwrap()]
+            // Named by media, as whepsrc's: `s.video_0` in gst-launch.
+            ["video", "audio"]
+                .into_iter()
+                .map(|media| {
+                    let mut caps = gst::Caps::new_empty();
+                    for c in codec::ALL.into_iter().filter(|c| c.media == media) {
+                        caps.merge(gst::Caps::new_empty_simple(c.encoded));
+                    }
+                    gst::PadTemplate::new(
+                        &format!("{media}_%u"),
+                        gst::PadDirection::Src,
+                        gst::PadPresence::Sometimes,
+                        &caps,
+                    )
+                    .unwrap()
+                })
+                .collect()
         });
         TEMPLATES.as_ref()
     }
@@ -292,14 +308,31 @@ impl WhipServerSrc {
         let src = chain.last().unwrap().static_pad("src").unwrap();
         let name = {
             let mut state = self.state.lock().unwrap();
-            state.next_pad += 1;
-            format!("src_{}", state.next_pad - 1)
+            let next = if codec.media == "video" {
+                &mut state.next_video_pad
+            } else {
+                &mut state.next_audio_pad
+            };
+            *next += 1;
+            format!("{}_{}", codec.media, *next - 1)
         };
-        let templ = self.obj().pad_template("src_%u").unwrap();
+        let templ = self
+            .obj()
+            .pad_template(&format!("{}_%u", codec.media))
+            .unwrap();
+        let weak = self.obj().downgrade();
         let ghost = gst::GhostPad::builder_from_template_with_target(&templ, &src)
             .map_err(|e| e.to_string())?
             .name(name.as_str())
+            .proxy_pad_chain_function(move |pad, parent, buffer| {
+                let flow = gst::ProxyPad::chain_default(pad, parent, buffer);
+                match weak.upgrade() {
+                    Some(obj) => obj.imp().combine_flow(flow),
+                    None => flow,
+                }
+            })
             .build();
+        self.flows.lock().unwrap().add_pad(&ghost);
         ghost.set_active(true).map_err(|e| e.to_string())?;
         {
             let mut state = self.state.lock().unwrap();
@@ -320,7 +353,36 @@ impl WhipServerSrc {
         Ok(())
     }
 
+    /// The flow of all src pads together: a stream nobody linked is dropped
+    /// while another flows (a publisher's audio in a video-only pipeline).
+    /// Even with none linked, a publisher's session goes on, its media
+    /// dropped, with a WARNING: whether anyone listens is not the
+    /// publisher's fault, and a pad may be linked later.
+    fn combine_flow(
+        &self,
+        flow: Result<gst::FlowSuccess, gst::FlowError>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let combined = self.flows.lock().unwrap().update_flow(flow);
+        if combined != Err(gst::FlowError::NotLinked) {
+            return combined;
+        }
+        if !self
+            .told_unlinked
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Failed,
+                ("no src pad of whipserversrc is linked: publishers' media is dropped")
+            );
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
     fn remove_publisher(&self, p: Publisher, eos: bool) {
+        for pad in &p.pads {
+            self.flows.lock().unwrap().remove_pad(pad);
+        }
         p.peer.remove_from(self.obj().upcast_ref());
         for el in &p.elements {
             let _ = el.set_state(gst::State::Null);

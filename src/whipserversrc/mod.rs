@@ -1,6 +1,6 @@
 //! `whipserversrc`: a WHIP server. Publishers POST offers to
 //! `http://<address>/<any path>`; each publisher gets its own webrtcbin, and
-//! its streams come out of `src_%u` pads as depayloaded encoded media
+//! its streams come out of `video_%u` and `audio_%u` pads as depayloaded encoded media
 //! (video/x-vp8, video/x-vp9, video/x-h264, audio/x-opus).
 //!
 //! ```text

@@ -66,7 +66,10 @@ impl Default for WhipSink {
 
 #[glib::object_subclass]
 impl ObjectSubclass for WhipSink {
-    const NAME: &'static str = "GstWhipwhepWhipSink";
+    // GStreamer names instances after the type, less a "Gst" prefix:
+    // this one's are `whipsink0`, `whipsink1`..., and the type
+    // cannot clash with gst-plugins-rs' own, whose names start with "Gst".
+    const NAME: &'static str = "WhipSink";
     type Type = super::WhipSink;
     type ParentType = gst::Bin;
 }
@@ -107,9 +110,7 @@ impl ObjectImpl for WhipSink {
 
     fn constructed(&self) {
         self.parent_constructed();
-        // As early as an application can let us: see `prewarm`.
-        crate::peer::certificate::prewarm();
-        self.obj().set_element_flags(gst::ElementFlags::SINK);
+        crate::element::set_up_bin(self.obj().upcast_ref(), gst::ElementFlags::SINK);
     }
 }
 
@@ -145,7 +146,7 @@ impl ElementImpl for WhipSink {
     fn request_new_pad(
         &self,
         templ: &gst::PadTemplate,
-        _name: Option<&str>,
+        name: Option<&str>,
         _caps: Option<&gst::Caps>,
     ) -> Option<gst::Pad> {
         let mut state = self.state.lock().unwrap();
@@ -157,8 +158,12 @@ impl ElementImpl for WhipSink {
             );
             return None;
         }
-        let name = format!("sink_{}", state.next_pad);
-        state.next_pad += 1;
+        let name = crate::element::request_pad_name(
+            self.obj().upcast_ref(),
+            templ,
+            name,
+            &mut state.next_pad,
+        )?;
         let ghost = gst::GhostPad::builder_from_template(templ)
             .name(name.as_str())
             .event_function(|pad, parent, event| {

@@ -1,0 +1,45 @@
+//! What the four elements do alike as bins: flags, and pad names.
+
+use gst::prelude::*;
+
+/// A bin element's setup in `constructed()`: it is a source or a sink to its
+/// parent whatever its children are. webrtcbin (nicesink) and appsinks inside
+/// would otherwise make a source bin a sink too, and the pipeline would wait
+/// for an EOS from it that never comes.
+pub fn set_up_bin(bin: &gst::Bin, role: gst::ElementFlags) {
+    // As early as an application can let us: see `prewarm`.
+    crate::peer::certificate::prewarm();
+    bin.set_suppressed_flags(gst::ElementFlags::SINK | gst::ElementFlags::SOURCE);
+    bin.set_element_flags(role);
+}
+
+/// The name for a new request pad: the one asked for, if it fits the
+/// template and is free (`w.sink_1` in gst-launch), else the next free
+/// `prefix_N`.
+pub fn request_pad_name(
+    element: &gst::Element,
+    templ: &gst::PadTemplate,
+    requested: Option<&str>,
+    next: &mut u32,
+) -> Option<String> {
+    let prefix = templ.name_template().trim_end_matches("%u").to_string();
+    if let Some(name) = requested {
+        let fits = name
+            .strip_prefix(prefix.as_str())
+            .is_some_and(|n| n.parse::<u32>().is_ok());
+        if !fits || element.static_pad(name).is_some() {
+            return None;
+        }
+        if let Ok(n) = name[prefix.len()..].parse::<u32>() {
+            *next = (*next).max(n + 1);
+        }
+        return Some(name.to_string());
+    }
+    loop {
+        let name = format!("{prefix}{next}");
+        *next += 1;
+        if element.static_pad(&name).is_none() {
+            return Some(name);
+        }
+    }
+}
