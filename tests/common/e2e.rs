@@ -98,6 +98,18 @@ impl Messages {
             .collect()
     }
 
+    pub fn warnings(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|m| match m.view() {
+                gst::MessageView::Warning(w) => Some(w.error().to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn element(&self, name: &str) -> Vec<gst::Structure> {
         self.0
             .lock()

@@ -3,4 +3,5 @@
 pub mod e2e;
 pub mod front;
 pub mod http_server;
+pub mod launch;
 pub mod stamp;

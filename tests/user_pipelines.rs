@@ -1,0 +1,259 @@
+//! The GStreamer idioms users rely on without thinking, each as a user
+//! writes it: an audio+video stream into a video-only pipeline, a pad left
+//! unlinked, EOS from downstream (`num-buffers`), and `gst-launch-1.0 -e`
+//! with Ctrl-C while nothing flows yet (a retried 409, a POST nobody
+//! answers). Real WebRTC on loopback; gst-launch-1.0 in a process of its own.
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+
+use common::e2e::{init, wait_until, Client, WhepServer, OPUS_SRC, RT, VP8_SRC};
+use common::http_server::{Reply, TestServer};
+use common::launch::{tail, tempdir, Launch};
+
+/// Ctrl-C ends a pipeline within this.
+const SIGINT_EXIT: Duration = Duration::from_secs(3);
+
+fn args(line: &str) -> Vec<String> {
+    line.split_whitespace().map(String::from).collect()
+}
+
+fn audio_video_server() -> WhepServer {
+    WhepServer::start(
+        &format!("{VP8_SRC} ! queue ! server. {OPUS_SRC} ! queue ! server."),
+        "",
+    )
+}
+
+fn count_buffers(sink: &gst::Element) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let c = n.clone();
+    sink.static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            gst::PadProbeReturn::Ok
+        });
+    n
+}
+
+fn assert_ctrl_c_ends(launch: Launch, what: &str) {
+    let (code, took, out) = launch.interrupt();
+    assert!(
+        code == Some(0) && took < SIGINT_EXIT,
+        "{what}: exit {code:?} {took:?} after one SIGINT:\n{}",
+        tail(&out)
+    );
+}
+
+#[test]
+fn an_audio_video_stream_plays_into_a_video_only_pipeline() {
+    init();
+    let server = audio_video_server();
+    let dir = tempdir();
+    let launch = Launch::start(
+        &args(&format!(
+            "whepsrc whep-endpoint={} ice-addresses=127.0.0.1 ! videoconvert ! fakesink silent=false",
+            server.endpoint()
+        )),
+        &dir,
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || launch.sink_buffers() >= 90),
+        "{}",
+        tail(&launch.output())
+    );
+    assert!(
+        !launch.output().contains("ERROR"),
+        "{}",
+        tail(&launch.output())
+    );
+    assert_ctrl_c_ends(launch, "whepsrc ! videoconvert ! fakesink");
+}
+
+#[test]
+fn one_of_two_whepsrc_pads_linked_plays_ten_seconds() {
+    let server = audio_video_server();
+    let player = Client::start(&format!(
+        "whepsrc whep-endpoint={} ice-addresses=127.0.0.1 ! videoconvert ! fakesink name=out",
+        server.endpoint()
+    ));
+    let frames = count_buffers(&player.pipeline.by_name("out").unwrap());
+    std::thread::sleep(Duration::from_secs(10));
+    let n = frames.load(std::sync::atomic::Ordering::SeqCst);
+    // 30 fps for 10 s, less the start.
+    assert!(
+        n >= 240,
+        "{n} frames in 10 s: {:?}",
+        player.messages.errors()
+    );
+    assert!(
+        player.messages.errors().is_empty(),
+        "{:?}",
+        player.messages.errors()
+    );
+    let whepsrc = player.pipeline.by_name("whepsrc0").or_else(|| {
+        player
+            .pipeline
+            .iterate_elements()
+            .into_iter()
+            .flatten()
+            .find(|e| e.factory().is_some_and(|f| f.name() == "whepsrc"))
+    });
+    let pads: Vec<String> = whepsrc
+        .unwrap()
+        .src_pads()
+        .iter()
+        .map(|p| p.name().to_string())
+        .collect();
+    assert_eq!(pads, ["video_0", "audio_0"], "pads named by media");
+}
+
+#[test]
+fn downstream_num_buffers_ends_the_pipeline_by_itself() {
+    init();
+    let server = audio_video_server();
+    let dir = tempdir();
+    let mut launch = Launch::start(
+        &args(&format!(
+            "whepsrc whep-endpoint={} ice-addresses=127.0.0.1 media=video ! videoconvert ! fakesink num-buffers=60",
+            server.endpoint()
+        )),
+        &dir,
+    );
+    let start = Instant::now();
+    let code = loop {
+        if let Some(status) = launch.child.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "still running after 15 s:\n{}",
+            tail(&launch.output())
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(0), "{}", tail(&launch.output()));
+    assert!(
+        wait_until(Duration::from_secs(2), || server.deletes() == 1),
+        "no DELETE: {:?}",
+        server.viewers_removed()
+    );
+}
+
+#[test]
+fn whipserversrc_with_one_of_two_streams_linked_keeps_its_publisher() {
+    init();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempdir();
+    let launch = Launch::start(
+        &args(&format!(
+            "whipserversrc address=127.0.0.1:{port} ice-addresses=127.0.0.1 name=s s. ! queue ! decodebin ! fakesink silent=false"
+        )),
+        &dir,
+    );
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    let publisher = Client::start(&format!(
+        "whipsink name=w whip-endpoint=http://127.0.0.1:{port}/whip ice-addresses=127.0.0.1 {VP8_SRC} ! w. {OPUS_SRC} ! w."
+    ));
+    assert!(
+        wait_until(Duration::from_secs(15), || launch.sink_buffers() >= 30),
+        "{}",
+        tail(&launch.output())
+    );
+    // Well past the ~1.8 s after which the unlinked stream used to end the
+    // publisher's session.
+    let before = launch.sink_buffers();
+    std::thread::sleep(Duration::from_secs(4));
+    let after = launch.sink_buffers();
+    assert!(
+        after >= before + 60,
+        "{before} → {after}:\n{}",
+        tail(&launch.output())
+    );
+    assert!(
+        publisher.messages.errors().is_empty(),
+        "{:?}",
+        publisher.messages.errors()
+    );
+    assert!(
+        publisher
+            .messages
+            .element("session-reconnecting")
+            .is_empty(),
+        "the server dropped the publisher"
+    );
+    assert_ctrl_c_ends(launch, "whipserversrc s. ! queue ! decodebin ! fakesink");
+}
+
+#[test]
+fn ctrl_c_while_whepsrc_waits_for_a_publisher_ends_at_once() {
+    init();
+    let front = RT.block_on(TestServer::start());
+    front.on(
+        "POST",
+        "/whep/none",
+        Reply::new(409)
+            .header("retry-after", "1")
+            .json(r#"{"title":"Conflict","detail":"nothing published on /whep/none"}"#),
+    );
+    let dir = tempdir();
+    let launch = Launch::start(
+        &args(&format!(
+            "whepsrc whep-endpoint={}/whep/none ice-addresses=127.0.0.1 ! videoconvert ! fakesink",
+            front.base()
+        )),
+        &dir,
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || front.requests().len() >= 2),
+        "no retried POST:\n{}",
+        tail(&launch.output())
+    );
+    let out = launch.output();
+    assert!(
+        out.contains("WARNING") && out.contains("409") && out.contains("retrying in"),
+        "each retry is told:\n{}",
+        tail(&out)
+    );
+    assert_ctrl_c_ends(launch, "whepsrc retrying a 409");
+}
+
+#[test]
+fn ctrl_c_during_a_post_nobody_answers_ends_whipsink_at_once() {
+    init();
+    let dir = tempdir();
+    // In a network namespace of its own, 10.9.9.0/24 leads into loopback,
+    // where no one has that address: the POST's SYN is never answered.
+    let launch = Launch::start_with(
+        &[
+            "unshare",
+            "-rn",
+            "sh",
+            "-c",
+            "ip link set lo up && ip route add 10.9.9.0/24 dev lo && exec \"$@\"",
+            "sh",
+        ],
+        &args(
+            "videotestsrc is-live=true ! vp8enc deadline=1 ! whipsink whip-endpoint=http://10.9.9.2/whip ice-addresses=127.0.0.1",
+        ),
+        &dir,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        launch.output().contains("PLAYING"),
+        "{}",
+        tail(&launch.output())
+    );
+    assert_ctrl_c_ends(launch, "whipsink with its POST unanswered");
+}
