@@ -428,6 +428,17 @@ fn a_503_then_success_is_retried_and_plays() {
     assert_eq!(retries.len(), 1, "{retries:?}");
     assert_eq!(retries[0].get::<u32>("attempt").unwrap(), 1);
     assert_eq!(retries[0].get::<u64>("delay-ms").unwrap(), 1000);
+    // The user is told too: status, title, detail, delay and count.
+    let warnings = player.messages.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    for part in [
+        "503",
+        "Device Unavailable",
+        "Device is currently offline",
+        "retrying in 1 s (1 of 5)",
+    ] {
+        assert!(warnings[0].contains(part), "{part}: {}", warnings[0]);
+    }
     let posts: Vec<u16> = front
         .passed()
         .iter()
@@ -435,6 +446,51 @@ fn a_503_then_success_is_retried_and_plays() {
         .map(|p| p.status)
         .collect();
     assert_eq!(posts, vec![503, 201]);
+    stop_and_expect_delete(&server, &player);
+}
+
+#[test]
+fn a_player_started_20_s_before_the_publisher_plays_once_it_starts() {
+    // The valve holds back the caps too, so the server has nothing to serve
+    // and answers 409 + Retry-After until it opens. A player keeps waiting
+    // (publisher-wait is unbounded by default), past max-retries.
+    let server = WhepServer::start(
+        "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! valve name=gate drop=true ! vp8enc deadline=1 cpu-used=8 ! server.",
+        "",
+    );
+    let player = Player::launch(&format!(
+        "{} ! videoconvert ! fakesink sync=false",
+        whepsrc(&server.endpoint(), "max-retries=2")
+    ));
+    std::thread::sleep(Duration::from_secs(20));
+    assert!(
+        player.messages.errors().is_empty(),
+        "{:?}",
+        player.messages.errors()
+    );
+    server
+        .pipeline
+        .by_name("gate")
+        .unwrap()
+        .set_property("drop", false);
+    assert_frames(&player, 10, 0);
+    let attempts: Vec<u32> = player
+        .messages
+        .element("session-reconnecting")
+        .iter()
+        .map(|s| s.get::<u32>("attempt").unwrap())
+        .collect();
+    assert!(attempts.len() > 5, "{attempts:?}");
+    let expected: Vec<u32> = (1..=attempts.len() as u32).collect();
+    assert_eq!(attempts, expected, "one counter, no interleaving");
+    let warnings = player.messages.warnings();
+    assert_eq!(warnings.len(), attempts.len(), "a WARNING per retry");
+    assert!(
+        warnings
+            .iter()
+            .all(|w| w.contains("409") && w.contains("waiting for a publisher")),
+        "{warnings:?}"
+    );
     stop_and_expect_delete(&server, &player);
 }
 

@@ -6,6 +6,7 @@ pub mod certificate;
 mod rsa_keygen;
 pub mod sdp;
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -87,12 +88,14 @@ pub type Candidate = (u32, String);
 
 pub struct Peer {
     webrtcbin: gst::Element,
+    /// The remote closed (or broke) the DTLS connection after it was up.
+    remote_closed: Arc<std::sync::atomic::AtomicBool>,
     gathering_complete: watch::Receiver<bool>,
     connection: watch::Receiver<WebRTCPeerConnectionState>,
     candidates: Arc<Mutex<Vec<Candidate>>>,
     bye: Arc<std::sync::atomic::AtomicBool>,
-    /// `epoch_ms()` of the last RTCP packet from the remote; 0: none yet.
-    last_rtcp: Arc<std::sync::atomic::AtomicU64>,
+    /// When RTCP came from the remote, and how far apart.
+    last_rtcp: Arc<Mutex<RtcpClock>>,
     failure: Arc<Failure>,
 }
 
@@ -106,11 +109,62 @@ struct Failure {
 /// Where a webrtcbin keeps its peer's `Failure`, for `contain_error`.
 const FAILURE_KEY: &str = "whipwhep-peer-failure";
 
-static EPOCH: std::sync::LazyLock<std::time::Instant> =
-    std::sync::LazyLock::new(std::time::Instant::now);
+/// GstDtlsConnectionState values (gst-plugins-bad's dtls, not in the
+/// bindings).
+const DTLS_CLOSED: i32 = 1;
+const DTLS_FAILED: i32 = 2;
+const DTLS_CONNECTED: i32 = 4;
 
-fn epoch_ms() -> u64 {
-    EPOCH.elapsed().as_millis() as u64 + 1
+/// How long `close_notify` waits for the alert to leave.
+const CLOSE_NOTIFY_WAIT: Duration = Duration::from_millis(100);
+
+fn dtls_state(dtls: &gst::Element) -> i32 {
+    dtls.property_value("connection-state")
+        .transform::<i32>()
+        .ok()
+        .and_then(|v| v.get::<i32>().ok())
+        .unwrap_or(DTLS_CLOSED)
+}
+
+/// The remote's RTCP over time, for `Peer::rtcp_silence`.
+#[derive(Default)]
+struct RtcpClock {
+    last: Option<std::time::Instant>,
+    /// The latest intervals between reports, newest last.
+    gaps: std::collections::VecDeque<Duration>,
+}
+
+impl RtcpClock {
+    /// Intervals kept to judge the remote's pace.
+    const KEPT: usize = 8;
+    /// Reports closer than this are one compound packet (several SSRCs).
+    const SAME_PACKET: Duration = Duration::from_millis(50);
+    /// Silence of this many of the longest recent intervals is a cut.
+    const MISSED: u32 = 3;
+    const MIN_SILENCE: Duration = Duration::from_millis(1500);
+
+    fn heard(&mut self, now: std::time::Instant) {
+        if let Some(last) = self.last {
+            let gap = now.saturating_duration_since(last);
+            if gap < Self::SAME_PACKET {
+                return;
+            }
+            if self.gaps.len() == Self::KEPT {
+                self.gaps.pop_front();
+            }
+            self.gaps.push_back(gap);
+        }
+        self.last = Some(now);
+    }
+
+    fn silence(&self, now: std::time::Instant) -> Option<Duration> {
+        if self.gaps.len() < 2 {
+            return None;
+        }
+        let longest = self.gaps.iter().max().copied()?;
+        let idle = now.saturating_duration_since(self.last?);
+        (idle >= (longest * Self::MISSED).max(Self::MIN_SILENCE)).then_some(idle)
+    }
 }
 
 impl Peer {
@@ -159,6 +213,42 @@ impl Peer {
             }
         });
 
+        // The remote closing its DTLS connection (close_notify, as a browser's
+        // RTCPeerConnection.close() or a server ending the session sends) or
+        // failing it after it was up: the session is over now, seconds before
+        // any timeout would tell. webrtcbin 1.22 still calls such a
+        // connection "connected" (a closed DTLS transport counts as up), so
+        // it is watched on the DTLS element itself.
+        let remote_closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let closed = remote_closed.clone();
+        let watched = failure.clone();
+        webrtcbin.connect("deep-element-added", false, move |args| {
+            let el = args[2].get::<gst::Element>().ok()?;
+            if el.factory().is_some_and(|f| f.name() == "dtlssrtpdec") {
+                let (closed, watched) = (closed.clone(), watched.clone());
+                let was_up = std::sync::atomic::AtomicBool::new(false);
+                el.connect_notify(Some("connection-state"), move |dec, _| {
+                    let state = dtls_state(dec);
+                    gst::debug!(CAT, obj = dec, "DTLS connection {state}");
+                    match state {
+                        DTLS_CONNECTED => was_up.store(true, Ordering::Relaxed),
+                        DTLS_CLOSED | DTLS_FAILED if was_up.load(Ordering::Relaxed) => {
+                            closed.store(true, Ordering::Relaxed);
+                            if watched.reason.lock().unwrap().is_none() {
+                                watched.state.send_replace(if state == DTLS_FAILED {
+                                    WebRTCPeerConnectionState::Failed
+                                } else {
+                                    WebRTCPeerConnectionState::Closed
+                                });
+                            }
+                        }
+                        _ => {}
+                    }
+                });
+            }
+            None
+        });
+
         let candidates = Arc::new(Mutex::new(Vec::new()));
         let sink = candidates.clone();
         webrtcbin.connect("on-ice-candidate", false, move |args| {
@@ -172,7 +262,7 @@ impl Peer {
         // RTCP BYE from the remote: it ended the session (a server at its
         // session cap, say), sooner than ICE or a media timeout would tell.
         let bye = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let last_rtcp = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let last_rtcp = Arc::new(Mutex::new(RtcpClock::default()));
         if let Some(rtpbin) = webrtcbin
             .downcast_ref::<gst::Bin>()
             .and_then(|b| b.by_name("rtpbin"))
@@ -184,7 +274,7 @@ impl Peer {
             });
             let last = last_rtcp.clone();
             rtpbin.connect("on-ssrc-active", false, move |_| {
-                last.store(epoch_ms(), std::sync::atomic::Ordering::Relaxed);
+                last.lock().unwrap().heard(std::time::Instant::now());
                 gst::trace!(CAT, "RTCP from the remote");
                 None
             });
@@ -192,6 +282,7 @@ impl Peer {
 
         Ok(Peer {
             webrtcbin,
+            remote_closed,
             gathering_complete,
             connection,
             failure,
@@ -308,8 +399,18 @@ impl Peer {
     /// When the remote last sent RTCP (receiver or sender reports), if ever:
     /// a publisher's only sign that the server still listens.
     pub fn last_rtcp(&self) -> Option<std::time::Instant> {
-        let ms = self.last_rtcp.load(std::sync::atomic::Ordering::Relaxed);
-        (ms > 0).then(|| *EPOCH + Duration::from_millis(ms - 1))
+        self.last_rtcp.lock().unwrap().last
+    }
+
+    /// How long the remote's RTCP has been silent, if that is several times
+    /// the longest interval it used lately (servers use 0.5 to 5 s, and RTP
+    /// randomises each interval by ±50%): the remote is gone. None while
+    /// it is not, or too few reports came to judge.
+    pub fn rtcp_silence(&self) -> Option<Duration> {
+        self.last_rtcp
+            .lock()
+            .unwrap()
+            .silence(std::time::Instant::now())
     }
 
     /// Sends RTCP reports at least every `interval` (RTP's default minimum is
@@ -327,6 +428,46 @@ impl Peer {
             rtpbin.emit_by_name::<Option<glib::Object>>("get-internal-session", &[&0u32])
         {
             session.set_property("rtcp-min-interval", interval.as_nanos() as u64);
+        }
+    }
+
+    /// Whether the remote closed the DTLS connection (close_notify) or it
+    /// failed after being up.
+    pub fn remote_closed(&self) -> bool {
+        self.remote_closed.load(Ordering::Relaxed)
+    }
+
+    /// Ends the connection the way a browser's RTCPeerConnection.close()
+    /// does, with a DTLS close_notify, so the remote knows at once rather
+    /// than after its timeouts; waits (briefly) until it went out. For
+    /// sessions ended from this side; the webrtcbin is stopped after.
+    pub fn close_notify(&self) {
+        let Some(enc) = self.webrtcbin.downcast_ref::<gst::Bin>().and_then(|b| {
+            b.iterate_recurse()
+                .into_iter()
+                .flatten()
+                .find(|e| e.factory().is_some_and(|f| f.name() == "dtlsenc"))
+        }) else {
+            return;
+        };
+        let (Some(src), Some(sink)) = (
+            enc.static_pad("src"),
+            enc.static_pad("sink")
+                .or_else(|| enc.request_pad_simple("sink")),
+        ) else {
+            return;
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let probe = src.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            let _ = tx.try_send(());
+            gst::PadProbeReturn::Remove
+        });
+        // dtlsenc answers EOS on its data pad with close_notify.
+        if sink.send_event(gst::event::Eos::new()) {
+            let sent = rx.recv_timeout(CLOSE_NOTIFY_WAIT).is_ok();
+            gst::debug!(CAT, obj = self.webrtcbin, "close_notify sent: {sent}");
+        } else if let Some(probe) = probe {
+            src.remove_probe(probe);
         }
     }
 
@@ -595,4 +736,34 @@ pub fn contain_error(bin: &gst::Bin, message: gst::Message) -> gst::Message {
         warning = warning.debug(debug);
     }
     warning.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn rtcp_silence_adapts_to_the_interval_the_remote_uses() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        // A server reporting every ~500 ms (two SSRCs per packet).
+        let mut fast = RtcpClock::default();
+        for t in [0, 10, 480, 490, 1020, 1500, 2000] {
+            fast.heard(ms(t));
+        }
+        assert_eq!(fast.silence(ms(2000 + 1400)), None);
+        assert!(fast.silence(ms(2000 + 1700)).is_some());
+        // One reporting every 5 s: 5 s of silence is normal for it.
+        let mut slow = RtcpClock::default();
+        for t in [0, 5000, 9000, 14000] {
+            slow.heard(ms(t));
+        }
+        assert_eq!(slow.silence(ms(14000 + 6000)), None);
+        assert!(slow.silence(ms(14000 + 15500)).is_some());
+        // Too little to judge.
+        let mut new = RtcpClock::default();
+        new.heard(ms(0));
+        assert_eq!(new.silence(ms(60_000)), None);
+    }
 }

@@ -239,8 +239,9 @@ impl ClientSettings {
                 .blurb(
                     "Milliseconds after which a silent session counts as cut by the server, and a \
                      new one starts: without media for whepsrc, without RTCP reports from the \
-                     server for whipsink (servers send them seconds apart: keep it above their \
-                     interval). 0: only ICE/DTLS state and RTCP BYE tell.",
+                     server for whipsink. 0: ICE/DTLS state, the server's DTLS close_notify and \
+                     RTCP BYE tell, and for whipsink a silence of the server's RTCP of three times \
+                     the interval it uses (at least 1.5 s).",
                 )
                 .maximum(600_000)
                 .default_value(kind.default_media_timeout_ms())

@@ -63,6 +63,12 @@ pub trait Role: Send + Sync + 'static {
     fn activate(&self, peer: &Arc<Peer>);
     /// Whether `peer` now carries the output (the switch happened).
     fn carries_output(&self, peer: &Arc<Peer>) -> bool;
+    /// Whether a silence of the remote's RTCP, judged against the interval
+    /// it actually uses, ends a session when `media-timeout` is off
+    /// (whipsink: a publisher hears nothing else from the server).
+    fn rtcp_liveness(&self) -> bool {
+        false
+    }
     /// When media last flowed through `peer`, if it ever did.
     fn last_media(&self, peer: &Arc<Peer>) -> Option<Instant>;
     /// `peer`'s session is over: take its elements away.
@@ -82,6 +88,11 @@ enum End {
     /// An ERROR from inside the webrtcbin (see `peer::contain_error`).
     PeerFailed(String),
     NoMedia(Duration),
+    /// The server closed the DTLS connection (close_notify).
+    RemoteClosed,
+    /// No RTCP from the server for this long, several times its usual
+    /// interval (whipsink, which receives no media).
+    NoRtcp(Duration),
     Bye,
     Renew,
 }
@@ -92,6 +103,14 @@ impl std::fmt::Display for End {
             End::Connection(s) => write!(f, "connection {s:?}"),
             End::PeerFailed(reason) => write!(f, "connection failed: {reason}"),
             End::NoMedia(d) => write!(f, "nothing heard for {} ms (media-timeout)", d.as_millis()),
+            End::RemoteClosed => {
+                f.write_str("the server closed the connection (DTLS close_notify)")
+            }
+            End::NoRtcp(d) => write!(
+                f,
+                "no RTCP from the server for {} ms, several times its usual interval",
+                d.as_millis()
+            ),
             End::Bye => f.write_str("the server sent RTCP BYE"),
             End::Renew => f.write_str("renewed before the session cap"),
         }
@@ -216,6 +235,7 @@ impl<R: Role> Supervisor<R> {
                 state = &mut disconnected => {
                     return match active.peer.failure() {
                         Some(reason) => End::PeerFailed(reason),
+                        None if active.peer.remote_closed() => End::RemoteClosed,
                         None => End::Connection(state),
                     };
                 }
@@ -227,6 +247,11 @@ impl<R: Role> Supervisor<R> {
             }
             if active.peer.got_bye() {
                 return End::Bye;
+            }
+            if self.policy.media_timeout.is_none() && self.role.rtcp_liveness() {
+                if let Some(idle) = active.peer.rtcp_silence() {
+                    return End::NoRtcp(idle);
+                }
             }
             if let Some(limit) = self.policy.media_timeout {
                 // Before the first buffer, count from the connection and

@@ -450,8 +450,12 @@ impl WhepServerSink {
             )
             .await;
             if let (Some(reason), Some(obj)) = (reason, weak.upgrade()) {
-                // State changes: not on a runtime worker.
-                tokio::task::spawn_blocking(move || obj.imp().remove_viewer(&location, &reason));
+                // State changes: not on a runtime worker. The viewer hears of
+                // the end at once (DTLS close_notify), not by its timeouts.
+                tokio::task::spawn_blocking(move || {
+                    peer.close_notify();
+                    obj.imp().remove_viewer(&location, &reason)
+                });
             }
         });
         Ok(answer)

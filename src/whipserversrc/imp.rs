@@ -278,7 +278,10 @@ impl WhipServerSrc {
                     let reason = crate::server::peer_lifetime(&peer, max, || (), async {}).await;
                     if let (Some(reason), Some(obj)) = (reason, weak.upgrade()) {
                         // State changes: not on a runtime worker.
+                        // The publisher hears of the end at once (DTLS
+                        // close_notify), not by its timeouts.
                         tokio::task::spawn_blocking(move || {
+                            peer.close_notify();
                             obj.imp().end_publisher(&location, &reason)
                         });
                     }

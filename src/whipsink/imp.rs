@@ -553,6 +553,10 @@ impl Role for WhipRole {
         true
     }
 
+    fn rtcp_liveness(&self) -> bool {
+        true
+    }
+
     /// A publisher receives no media: RTCP reports are its sign of life.
     fn last_media(&self, peer: &Arc<Peer>) -> Option<std::time::Instant> {
         peer.last_rtcp()

@@ -72,17 +72,37 @@ impl Counters {
 
 /// Collects bus messages of a pipeline.
 #[derive(Default, Clone)]
-pub struct Messages(pub Arc<Mutex<Vec<gst::Message>>>);
+pub struct Messages(
+    pub Arc<Mutex<Vec<gst::Message>>>,
+    /// When each message arrived, in the same order.
+    Arc<Mutex<Vec<Instant>>>,
+);
 
 impl Messages {
     pub fn attach(pipeline: &gst::Pipeline) -> Messages {
         let msgs = Messages::default();
         let sink = msgs.clone();
         pipeline.bus().unwrap().set_sync_handler(move |_, msg| {
-            sink.0.lock().unwrap().push(msg.clone());
+            let mut all = sink.0.lock().unwrap();
+            sink.1.lock().unwrap().push(Instant::now());
+            all.push(msg.clone());
             gst::BusSyncReply::Drop
         });
         msgs
+    }
+
+    /// When the element messages named `name` arrived.
+    pub fn arrivals(&self, name: &str) -> Vec<Instant> {
+        let all = self.0.lock().unwrap();
+        let times = self.1.lock().unwrap();
+        all.iter()
+            .zip(times.iter())
+            .filter(|(m, _)| {
+                m.structure().is_some_and(|s| s.name() == name)
+                    && matches!(m.view(), gst::MessageView::Element(_))
+            })
+            .map(|(_, t)| *t)
+            .collect()
     }
 
     pub fn errors(&self) -> Vec<String> {
