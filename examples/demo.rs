@@ -8,6 +8,8 @@
 //!
 //! While it runs, a browser can watch the same stream at the printed URL.
 
+#[path = "common/listen.rs"]
+mod listen;
 #[path = "common/relay.rs"]
 mod relay;
 
@@ -61,8 +63,14 @@ fn main() {
     gstwhipwhep::plugin_register_static().expect("register the whipwhep elements");
     let failed = Arc::new(AtomicBool::new(false));
 
+    let address = arg("--address", "127.0.0.1:8190");
+    // A busy port: the element's own ERROR and exit status 1, no panic.
+    if let Err(error) = listen::check_listen(&address) {
+        eprintln!("relay: ERROR {error}");
+        std::process::exit(1);
+    }
     let relay = gst::Pipeline::new();
-    let address = relay::build_relay(&relay, &arg("--address", "127.0.0.1:8190"), "127.0.0.1");
+    let address = relay::build_relay(&relay, &address, "127.0.0.1");
     relay.set_state(gst::State::Playing).expect("relay PLAYING");
     watch_errors(&relay, "relay", &failed);
     println!("relay on http://{address}: watch in a browser at http://{address}/whep/demo");

@@ -1,13 +1,40 @@
-//! Publish a test pattern with a tone to any WHIP endpoint.
+//! Publish a test pattern with a tone to any WHIP endpoint. Ctrl-C stops
+//! cleanly (the session is DELETEd) and exits 0; an ERROR exits 1.
 //!
-//!     cargo run --release --example publish -- https://host/whip [TOKEN]
+//!     cargo run --release --example publish -- https://host/whip [TOKEN] [--ice-addresses 127.0.0.1]
+
+#[path = "common/run.rs"]
+mod run;
+
+use std::sync::atomic::Ordering;
 
 use gst::prelude::*;
 
+const USAGE: &str = "usage: publish <whip-endpoint> [token] [--ice-addresses ADDR[,ADDR...]]";
+
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let endpoint = args.next().expect("usage: publish <whip-endpoint> [token]");
-    let token = args.next();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        println!("  --ice-addresses ADDRS  gather ICE candidates on these local addresses only");
+        return;
+    }
+    let ice_addresses = args
+        .iter()
+        .position(|a| a == "--ice-addresses")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let positional: Vec<&String> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| !a.starts_with("--") && (*i == 0 || args[i - 1] != "--ice-addresses"))
+        .map(|(_, a)| a)
+        .collect();
+    let Some(endpoint) = positional.first() else {
+        eprintln!("{USAGE}");
+        std::process::exit(2);
+    };
+    let token = positional.get(1);
     gst::init().expect("GStreamer");
     gstwhipwhep::plugin_register_static().expect("register the whipwhep elements");
 
@@ -21,24 +48,20 @@ fn main() {
     .downcast::<gst::Pipeline>()
     .unwrap();
     let whip = pipeline.by_name("whip").unwrap();
-    whip.set_property("whip-endpoint", &endpoint);
+    whip.set_property("whip-endpoint", endpoint.as_str());
     if let Some(token) = token {
-        whip.set_property("auth-token", token);
+        whip.set_property("auth-token", token.as_str());
     }
-    pipeline.set_state(gst::State::Playing).expect("PLAYING");
-    for msg in pipeline.bus().unwrap().iter_timed(gst::ClockTime::NONE) {
-        match msg.view() {
-            gst::MessageView::Error(e) => {
-                eprintln!("error: {}", e.error());
-                break;
-            }
-            gst::MessageView::Element(e) => {
-                if let Some(s) = e.structure() {
-                    println!("{s}");
-                }
-            }
-            _ => {}
-        }
+    if let Some(addresses) = ice_addresses {
+        whip.set_property("ice-addresses", addresses);
     }
-    pipeline.set_state(gst::State::Null).unwrap();
+    let interrupted = run::stop_on_ctrl_c();
+    run::start(&pipeline, "publish");
+    let status = run::run(
+        &pipeline,
+        "publish",
+        || interrupted.load(Ordering::SeqCst),
+        |s| println!("{s}"),
+    );
+    std::process::exit(status);
 }

@@ -7,6 +7,8 @@
 
 use gst::prelude::*;
 
+#[path = "common/listen.rs"]
+mod listen;
 #[path = "common/relay.rs"]
 mod relay;
 
@@ -21,12 +23,14 @@ fn main() {
     };
     gst::init().expect("GStreamer");
     gstwhipwhep::plugin_register_static().expect("register the whipwhep elements");
+    let address = arg("--address", "127.0.0.1:8190");
+    // A busy port: the element's own ERROR and exit status 1, no panic.
+    if let Err(error) = listen::check_listen(&address) {
+        eprintln!("relay: {error}");
+        std::process::exit(1);
+    }
     let pipeline = gst::Pipeline::new();
-    let address = relay::build_relay(
-        &pipeline,
-        &arg("--address", "127.0.0.1:8190"),
-        &arg("--ice-addresses", ""),
-    );
+    let address = relay::build_relay(&pipeline, &address, &arg("--ice-addresses", ""));
     if pipeline.set_state(gst::State::Playing).is_err() {
         if let Some(msg) = pipeline
             .bus()

@@ -9,5 +9,7 @@ bash scripts/install-deps.sh >&2
 # shellcheck source=scripts/env.sh
 . scripts/env.sh
 
-cargo build --release --example demo
+# --lib too: the README's next step uses target/release/libgstwhipwhep.so
+# (export GST_PLUGIN_PATH=$PWD/target/release).
+cargo build --release --lib --example demo
 exec "${CARGO_TARGET_DIR:-${root}/target}/release/examples/demo" "$@"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs the Debian packages needed to build, test and install the plugin.
-# Idempotent: apt is only touched when a package is missing.
+# Installs the Debian packages needed to build, test and install the plugin
+# (a C compiler and linker among them: rustup alone brings neither), and
+# rustup's rustfmt and clippy components when they are missing.
+# Idempotent: apt and rustup are only touched when something is missing.
 #
 #   scripts/install-deps.sh            build/test/demo dependencies
 #   scripts/install-deps.sh --browser  also Chromium, chromedriver, Node.js, npm
@@ -11,6 +13,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "${here}/env.sh"
 
 packages=(
+  build-essential
   libgstreamer1.0-dev
   libgstreamer-plugins-base1.0-dev
   libgstreamer-plugins-bad1.0-dev
@@ -39,7 +42,7 @@ for arg in "$@"; do
         packages+=(nodejs npm)
       fi
       ;;
-    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
     *) echo "install-deps: unknown argument: ${arg}" >&2; exit 2 ;;
   esac
 done
@@ -72,3 +75,17 @@ for tool in cargo rustc; do
     exit 1
   }
 done
+
+# scripts/test.sh runs `cargo fmt` and `cargo clippy`; a minimal rustup
+# profile has neither. Only rustup can add them, and only when it is there.
+components=()
+cargo fmt --version >/dev/null 2>&1 || components+=(rustfmt)
+cargo clippy --version >/dev/null 2>&1 || components+=(clippy)
+if [ "${#components[@]}" -gt 0 ]; then
+  if command -v rustup >/dev/null; then
+    echo "install-deps: rustup component add ${components[*]}"
+    rustup component add "${components[@]}"
+  else
+    echo "install-deps: warning: cargo ${components[*]} missing and no rustup to add them" >&2
+  fi
+fi

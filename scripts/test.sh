@@ -92,31 +92,53 @@ meson compile -C "${meson_build}"
 step "meson install --destdir"
 meson install -C "${meson_build}" --destdir "${meson_destdir}"
 
-step "installed plugin loads in gst-inspect-1.0"
-# Where meson put it: <destdir>/<prefix>/<libdir>/gstreamer-1.0
-read -r prefix libdir < <(meson introspect --buildoptions "${meson_build}" | python3 -c '
+step "installed plugin lands in GStreamer's plugin directory"
+# meson installs into pkg-config's pluginsdir (not <prefix>/<libdir>, which
+# Debian's GStreamer does not scan).
+pluginsdir="$(pkg-config --variable=pluginsdir gstreamer-1.0)"
+installed="$(meson introspect --installed "${meson_build}" | python3 -c '
 import json, sys
-opts = {o["name"]: o["value"] for o in json.load(sys.stdin)}
-print(opts["prefix"], opts["libdir"])')
-case "${libdir}" in /*) ;; *) libdir="${prefix}/${libdir}" ;; esac
-plugin_dir="${meson_destdir}${libdir}/gstreamer-1.0"
-ls -l "${plugin_dir}/libgstwhipwhep.so"
-registry="${root}/target/gst-registry-meson.bin"
+print("\n".join(p for p in json.load(sys.stdin).values() if p.endswith("/libgstwhipwhep.so")))')"
+if [ "${installed}" != "${pluginsdir}/libgstwhipwhep.so" ]; then
+  echo "FAIL: meson installs the plugin as '${installed}', not into ${pluginsdir}" >&2
+  exit 1
+fi
+staged="${meson_destdir}${pluginsdir}"
+ls -l "${staged}/libgstwhipwhep.so"
+
+step "installed plugin is found by GStreamer without GST_PLUGIN_PATH"
+# In a private mount namespace (nothing is mounted or installed on the host),
+# the staged copy is laid over the real ${pluginsdir} with a read-only
+# overlay, as if `meson install` had put it there. gst-inspect-1.0 then runs
+# with a fresh registry and no plugin path of ours: only GStreamer's own scan
+# of its system directory can find the plugin.
+registry_dir="$(mktemp -d)"
 for element in whipsink whipserversrc whepsrc whepserversink; do
-  rm -f "${registry}"
-  if ! GST_REGISTRY="${registry}" GST_PLUGIN_PATH="${plugin_dir}" \
-      gst-inspect-1.0 "${element}" >"${meson_build}/inspect-${element}.txt" 2>&1; then
-    cat "${meson_build}/inspect-${element}.txt" >&2
-    echo "FAIL: ${element} does not load from ${plugin_dir}" >&2
+  out="${meson_build}/inspect-${element}.txt"
+  if ! env -u GST_PLUGIN_PATH -u GST_PLUGIN_PATH_1_0 -u GST_PLUGIN_SYSTEM_PATH \
+      -u GST_PLUGIN_SYSTEM_PATH_1_0 -u GST_REGISTRY_1_0 \
+      GST_REGISTRY="${registry_dir}/${element}.bin" GST_INSPECT_NO_COLORS=1 \
+      unshare -rm sh -c 'mount -t overlay overlay -o "lowerdir=$1:$2" "$2" && exec gst-inspect-1.0 "$3"' \
+        sh "${staged}" "${pluginsdir}" "${element}" >"${out}" 2>&1; then
+    cat "${out}" >&2
+    rm -rf "${registry_dir}"
+    echo "FAIL: ${element} is not found in ${pluginsdir} without GST_PLUGIN_PATH" >&2
     exit 1
   fi
-  grep -q "${plugin_dir}/libgstwhipwhep.so" "${meson_build}/inspect-${element}.txt" || {
-    cat "${meson_build}/inspect-${element}.txt" >&2
-    echo "FAIL: ${element} was not loaded from ${plugin_dir}" >&2
+  # GStreamer may name its directory through a symlink (/lib -> usr/lib).
+  filename="$(sed -n 's/^ *Filename  *//p' "${out}")"
+  plugin="$(sed -n '/^Plugin Details:/,/^$/s/^ *Name  *//p' "${out}")"
+  if [ "${plugin}" != whipwhep ] || [ "$(basename "${filename}")" != libgstwhipwhep.so ] \
+      || [ "$(realpath -m "$(dirname "${filename}")")" != "$(realpath -m "${pluginsdir}")" ]; then
+    cat "${out}" >&2
+    rm -rf "${registry_dir}"
+    echo "FAIL: ${element} came from plugin '${plugin}' in '${filename}', not ${pluginsdir}/libgstwhipwhep.so" >&2
     exit 1
-  }
-  echo "ok: ${element} loads from ${plugin_dir}/libgstwhipwhep.so"
+  fi
+  echo "ok: ${element} found as ${filename} (plugin ${plugin}; system scan, no GST_PLUGIN_PATH)"
 done
+rm -rf "${registry_dir}"
+[ ! -e "${pluginsdir}/libgstwhipwhep.so" ] || echo "note: ${pluginsdir}/libgstwhipwhep.so exists on this host (installed before, not by this run)"
 
 step_end
 printf '\nAll checks passed in %ss.\n' "${SECONDS}"

@@ -35,7 +35,10 @@ gst::plugin_define!(
     "MPL",
     env!("CARGO_PKG_NAME"),
     env!("CARGO_PKG_NAME"),
-    env!("CARGO_PKG_REPOSITORY"),
+    // The origin (gst-inspect's "Origin URL"): the project has not been
+    // published anywhere, so there is no URL to give. Say that rather than
+    // invent one. (A literal: the macro concat!s it.)
+    "unpublished: built from a local gst-plugin-whipwhep source tree",
     env!("BUILD_REL_DATE")
 );
 

@@ -38,21 +38,61 @@ impl Default for ServerSettings {
 }
 
 impl ServerSettings {
-    pub fn properties() -> Vec<glib::ParamSpec> {
+    /// whipserversrc's properties: it receives, so it has a jitterbuffer
+    /// `latency`.
+    pub fn whip_properties() -> Vec<glib::ParamSpec> {
+        let mut props = Self::common_properties(
+            "The path publishers POST their WHIP offers to, or below it when no other \
+             element on the same address serves that deeper path (\"/whip\" takes \
+             /whip/cam1 too; the publisher-path signal tells which), and under which their \
+             sessions live. Elements with the same address share one HTTP server, each on \
+             its own path: a whipserversrc on /whip and whepserversinks on /whep/<name> make \
+             a relay on one port. Set it in NULL state: it is read when the element goes to \
+             READY.",
+        );
+        props.push(
+            glib::ParamSpecUInt::builder("latency")
+                .nick("Jitterbuffer latency")
+                .blurb("Milliseconds of receive jitterbuffer for each publisher")
+                .maximum(10_000)
+                .default_value(DEFAULT_LATENCY_MS)
+                .mutable_ready()
+                .build(),
+        );
+        props
+    }
+
+    /// whepserversink's properties: it only sends, so no `latency`.
+    pub fn whep_properties() -> Vec<glib::ParamSpec> {
+        Self::common_properties(
+            "The path viewers POST their WHEP offers to, or below it when no other element on \
+             the same address serves that deeper path, and under which their sessions live; \
+             a GET of it shows a WHEP player page. Elements with the same address share one \
+             HTTP server, each on its own path: a whipserversrc on /whip and whepserversinks \
+             on /whep/<name> make a relay on one port. Set it in NULL state: it is read when \
+             the element goes to READY.",
+        )
+    }
+
+    // `address`, `path` and `auth-token` are read when the element goes to
+    // READY, which is when it binds: set in READY they would only apply after
+    // going back to NULL. GStreamer has no flag for "NULL state only" (the
+    // absence of GST_PARAM_MUTABLE_* is its convention for it, as for
+    // udpsrc's port), so their descriptions say it.
+    fn common_properties(path_blurb: &'static str) -> Vec<glib::ParamSpec> {
         vec![
             glib::ParamSpecString::builder("address")
                 .nick("Listen address")
-                .blurb("host:port the HTTP server listens on, e.g. 127.0.0.1:8190 or [::]:8080. Port 0 picks a free port (see bound-address).")
+                .blurb(
+                    "host:port the HTTP server listens on, e.g. 127.0.0.1:8190 or [::]:8080. \
+                     Port 0 picks a free port (see bound-address). Set it in NULL state: it is \
+                     read when the element goes to READY.",
+                )
                 .default_value(Some(DEFAULT_ADDRESS))
                 .build(),
             glib::ParamSpecString::builder("path")
                 .nick("Path")
-                .blurb(
-                    "The path this element serves: POSTs to it or below it (\"/whip\" takes \
-                     /whip/cam1 too), and the sessions they create. Elements with the same \
-                     address share one HTTP server, each on its own path: a whipserversrc on \
-                     /whip and whepserversinks on /whep/<name> make a relay on one port.",
-                )
+                .blurb(path_blurb)
                 .default_value(Some("/"))
                 .build(),
             glib::ParamSpecString::builder("bound-address")
@@ -62,17 +102,14 @@ impl ServerSettings {
                 .build(),
             glib::ParamSpecString::builder("auth-token")
                 .nick("Authorization token")
-                .blurb("If set, POST, PATCH and DELETE must carry \"Authorization: Bearer <token>\"; others get 401 with a JSON problem body. Write-only, never logged.")
+                .blurb(
+                    "If set, POST, PATCH and DELETE must carry \"Authorization: Bearer <token>\"; \
+                     others get 401 with a JSON problem body. Write-only, never logged. Set it in \
+                     NULL state: it is read when the element goes to READY.",
+                )
                 .write_only()
                 .build(),
             ice_addresses_pspec(),
-            glib::ParamSpecUInt::builder("latency")
-                .nick("Jitterbuffer latency")
-                .blurb("Milliseconds of receive jitterbuffer for each peer")
-                .maximum(10_000)
-                .default_value(DEFAULT_LATENCY_MS)
-                .mutable_ready()
-                .build(),
             glib::ParamSpecUInt::builder("max-session-duration")
                 .nick("Maximum session duration")
                 .blurb(

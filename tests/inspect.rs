@@ -6,6 +6,7 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const PLUGIN_FILE: &str = "libgstwhipwhep.so";
 const ELEMENTS: &[&str] = &["whipsink", "whipserversrc", "whepsrc", "whepserversink"];
@@ -48,8 +49,13 @@ struct Scratch {
 
 impl Scratch {
     fn new(plugin: &Path) -> Self {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("gst-inspect-{}", std::process::id()));
+        // One per test: the tests of this file run in parallel threads.
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "gst-inspect-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(dir.join("plugins")).expect("create scratch directory");
         fs::copy(plugin, dir.join("plugins").join(PLUGIN_FILE)).expect("copy the plugin");
@@ -160,4 +166,131 @@ fn gst_inspect_lists_every_property_with_a_description() {
         "properties without a description: {}",
         problems.join(", ")
     );
+}
+
+/// A field of gst-inspect's "Plugin Details:" section, e.g. "Name".
+fn plugin_detail(inspect: &str, field: &str) -> Option<String> {
+    inspect
+        .lines()
+        .skip_while(|line| line.trim_end() != "Plugin Details:")
+        .skip(1)
+        .take_while(|line| line.starts_with(' '))
+        .find_map(|line| {
+            let rest = line.trim_start().strip_prefix(field)?;
+            rest.starts_with(' ').then(|| rest.trim().to_owned())
+        })
+}
+
+/// The "flags:" line of property `name`, which gst-inspect prints below it.
+fn property_flags(inspect: &str, name: &str) -> String {
+    let mut lines = inspect
+        .lines()
+        .skip_while(|line| line.trim_end() != "Element Properties:");
+    let start = format!("  {name} ");
+    let start_colon = format!("  {name}:");
+    lines
+        .find(|line| line.starts_with(&start) || line.starts_with(&start_colon))
+        .unwrap_or_else(|| panic!("no property {name} in:\n{inspect}"));
+    lines
+        .take_while(|line| line.starts_with("    "))
+        .find_map(|line| line.trim().strip_prefix("flags:").map(str::trim))
+        .unwrap_or_else(|| panic!("no flags line for {name} in:\n{inspect}"))
+        .to_owned()
+}
+
+fn property_blurb(inspect: &str, element: &str, name: &str) -> String {
+    properties(inspect)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("{element} has no property {name}"))
+        .1
+}
+
+/// gst-plugins-rs registers elements of the same names (webrtchttp's
+/// whipsink and whepsrc, rswebrtc's whipserversrc and whepserversink), and
+/// GStreamer keeps one factory per name. If one of those plugins is
+/// installed and wins, this fails saying so (see README, "If gst-plugins-rs
+/// is installed too").
+#[test]
+fn every_element_comes_from_plugin_whipwhep() {
+    let scratch = Scratch::new(&built_plugin());
+    for element in ELEMENTS {
+        let inspect = gst_inspect(&scratch, element);
+        let plugin = plugin_detail(&inspect, "Name");
+        let filename = plugin_detail(&inspect, "Filename");
+        assert_eq!(
+            plugin.as_deref(),
+            Some("whipwhep"),
+            "the {element} factory GStreamer picks comes from plugin {plugin:?} ({filename:?}), \
+             not ours: another plugin (gst-plugins-rs?) registers an element of the same name"
+        );
+    }
+}
+
+#[test]
+fn plugin_origin_is_not_a_placeholder() {
+    let scratch = Scratch::new(&built_plugin());
+    let inspect = gst_inspect(&scratch, "whipsink");
+    let origin = plugin_detail(&inspect, "Origin URL").expect("an Origin URL line");
+    assert!(
+        !origin.contains("example.invalid") && !origin.is_empty(),
+        "origin: {origin:?}"
+    );
+}
+
+#[test]
+fn server_elements_document_their_own_properties() {
+    let scratch = Scratch::new(&built_plugin());
+    let whip = gst_inspect(&scratch, "whipserversrc");
+    let whep = gst_inspect(&scratch, "whepserversink");
+
+    // A send-only element has no jitterbuffer.
+    assert!(
+        properties(&whep).iter().all(|(name, _)| name != "latency"),
+        "whepserversink lists a latency property"
+    );
+    assert!(properties(&whip).iter().any(|(name, _)| name == "latency"));
+
+    let whip_path = property_blurb(&whip, "whipserversrc", "path");
+    let whep_path = property_blurb(&whep, "whepserversink", "path");
+    assert_ne!(whip_path, whep_path, "both path properties say the same");
+    assert!(
+        whip_path.contains("WHIP"),
+        "whipserversrc path: {whip_path}"
+    );
+    assert!(
+        !whip_path.contains("WHEP"),
+        "whipserversrc path: {whip_path}"
+    );
+    assert!(
+        whep_path.contains("WHEP"),
+        "whepserversink path: {whep_path}"
+    );
+    assert!(
+        !whep_path.contains("WHIP"),
+        "whepserversink path: {whep_path}"
+    );
+
+    // address, path and auth-token are read when the element binds, in
+    // NULL→READY: GStreamer has no "NULL only" flag, so no mutability flag
+    // may be claimed, and the description says it instead.
+    for (element, inspect) in [("whipserversrc", &whip), ("whepserversink", &whep)] {
+        for name in ["address", "path", "auth-token"] {
+            let flags = property_flags(inspect, name);
+            assert!(
+                !flags.contains("changeable"),
+                "{element}::{name} claims {flags:?}, but is read only in NULL→READY"
+            );
+            let blurb = property_blurb(inspect, element, name);
+            assert!(
+                blurb.contains("Set it in NULL state"),
+                "{element}::{name} does not say when it can be set: {blurb}"
+            );
+        }
+        let flags = property_flags(inspect, "max-session-duration");
+        assert!(
+            flags.contains("changeable in NULL, READY, PAUSED or PLAYING state"),
+            "{element}::max-session-duration: {flags}"
+        );
+    }
 }

@@ -372,6 +372,25 @@ impl ClientSettings {
         Ok(url)
     }
 
+    /// Checks every user-given value that NULL→READY can judge, and returns
+    /// the first problem, naming the property and the value: the endpoint URL
+    /// (`endpoint` is "whip-endpoint" or "whep-endpoint"), `ice-addresses`,
+    /// `stun-server` and `turn-server`. Without this, a bad ICE address fails
+    /// only when gathering times out, and a bad STUN URI is ignored silently.
+    pub fn validate(&self, endpoint: &str) -> Result<(), String> {
+        self.endpoint_url(endpoint)?;
+        for address in &self.ice_addresses {
+            validate_ice_address(address)?;
+        }
+        if let Some(stun) = self.stun_server.as_deref().filter(|s| !s.is_empty()) {
+            validate_stun_server(stun)?;
+        }
+        if let Some(turn) = self.turn_server.as_deref().filter(|s| !s.is_empty()) {
+            validate_turn_server(turn)?;
+        }
+        Ok(())
+    }
+
     pub fn client(&self) -> Result<Client, ProtocolError> {
         Client::new(ClientConfig {
             auth_token: self.auth_token.clone(),
@@ -389,5 +408,161 @@ impl ClientSettings {
             latency_ms,
             fast_start: true,
         }
+    }
+}
+
+/// An `ice-addresses` entry: an IP address literal (libnice gathers on it).
+pub fn validate_ice_address(address: &str) -> Result<(), String> {
+    address
+        .parse::<std::net::IpAddr>()
+        .map(|_| ())
+        .map_err(|_| format!("ice-addresses: {address:?} is not an IP address"))
+}
+
+/// `stun-server` as webrtcbin takes it: `stun://host[:port]`.
+pub fn validate_stun_server(value: &str) -> Result<(), String> {
+    let expected = "expected stun://host[:port]";
+    let url = url::Url::parse(value)
+        .map_err(|_| format!("stun-server: {value:?} is not a URI ({expected})"))?;
+    if url.scheme() != "stun" {
+        return Err(format!(
+            "stun-server: {value:?} has scheme {:?} ({expected})",
+            url.scheme()
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "stun-server: {value:?} carries credentials, which STUN does not use ({expected})"
+        ));
+    }
+    check_host_port("stun-server", value, &url, expected)
+}
+
+/// `turn-server` as webrtcbin takes it:
+/// `turn(s)://user:password@host[:port][?transport=udp|tcp]`.
+pub fn validate_turn_server(value: &str) -> Result<(), String> {
+    let expected = "expected turn(s)://user:password@host[:port][?transport=udp|tcp]";
+    // The password is a secret: never repeat the value in an error.
+    let shown = redact_userinfo(value);
+    let url = url::Url::parse(value)
+        .map_err(|_| format!("turn-server: {shown:?} is not a URI ({expected})"))?;
+    if url.scheme() != "turn" && url.scheme() != "turns" {
+        return Err(format!(
+            "turn-server: {shown:?} has scheme {:?} ({expected})",
+            url.scheme()
+        ));
+    }
+    if url.username().is_empty() || url.password().is_none_or(str::is_empty) {
+        return Err(format!(
+            "turn-server: {shown:?} lacks a user name and password ({expected})"
+        ));
+    }
+    for (key, val) in url.query_pairs() {
+        if key != "transport" || (val != "udp" && val != "tcp") {
+            return Err(format!(
+                "turn-server: {shown:?} has query {key}={val}: only transport=udp or \
+                 transport=tcp is understood"
+            ));
+        }
+    }
+    check_host_port("turn-server", &shown, &url, expected)
+}
+
+/// A host, an optional port, and nothing after them but an empty path.
+fn check_host_port(
+    property: &str,
+    shown: &str,
+    url: &url::Url,
+    expected: &str,
+) -> Result<(), String> {
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{property}: {shown:?} has no host ({expected})"));
+    }
+    if url.port() == Some(0) {
+        return Err(format!("{property}: {shown:?} has port 0 ({expected})"));
+    }
+    if !matches!(url.path(), "" | "/") || url.fragment().is_some() {
+        return Err(format!(
+            "{property}: {shown:?} has a path after host:port ({expected})"
+        ));
+    }
+    Ok(())
+}
+
+/// `value` with whatever precedes the last `@` of its authority replaced by
+/// `***`.
+fn redact_userinfo(value: &str) -> String {
+    let (scheme, rest) = match value.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), value),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}***{}", &rest[at..]),
+        None => value.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ice_addresses() {
+        assert!(validate_ice_address("127.0.0.1").is_ok());
+        assert!(validate_ice_address("::1").is_ok());
+        assert_eq!(
+            validate_ice_address("banana").unwrap_err(),
+            "ice-addresses: \"banana\" is not an IP address"
+        );
+    }
+
+    #[test]
+    fn stun_servers() {
+        for ok in [
+            "stun://stun.example:3478",
+            "stun://192.0.2.1",
+            "stun://[::1]:3478",
+        ] {
+            assert_eq!(validate_stun_server(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "foo",
+            "stun:foo",
+            "turn://u:p@h",
+            "stun://",
+            "stun://u:p@h",
+            "stun://h:0",
+            "stun://h/x",
+        ] {
+            let err = validate_stun_server(bad).unwrap_err();
+            assert!(err.starts_with("stun-server: "), "{bad}: {err}");
+            assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn turn_servers() {
+        for ok in [
+            "turn://user:pass@turn.example:3478",
+            "turns://user:pass@turn.example?transport=tcp",
+            "turn://u:p@[::1]:3478?transport=udp",
+        ] {
+            assert_eq!(validate_turn_server(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "foo",
+            "turn://turn.example:3478",
+            "turn://user@turn.example",
+            "stun://user:pass@h",
+            "turn://user:pass@h?transport=sctp",
+            "turn://user:pass@",
+        ] {
+            let err = validate_turn_server(bad).unwrap_err();
+            assert!(err.starts_with("turn-server: "), "{bad}: {err}");
+        }
+        let err = validate_turn_server("turn://user:secret@h?transport=sctp").unwrap_err();
+        assert!(!err.contains("secret"), "{err}");
+        assert!(err.contains("turn://***@h"), "{err}");
     }
 }

@@ -73,7 +73,8 @@ impl ObjectSubclass for WhepServerSink {
 
 impl ObjectImpl for WhepServerSink {
     fn properties() -> &'static [glib::ParamSpec] {
-        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(ServerSettings::properties);
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> =
+            LazyLock::new(ServerSettings::whep_properties);
         PROPS.as_ref()
     }
 

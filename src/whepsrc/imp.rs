@@ -294,7 +294,7 @@ impl ElementImpl for WhepSrc {
                     .lock()
                     .unwrap()
                     .client
-                    .endpoint_url("whep-endpoint")
+                    .validate("whep-endpoint")
                 {
                     gst::element_imp_error!(self, gst::ResourceError::Settings, ("{}", msg));
                     return Err(gst::StateChangeError);

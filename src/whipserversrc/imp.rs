@@ -62,7 +62,8 @@ impl ObjectSubclass for WhipServerSrc {
 
 impl ObjectImpl for WhipServerSrc {
     fn properties() -> &'static [glib::ParamSpec] {
-        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(ServerSettings::properties);
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> =
+            LazyLock::new(ServerSettings::whip_properties);
         PROPS.as_ref()
     }
 

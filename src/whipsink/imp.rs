@@ -218,7 +218,7 @@ impl ElementImpl for WhipSink {
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         match transition {
             gst::StateChange::NullToReady => {
-                if let Err(msg) = self.settings.lock().unwrap().endpoint_url("whip-endpoint") {
+                if let Err(msg) = self.settings.lock().unwrap().validate("whip-endpoint") {
                     gst::element_imp_error!(self, gst::ResourceError::Settings, ("{}", msg));
                     return Err(gst::StateChangeError);
                 }
