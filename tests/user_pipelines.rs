@@ -257,3 +257,122 @@ fn ctrl_c_during_a_post_nobody_answers_ends_whipsink_at_once() {
     );
     assert_ctrl_c_ends(launch, "whipsink with its POST unanswered");
 }
+
+#[test]
+fn a_pad_nobody_can_link_gets_an_error_that_says_what_it_carries() {
+    let server = audio_video_server();
+    for (downstream, media) in [
+        ("jpegdec ! fakesink", ""),
+        ("audioconvert ! fakesink", "media=video"),
+        ("h264parse ! fakesink", "media=video"),
+    ] {
+        let player = Client::start(&format!(
+            "whepsrc whep-endpoint={} ice-addresses=127.0.0.1 {media} ! {downstream}",
+            server.endpoint()
+        ));
+        assert!(
+            wait_until(Duration::from_secs(10), || !player
+                .messages
+                .errors()
+                .is_empty()),
+            "{downstream}: no ERROR"
+        );
+        let debug: Vec<String> = player
+            .messages
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|m| match m.view() {
+                gst::MessageView::Error(e) => {
+                    Some(format!("{} {}", e.error(), e.debug().unwrap_or_default()))
+                }
+                _ => None,
+            })
+            .collect();
+        let first = &debug[0];
+        for part in [
+            "no src pad of whepsrc is linked",
+            "video_0 carries VP8 video",
+            "video/x-raw",
+        ] {
+            assert!(first.contains(part), "{downstream}: {part} not in {first}");
+        }
+        player.stop();
+    }
+}
+
+#[test]
+fn a_requested_pad_name_is_honoured() {
+    init();
+    let pipeline = gst::parse::launch(
+        "whipsink name=w whip-endpoint=http://127.0.0.1:9/whip videotestsrc ! vp8enc ! w.sink_5",
+    )
+    .unwrap()
+    .downcast::<gst::Bin>()
+    .unwrap();
+    let w = pipeline.by_name("w").unwrap();
+    let names: Vec<String> = w.sink_pads().iter().map(|p| p.name().to_string()).collect();
+    assert_eq!(names, ["sink_5"]);
+    // The next unnamed one does not take it.
+    let next = w.request_pad_simple("sink_%u").unwrap();
+    assert_eq!(next.name(), "sink_6");
+    assert!(w.request_pad_simple("sink_5").is_none(), "taken");
+}
+
+#[test]
+fn a_stalled_downstream_cannot_grow_whepsrc_queue_without_bound() {
+    let server = audio_video_server();
+    let player = Client::start(&format!(
+        "whepsrc name=src whep-endpoint={} ice-addresses=127.0.0.1 media=video ! videoconvert ! fakesink name=out",
+        server.endpoint()
+    ));
+    let frames = count_buffers(&player.pipeline.by_name("out").unwrap());
+    assert!(wait_until(Duration::from_secs(10), || {
+        frames.load(std::sync::atomic::Ordering::SeqCst) >= 10
+    }));
+    // Downstream stalls for 4 s.
+    let pad = player
+        .pipeline
+        .by_name("out")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let rx = std::sync::Mutex::new(rx);
+    let probe = pad
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            let _ = rx.lock().unwrap().recv_timeout(Duration::from_secs(4));
+            gst::PadProbeReturn::Ok
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let whepsrc = player.pipeline.by_name("src").unwrap();
+    let appsrc = whepsrc
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .iterate_elements()
+        .into_iter()
+        .flatten()
+        .find(|e| e.type_().name() == "GstAppSrc")
+        .unwrap();
+    let queued = appsrc.property::<u64>("current-level-time");
+    let dropped = whepsrc.property::<u64>("dropped");
+    pad.remove_probe(probe);
+    drop(tx);
+    assert!(queued <= 1_100_000_000, "{queued} ns queued");
+    assert!(dropped > 0, "nothing dropped while stalled");
+    let before = frames.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        wait_until(Duration::from_secs(5), || frames
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > before + 30),
+        "no flow after the stall: {:?}",
+        player.messages.errors()
+    );
+    assert!(
+        player.messages.errors().is_empty(),
+        "{:?}",
+        player.messages.errors()
+    );
+}

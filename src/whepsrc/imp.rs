@@ -180,6 +180,14 @@ impl ObjectImpl for WhepSrc {
                     )
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt64::builder("dropped")
+                    .nick("Dropped buffers")
+                    .blurb(
+                        "Buffers dropped because downstream stalled: each src pad queues at most \
+                         1 s of output, and drops the oldest beyond it.",
+                    )
+                    .read_only()
+                    .build(),
                 glib::ParamSpecUInt::builder("latency")
                     .nick("Jitterbuffer latency")
                     .blurb(
@@ -229,6 +237,10 @@ impl ObjectImpl for WhepSrc {
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if pspec.name() == "dropped" {
+            let outputs = self.state.lock().unwrap().outputs.clone();
+            return outputs.iter().map(|o| o.dropped()).sum::<u64>().to_value();
+        }
         let settings = self.settings.lock().unwrap();
         match pspec.name() {
             "video-caps" => settings.video_caps.to_value(),

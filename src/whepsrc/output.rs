@@ -9,7 +9,8 @@
 //! decoded output) and strictly after the last buffer pushed, so a planned
 //! renewal neither repeats nor skips a frame. DISCONT marks real gaps only.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use gst::prelude::*;
 
@@ -65,6 +66,10 @@ pub struct Output {
     pub ghost: gst::GhostPad,
     pub appsrc: gst_app::AppSrc,
     switch: Mutex<Switch>,
+    /// Buffers pushed into the appsrc, and those that left it: the rest
+    /// were dropped by its bounded queue or still wait in it.
+    pushed: Arc<AtomicU64>,
+    sent: Arc<AtomicU64>,
 }
 
 /// RTP caps without the per-session fields, so a new session doesn't look
@@ -100,7 +105,17 @@ impl Output {
         } else {
             20_000_000
         };
+        let sent = Arc::new(AtomicU64::new(0));
+        let counter = sent.clone();
+        if let Some(src) = appsrc.static_pad("src") {
+            src.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                counter.fetch_add(1, Ordering::Relaxed);
+                gst::PadProbeReturn::Ok
+            });
+        }
         Output {
+            pushed: Arc::new(AtomicU64::new(0)),
+            sent,
             media,
             encoding,
             kind,
@@ -116,6 +131,15 @@ impl Output {
                 caps: None,
             }),
         }
+    }
+
+    /// Buffers dropped because downstream did not take them in time (the
+    /// queue keeps `OUTPUT_QUEUE_TIME`, dropping the oldest beyond it).
+    pub fn dropped(&self) -> u64 {
+        let queued = self.appsrc.current_level_buffers();
+        self.pushed
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.sent.load(Ordering::Relaxed) + queued)
     }
 
     /// What the pad carries and where it goes, for an error message.
@@ -256,7 +280,9 @@ impl Output {
         sw.discont = false;
         // appsrc queues without blocking: pushing under the lock keeps the
         // order the decision was made in.
-        let _ = self.appsrc.push_buffer(out);
+        if self.appsrc.push_buffer(out).is_ok() {
+            self.pushed.fetch_add(1, Ordering::Relaxed);
+        }
         outcome
     }
 }
