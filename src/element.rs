@@ -43,3 +43,30 @@ pub fn request_pad_name(
         }
     }
 }
+
+/// What a client element's dispose does when an application dropped its
+/// pipeline without setting it to NULL: what stopping would have done. The
+/// supervisor stops, every session is DELETEd (waiting as a stop does), and
+/// the children (webrtcbins with their threads and sockets) stop. Nothing is
+/// posted: the element is going.
+pub fn dispose_client(
+    bin: &gst::Bin,
+    supervisor: Option<tokio::task::JoinHandle<()>>,
+    sessions: Option<crate::session::supervisor::Sessions>,
+) {
+    if let Some(task) = supervisor {
+        task.abort();
+    }
+    if let Some(sessions) = sessions {
+        let resources = sessions.lock().unwrap().clone();
+        crate::session::teardown_all(
+            &crate::session::Host::detached(&bin.name()),
+            &resources,
+            "element disposed",
+            crate::session::TEARDOWN_WAIT,
+        );
+    }
+    for child in bin.children() {
+        let _ = child.set_state(gst::State::Null);
+    }
+}

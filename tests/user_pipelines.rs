@@ -376,3 +376,102 @@ fn a_stalled_downstream_cannot_grow_whepsrc_queue_without_bound() {
         player.messages.errors()
     );
 }
+
+/// Starts `desc` PLAYING with nothing holding its messages (a message holds
+/// its source element), waits until `playing`, then drops the pipeline
+/// without setting it to NULL, as an application that simply lets go of it.
+/// Returns whether the element named `name` was finalized within 2 s.
+fn drop_while_playing(desc: &str, name: &str, playing: impl Fn() -> bool) -> bool {
+    init();
+    let pipeline = gst::parse::launch(desc).unwrap();
+    let bus = pipeline
+        .downcast_ref::<gst::Pipeline>()
+        .unwrap()
+        .bus()
+        .unwrap();
+    bus.set_sync_handler(|_, _| gst::BusSyncReply::Drop);
+    let element = pipeline
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .by_name(name)
+        .unwrap()
+        .downgrade();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), &playing),
+        "never played"
+    );
+    drop(pipeline);
+    wait_until(Duration::from_secs(2), || element.upgrade().is_none())
+}
+
+#[test]
+fn a_whepsrc_pipeline_dropped_while_playing_is_finalized_and_its_session_deleted() {
+    let server = audio_video_server();
+    let finalized = drop_while_playing(
+        &format!(
+            "whepsrc name=w whep-endpoint={} ice-addresses=127.0.0.1 ! videoconvert ! fakesink",
+            server.endpoint()
+        ),
+        "w",
+        || server.viewers_added().len() == 1,
+    );
+    assert!(finalized, "whepsrc outlived its pipeline");
+    assert!(
+        wait_until(Duration::from_secs(2), || server.deletes() == 1),
+        "no DELETE: {:?}",
+        server.viewers_removed()
+    );
+}
+
+#[test]
+fn a_whipsink_pipeline_dropped_while_playing_is_finalized_and_its_session_deleted() {
+    let server = common::e2e::WhipServer::start("");
+    let finalized = drop_while_playing(
+        &format!(
+            "{VP8_SRC} ! whipsink name=w whip-endpoint={}/whip/cam ice-addresses=127.0.0.1",
+            server.base
+        ),
+        "w",
+        || server.counters.video() > 10,
+    );
+    assert!(finalized, "whipsink outlived its pipeline");
+    assert!(
+        wait_until(Duration::from_secs(2), || server.deletes() == 1),
+        "no DELETE"
+    );
+}
+
+#[test]
+fn a_second_state_cycle_plays_again_and_deletes_each_session() {
+    let server = audio_video_server();
+    let player = Client::start(&format!(
+        "whepsrc whep-endpoint={} ice-addresses=127.0.0.1 ! videoconvert ! fakesink name=out",
+        server.endpoint()
+    ));
+    let frames = count_buffers(&player.pipeline.by_name("out").unwrap());
+    for cycle in 1..=2 {
+        let before = frames.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            wait_until(Duration::from_secs(10), || frames
+                .load(std::sync::atomic::Ordering::SeqCst)
+                >= before + 30),
+            "cycle {cycle}: {:?}",
+            player.messages.errors()
+        );
+        let took = player.stop();
+        assert!(took < Duration::from_secs(1), "NULL took {took:?}");
+        assert!(
+            wait_until(Duration::from_secs(2), || server.deletes() == cycle),
+            "cycle {cycle}: no DELETE"
+        );
+        if cycle == 1 {
+            player.pipeline.set_state(gst::State::Playing).unwrap();
+        }
+    }
+    assert!(
+        player.messages.errors().is_empty(),
+        "{:?}",
+        player.messages.errors()
+    );
+}

@@ -93,10 +93,11 @@ pub static CERTIFICATE: LazyLock<Option<Certificate>> =
 static AGENT_HOLDER: std::sync::OnceLock<gst::Element> = std::sync::OnceLock::new();
 
 /// Moves one-off costs off the first session's critical path: our key, and
-/// the RSA key the first `dtlsdec` of a process always generates (about
-/// 430 ms with OpenSSL's generator, ~55 ms with `rsa_keygen`'s, even when a
-/// PEM is set afterwards). Runs once per process,
-/// on a thread of its own; elements call it when they are created.
+/// the RSA-2048 key the first `dtlsdec` of a process always generates, even
+/// when a PEM is set afterwards (OpenSSL 3: 0.2 to 0.9 s here). Runs once per
+/// process, on a thread of its own; elements call it when they are created,
+/// so a session started a moment later finds both ready. Nothing here
+/// touches process-wide state: only an element and a key of our own.
 pub fn prewarm() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -104,11 +105,8 @@ pub fn prewarm() {
             .name("whipwhep-prewarm".into())
             .spawn(|| {
                 LazyLock::force(&CERTIFICATE);
-                // The placeholder RSA key is made on this thread, two primes at once.
                 let start = std::time::Instant::now();
-                let dec = super::rsa_keygen::with_fast_keygen(|| {
-                    gst::ElementFactory::make("dtlsdec").build().ok()
-                });
+                let dec = gst::ElementFactory::make("dtlsdec").build().ok();
                 // dtlsdec shares one agent (OpenSSL context) per PEM through a
                 // table that forgets it, by weak reference, when the last
                 // user goes; a new session looking it up while the last old
@@ -121,9 +119,8 @@ pub fn prewarm() {
                 }
                 gst::debug!(
                     super::CAT,
-                    "first dtlsdec ready after {:?} ({} key(s) from the parallel generator)",
-                    start.elapsed(),
-                    super::rsa_keygen::fast_keys()
+                    "first dtlsdec ready after {:?}",
+                    start.elapsed()
                 );
             });
     });

@@ -3,7 +3,6 @@
 //! webrtcbin's signals.
 
 pub mod certificate;
-mod rsa_keygen;
 pub mod sdp;
 
 use std::sync::atomic::Ordering;
@@ -106,8 +105,29 @@ struct Failure {
     reason: Mutex<Option<String>>,
 }
 
-/// Where a webrtcbin keeps its peer's `Failure`, for `contain_error`.
-const FAILURE_KEY: &str = "whipwhep-peer-failure";
+/// Each live peer's webrtcbin and `Failure`, for `contain_error` to find the
+/// peer an ERROR came from. Entries go with their webrtcbin.
+static FAILURES: std::sync::LazyLock<
+    Mutex<Vec<(glib::WeakRef<gst::Element>, std::sync::Weak<Failure>)>>,
+> = std::sync::LazyLock::new(Default::default);
+
+fn register_failure(webrtcbin: &gst::Element, failure: &Arc<Failure>) {
+    let mut all = FAILURES.lock().unwrap();
+    all.retain(|(bin, f)| bin.upgrade().is_some() && f.strong_count() > 0);
+    all.push((webrtcbin.downgrade(), Arc::downgrade(failure)));
+}
+
+fn failure_of(object: &gst::Object) -> Option<Arc<Failure>> {
+    FAILURES
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(bin, _)| {
+            bin.upgrade()
+                .is_some_and(|b| b.upcast_ref::<gst::Object>() == object)
+        })
+        .and_then(|(_, f)| f.upgrade())
+}
 
 /// GstDtlsConnectionState values (gst-plugins-bad's dtls, not in the
 /// bindings).
@@ -202,8 +222,7 @@ impl Peer {
             state,
             reason: Mutex::new(None),
         });
-        // SAFETY: only this module reads FAILURE_KEY, always as Arc<Failure>.
-        unsafe { webrtcbin.set_data(FAILURE_KEY, failure.clone()) };
+        register_failure(&webrtcbin, &failure);
         let watched = failure.clone();
         webrtcbin.connect_notify(Some("connection-state"), move |bin, _| {
             let state = bin.property::<WebRTCPeerConnectionState>("connection-state");
@@ -711,10 +730,7 @@ pub fn contain_error(bin: &gst::Bin, message: gst::Message) -> gst::Message {
         }
         child = parent;
     }
-    // SAFETY: FAILURE_KEY is only ever set by `Peer::new`, to an Arc<Failure>.
-    let Some(failure) =
-        (unsafe { child.data::<Arc<Failure>>(FAILURE_KEY) }).map(|f| unsafe { f.as_ref() }.clone())
-    else {
+    let Some(failure) = failure_of(&child) else {
         return message;
     };
     let reason = match err.debug() {

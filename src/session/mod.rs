@@ -33,6 +33,51 @@ pub static CAT: std::sync::LazyLock<gst::DebugCategory> = std::sync::LazyLock::n
 /// the background: stopping must be prompt even when the server is mute.
 pub const TEARDOWN_WAIT: Duration = Duration::from_secs(1);
 
+/// The element a stream belongs to, as everything running on the runtime
+/// holds it: weakly, so that an application dropping a PLAYING pipeline gets
+/// the element finalized (and its sessions DELETEd by its dispose), rather
+/// than kept alive by its own supervisor.
+#[derive(Clone)]
+pub struct Host {
+    weak: glib::WeakRef<gst::Element>,
+    /// For log lines, whether or not the element is still there.
+    name: glib::GString,
+}
+
+impl Host {
+    pub fn new(obj: &gst::Element) -> Self {
+        Self {
+            weak: obj.downgrade(),
+            name: obj.name(),
+        }
+    }
+
+    /// For an element being disposed: its sessions are DELETEd, and nothing
+    /// is posted on it any more.
+    pub fn detached(name: &str) -> Self {
+        Self {
+            weak: glib::WeakRef::new(),
+            name: name.into(),
+        }
+    }
+
+    /// The element, unless it is gone (or going).
+    pub fn get(&self) -> Option<gst::Element> {
+        self.weak.upgrade()
+    }
+
+    /// Runs `f` with the element if it is still there (posting a message).
+    pub fn with(&self, f: impl FnOnce(&gst::Element)) {
+        if let Some(obj) = self.get() {
+            f(&obj)
+        }
+    }
+
+    pub fn name(&self) -> &glib::GStr {
+        self.name.as_gstr()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error("{0}")]
@@ -78,9 +123,22 @@ pub fn post_error(obj: &gst::Element, context: &str, err: &SessionError) {
     obj.post_error_message(gst::error_msg!(err.to_error(), ("{}", msg)));
 }
 
+/// Makes a fresh peer; called on a blocking thread (it changes element
+/// states).
+pub type MakePeer = Arc<dyn Fn() -> Result<Arc<Peer>, PeerError> + Send + Sync>;
+
+/// A new peer from `make`, made on a blocking thread, never on a runtime
+/// worker: making one adds a webrtcbin to a running bin and syncs its state.
+pub async fn new_peer_off_runtime(make: MakePeer) -> Result<Arc<Peer>, SessionError> {
+    tokio::task::spawn_blocking(move || make())
+        .await
+        .map_err(|e| SessionError::Config(format!("making a peer failed: {e}")))?
+        .map_err(SessionError::from)
+}
+
 /// What the offerer needs for one negotiation.
 pub struct Negotiation<'a> {
-    pub obj: &'a gst::Element,
+    pub host: &'a Host,
     pub peer: &'a Arc<Peer>,
     pub resource: &'a Arc<Resource>,
     pub endpoint: &'a Url,
@@ -94,7 +152,7 @@ pub struct Negotiation<'a> {
     pub attempt: &'a std::sync::atomic::AtomicU32,
     /// WHEP only: makes a fresh peer to answer a 406 counter-offer with
     /// (webrtcbin 1.22 cannot roll its own offer back).
-    pub counter_offer_peer: Option<&'a (dyn Fn() -> Result<Arc<Peer>, PeerError> + Send + Sync)>,
+    pub counter_offer_peer: Option<MakePeer>,
 }
 
 /// A negotiated session: the POST answer, and the peer that carries it
@@ -120,7 +178,7 @@ impl Negotiation<'_> {
                 Ok(opts) => self.peer.add_ice_servers(&opts.ice_servers),
                 Err(e) => gst::warning!(
                     CAT,
-                    obj = self.obj,
+                    id = self.host.name(),
                     "OPTIONS failed, no Link ICE servers: {e}"
                 ),
             }
@@ -128,11 +186,11 @@ impl Negotiation<'_> {
         let offer = self.peer.offer(self.gather_timeout).await?;
         gst::info!(
             CAT,
-            obj = self.obj,
+            id = self.host.name(),
             "offer ready, {} candidates",
             offer.candidates_sent
         );
-        gst::debug!(CAT, obj = self.obj, "offer:\n{}", offer.sdp);
+        gst::debug!(CAT, id = self.host.name(), "offer:\n{}", offer.sdp);
         let local = offer.clone();
         let offer = offer.sdp;
 
@@ -176,12 +234,13 @@ impl Negotiation<'_> {
                 .attempt
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                 + 1;
-            messages::post_retrying(self.obj, attempt, delay, &e.to_string(), &of);
+            self.host
+                .with(|obj| messages::post_retrying(obj, attempt, delay, &e.to_string(), &of));
             tokio::time::sleep(delay).await;
         };
         gst::debug!(
             CAT,
-            obj = self.obj,
+            id = self.host.name(),
             "answer ({}):\n{}",
             resp.status,
             resp.sdp
@@ -190,7 +249,7 @@ impl Negotiation<'_> {
         if resp.session_url.is_none() {
             gst::warning!(
                 CAT,
-                obj = self.obj,
+                id = self.host.name(),
                 "{} answered without a Location: the session cannot be DELETEd or PATCHed",
                 redact_url(&resp.answered_url)
             );
@@ -244,6 +303,7 @@ impl Negotiation<'_> {
     async fn answer_counter_offer(&self, resp: OfferResponse) -> Result<Negotiated, SessionError> {
         let make_peer = self
             .counter_offer_peer
+            .clone()
             .ok_or(SessionError::UnexpectedCounterOffer)?;
         let url = resp.session_url.clone().ok_or_else(|| {
             SessionError::Protocol(ProtocolError::InvalidResponse {
@@ -251,14 +311,14 @@ impl Negotiation<'_> {
                 message: "a counter-offer without a Location cannot be answered".into(),
             })
         })?;
-        let peer = make_peer()?;
+        let peer = new_peer_off_runtime(make_peer).await?;
         let answer = peer
             .answer(&resp.sdp, self.gather_timeout)
             .await
             .map_err(SessionError::BadAnswer)?;
         gst::debug!(
             CAT,
-            obj = self.obj,
+            id = self.host.name(),
             "answer to the counter-offer:\n{}",
             answer.sdp
         );
@@ -370,7 +430,7 @@ pub async fn wait_disconnected(peer: &Peer) -> WebRTCPeerConnectionState {
 
 /// DELETEs every resource (each once), in parallel, waiting up to `wait`
 /// in all; what is still pending then finishes in the background.
-pub fn teardown_all(obj: &gst::Element, resources: &[Arc<Resource>], reason: &str, wait: Duration) {
+pub fn teardown_all(host: &Host, resources: &[Arc<Resource>], reason: &str, wait: Duration) {
     let pending: Vec<Arc<Resource>> = resources
         .iter()
         .filter(|r| !r.is_closed())
@@ -381,9 +441,9 @@ pub fn teardown_all(obj: &gst::Element, resources: &[Arc<Resource>], reason: &st
     }
     let (tx, rx) = std::sync::mpsc::channel();
     for resource in pending {
-        let (tx, obj, reason) = (tx.clone(), obj.clone(), reason.to_string());
+        let (tx, host, reason) = (tx.clone(), host.clone(), reason.to_string());
         RUNTIME.spawn(async move {
-            delete_and_report(&obj, &resource, &reason).await;
+            delete_and_report(&host, &resource, &reason).await;
             let _ = tx.send(());
         });
     }
@@ -397,7 +457,7 @@ pub fn teardown_all(obj: &gst::Element, resources: &[Arc<Resource>], reason: &st
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 gst::warning!(
                     CAT,
-                    obj = obj,
+                    id = host.name(),
                     "DELETE still pending after {wait:?}; finishing in the background"
                 );
                 return;
@@ -407,7 +467,7 @@ pub fn teardown_all(obj: &gst::Element, resources: &[Arc<Resource>], reason: &st
 }
 
 /// DELETEs `resource` (once) and posts session-ended.
-pub async fn delete_and_report(obj: &gst::Element, resource: &Resource, reason: &str) {
+pub async fn delete_and_report(host: &Host, resource: &Resource, reason: &str) {
     let location = resource.location().map(|u| redact_url(&u));
     match resource.close_and_delete().await {
         Some((url, Ok(outcome))) => {
@@ -415,12 +475,12 @@ pub async fn delete_and_report(obj: &gst::Element, resource: &Resource, reason: 
                 DeleteOutcome::Deleted => "deleted",
                 DeleteOutcome::AlreadyGone => "already gone",
             };
-            gst::info!(CAT, obj = obj, "DELETE {url}: {outcome}");
+            gst::info!(CAT, id = host.name(), "DELETE {url}: {outcome}");
         }
         Some((url, Err(e))) => {
-            gst::warning!(CAT, obj = obj, "DELETE {url} failed: {e}");
+            gst::warning!(CAT, id = host.name(), "DELETE {url} failed: {e}");
         }
         None => {}
     }
-    messages::post_session_ended(obj, location.as_deref(), reason);
+    host.with(|obj| messages::post_session_ended(obj, location.as_deref(), reason));
 }

@@ -12,7 +12,10 @@ use gst_webrtc::WebRTCPeerConnectionState;
 use url::Url;
 
 use super::backoff::{self, Backoff};
-use super::{delete_and_report, messages, post_error, Negotiation, Resource, SessionError, CAT};
+use super::{
+    delete_and_report, messages, new_peer_off_runtime, post_error, Host, MakePeer, Negotiation,
+    Resource, SessionError, CAT,
+};
 use crate::peer::{Peer, PeerError};
 use crate::protocol::{redact_url, Client};
 use crate::runtime::RUNTIME;
@@ -43,11 +46,11 @@ pub struct Policy {
 
 /// What the supervised element provides.
 pub trait Role: Send + Sync + 'static {
-    fn element(&self) -> gst::Element;
     /// "WHIP" or "WHEP", for messages.
     fn protocol(&self) -> &'static str;
     /// A fresh peer in the element's bin, wired to its pads. `renewal`: made
-    /// while the current session still plays (make before break).
+    /// while the current session still plays (make before break). Called
+    /// on a blocking thread: it adds a webrtcbin and syncs its state.
     fn new_peer(&self, renewal: bool) -> Result<Arc<Peer>, PeerError>;
     /// Resolves when `peer` can make its offer (whipsink: caps known).
     fn before_offer(&self, _peer: &Arc<Peer>) -> crate::runtime::BoxFuture<()> {
@@ -119,6 +122,7 @@ impl std::fmt::Display for End {
 
 pub struct Supervisor<R: Role> {
     role: Arc<R>,
+    host: Host,
     client: Client,
     endpoint: Url,
     policy: Policy,
@@ -131,9 +135,10 @@ pub struct Supervisor<R: Role> {
 pub type Sessions = Arc<std::sync::Mutex<Vec<Arc<Resource>>>>;
 
 impl<R: Role> Supervisor<R> {
-    pub fn new(role: Arc<R>, client: Client, endpoint: Url, policy: Policy) -> Self {
+    pub fn new(role: Arc<R>, host: Host, client: Client, endpoint: Url, policy: Policy) -> Self {
         Self {
             role,
+            host,
             client,
             endpoint,
             policy,
@@ -158,16 +163,15 @@ impl<R: Role> Supervisor<R> {
 
     /// Negotiates and connects one session (`renewal`: see `Role::new_peer`).
     async fn establish(&self, sessions: &Sessions, renewal: bool) -> Result<Active, SessionError> {
-        let obj = self.role.element();
-        let peer = self.role.new_peer(renewal)?;
+        let role = self.role.clone();
+        let make_peer: MakePeer = Arc::new(move || role.new_peer(renewal));
+        let peer = new_peer_off_runtime(make_peer.clone()).await?;
         let resource = Resource::new(self.client.clone());
         sessions.lock().unwrap().push(resource.clone());
-        let role = self.role.clone();
-        let make_peer = move || role.new_peer(renewal);
         let result = async {
             self.role.before_offer(&peer).await;
             let negotiated = Negotiation {
-                obj: &obj,
+                host: &self.host,
                 peer: &peer,
                 resource: &resource,
                 endpoint: &self.endpoint,
@@ -176,9 +180,7 @@ impl<R: Role> Supervisor<R> {
                 retry: self.policy.backoff,
                 publisher_wait: self.policy.publisher_wait,
                 attempt: &self.attempt,
-                counter_offer_peer: self.role.answers_counter_offers().then_some(
-                    &make_peer as &(dyn Fn() -> Result<Arc<Peer>, PeerError> + Send + Sync),
-                ),
+                counter_offer_peer: self.role.answers_counter_offers().then_some(make_peer),
             }
             .run()
             .await?;
@@ -192,7 +194,8 @@ impl<R: Role> Supervisor<R> {
                 negotiated.response.sdp.clone(),
             );
             let _ = tokio::task::spawn_blocking(move || role.answered(&answered_peer, &sdp)).await;
-            messages::post_session_started(&obj, &negotiated.response);
+            self.host
+                .with(|obj| messages::post_session_started(obj, &negotiated.response));
             match super::wait_connected(&peer, self.policy.connect_timeout).await {
                 Ok(true) => Ok(Active {
                     peer,
@@ -217,8 +220,8 @@ impl<R: Role> Supervisor<R> {
             .lock()
             .unwrap()
             .retain(|r| !Arc::ptr_eq(r, resource));
-        let (obj, resource, reason) = (self.role.element(), resource.clone(), reason.to_string());
-        RUNTIME.spawn(async move { delete_and_report(&obj, &resource, &reason).await });
+        let (host, resource, reason) = (self.host.clone(), resource.clone(), reason.to_string());
+        RUNTIME.spawn(async move { delete_and_report(&host, &resource, &reason).await });
     }
 
     /// Resolves when `active` ends, or when it is time to renew it.
@@ -270,7 +273,7 @@ impl<R: Role> Supervisor<R> {
 
     /// Runs until the policy gives up (ERROR) or the task is aborted.
     pub async fn run(self, sessions: Sessions) {
-        let obj = self.role.element();
+        let host = self.host.clone();
         let mut ran = false;
         let mut next: Option<Active> = None;
         loop {
@@ -304,7 +307,7 @@ impl<R: Role> Supervisor<R> {
                             } else {
                                 self.context()
                             };
-                            return post_error(&obj, &why, &e);
+                            return host.with(|obj| post_error(obj, &why, &e));
                         }
                         let attempt = self.attempt.fetch_add(1, Ordering::Relaxed) + 1;
                         let delay = self.policy.backoff.delay(
@@ -315,7 +318,9 @@ impl<R: Role> Supervisor<R> {
                             },
                         );
                         let of = format!("{attempt} of {}", self.policy.backoff.max_retries);
-                        messages::post_retrying(&obj, attempt, delay, &e.to_string(), &of);
+                        host.with(|obj| {
+                            messages::post_retrying(obj, attempt, delay, &e.to_string(), &of)
+                        });
                         tokio::time::sleep(delay).await;
                         continue;
                     }
@@ -328,7 +333,7 @@ impl<R: Role> Supervisor<R> {
                 End::Renew => {
                     // Make before break: the old session keeps the output until
                     // the new one can take over.
-                    gst::info!(CAT, obj = obj, "renewing ahead of the session cap");
+                    gst::info!(CAT, id = host.name(), "renewing ahead of the session cap");
                     let switched_from = Instant::now();
                     match self.establish(&sessions, true).await {
                         Ok(new) => {
@@ -341,7 +346,7 @@ impl<R: Role> Supervisor<R> {
                             }
                             gst::info!(
                                 CAT,
-                                obj = obj,
+                                id = host.name(),
                                 "renewal took {:?}",
                                 switched_from.elapsed()
                             );
@@ -351,7 +356,7 @@ impl<R: Role> Supervisor<R> {
                         }
                         Err(e) => {
                             // Keep the old one until it is cut; reconnect then.
-                            gst::warning!(CAT, obj = obj, "renewal failed: {e}");
+                            gst::warning!(CAT, id = host.name(), "renewal failed: {e}");
                             next = Some(Active {
                                 started: Instant::now(),
                                 ..active
@@ -360,18 +365,17 @@ impl<R: Role> Supervisor<R> {
                     }
                 }
                 end => {
-                    gst::info!(CAT, obj = obj, "session ended: {end}");
+                    gst::info!(CAT, id = host.name(), "session ended: {end}");
                     self.retire(&active.peer).await;
                     self.end(&active.resource, &end.to_string(), &sessions);
                     if !self.policy.reconnect {
-                        return post_error(
-                            &obj,
-                            &self.context(),
-                            &SessionError::Ended(end.to_string()),
-                        );
+                        let e = SessionError::Ended(end.to_string());
+                        return host.with(|obj| post_error(obj, &self.context(), &e));
                     }
                     self.attempt.store(1, Ordering::Relaxed);
-                    messages::post_reconnecting(&obj, 1, Duration::ZERO, &end.to_string());
+                    host.with(|obj| {
+                        messages::post_reconnecting(obj, 1, Duration::ZERO, &end.to_string())
+                    });
                 }
             }
         }

@@ -254,6 +254,14 @@ impl ObjectImpl for WhepSrc {
         }
     }
 
+    fn dispose(&self) {
+        let (supervisor, sessions) = {
+            let mut state = self.state.lock().unwrap();
+            (state.supervisor.take(), state.resources.take())
+        };
+        crate::element::dispose_client(self.obj().upcast_ref(), supervisor, sessions);
+    }
+
     fn constructed(&self) {
         self.parent_constructed();
         crate::element::set_up_bin(self.obj().upcast_ref(), gst::ElementFlags::SOURCE);
@@ -331,7 +339,7 @@ impl ElementImpl for WhepSrc {
                 self.start_session();
             }
             gst::StateChange::PlayingToPaused => ret = gst::StateChangeSuccess::NoPreroll,
-            gst::StateChange::ReadyToNull => self.remove_outputs(),
+            gst::StateChange::ReadyToNull => self.reset_outputs(),
             _ => {}
         }
         Ok(ret)
@@ -378,13 +386,6 @@ impl WhepRole {
 }
 
 impl Role for WhepRole {
-    fn element(&self) -> gst::Element {
-        self.weak
-            .upgrade()
-            .expect("element outlives its supervisor")
-            .upcast()
-    }
-
     fn protocol(&self) -> &'static str {
         "WHEP"
     }
@@ -548,8 +549,16 @@ impl WhepSrc {
             settings,
         });
         let sessions: Sessions = Default::default();
-        let task = RUNTIME
-            .spawn(Supervisor::new(role, client.clone(), endpoint, policy).run(sessions.clone()));
+        let task = RUNTIME.spawn(
+            Supervisor::new(
+                role,
+                session::Host::new(&obj),
+                client.clone(),
+                endpoint,
+                policy,
+            )
+            .run(sessions.clone()),
+        );
         let mut state = self.state.lock().unwrap();
         state.supervisor = Some(task);
         state.resources = Some(sessions);
@@ -573,7 +582,7 @@ impl WhepSrc {
         if let Some(resources) = resources {
             let resources = resources.lock().unwrap().clone();
             session::teardown_all(
-                self.obj().upcast_ref(),
+                &session::Host::new(self.obj().upcast_ref()),
                 &resources,
                 reason,
                 session::TEARDOWN_WAIT,
@@ -608,21 +617,34 @@ impl WhepSrc {
         }
     }
 
-    fn remove_outputs(&self) {
-        let outputs: Vec<Arc<Output>> = {
+    /// Back to NULL: the src pads stay, with their links, for the next
+    /// PLAYING (gst-launch links a sometimes pad once, when it appears), and
+    /// start over: new timestamps, flows, EOS. Pads made for EOS alone,
+    /// with no codec known, go: the next session decides their form.
+    fn reset_outputs(&self) {
+        let gone: Vec<Arc<Output>> = {
             let mut state = self.state.lock().unwrap();
-            state.next_video_pad = 0;
-            state.next_audio_pad = 0;
-            state.outputs.drain(..).collect()
+            let (gone, kept) = state.outputs.drain(..).partition(|o| o.encoding == "none");
+            state.outputs = kept;
+            if state.outputs.is_empty() {
+                state.next_video_pad = 0;
+                state.next_audio_pad = 0;
+            }
+            gone
         };
-        let obj = self.obj();
-        self.flows.lock().unwrap().clear();
         self.told_unlinked.store(false, Ordering::Relaxed);
-        for o in outputs {
+        let obj = self.obj();
+        let mut flows = self.flows.lock().unwrap();
+        for o in gone {
+            flows.remove_pad(&o.ghost);
             let _ = o.ghost.set_active(false);
             let _ = obj.remove_pad(&o.ghost);
             let _ = o.appsrc.set_state(gst::State::Null);
             let _ = obj.remove(&o.appsrc);
+        }
+        flows.reset();
+        for o in self.state.lock().unwrap().outputs.iter() {
+            o.reset();
         }
     }
 

@@ -164,6 +164,17 @@ impl Output {
         )
     }
 
+    /// Starts over for a new run (NULL, then PLAYING again): running times
+    /// start from zero again.
+    pub fn reset(&self) {
+        let mut sw = self.switch.lock().unwrap();
+        sw.active = None;
+        sw.preferred = None;
+        sw.last_pts = None;
+        sw.discont = false;
+        sw.caps = None;
+    }
+
     /// From now on, move to `session` at the first point possible.
     pub fn prefer(&self, session: SessionId) {
         self.switch.lock().unwrap().preferred = Some(session);

@@ -108,6 +108,14 @@ impl ObjectImpl for WhipSink {
             .unwrap_or_else(|| pspec.default_value().clone())
     }
 
+    fn dispose(&self) {
+        let (supervisor, sessions) = {
+            let mut state = self.state.lock().unwrap();
+            (state.supervisor.take(), state.resources.take())
+        };
+        crate::element::dispose_client(self.obj().upcast_ref(), supervisor, sessions);
+    }
+
     fn constructed(&self) {
         self.parent_constructed();
         crate::element::set_up_bin(self.obj().upcast_ref(), gst::ElementFlags::SINK);
@@ -411,10 +419,18 @@ impl WhipSink {
         let policy = settings.policy();
         let role = Arc::new(WhipRole(self.obj().downgrade()));
         let sessions: Sessions = Default::default();
-        state.supervisor =
-            Some(RUNTIME.spawn(
-                Supervisor::new(role, client.clone(), endpoint, policy).run(sessions.clone()),
-            ));
+        state.supervisor = Some(
+            RUNTIME.spawn(
+                Supervisor::new(
+                    role,
+                    session::Host::new(&obj),
+                    client.clone(),
+                    endpoint,
+                    policy,
+                )
+                .run(sessions.clone()),
+            ),
+        );
         state.resources = Some(sessions);
         state.client = Some(client);
     }
@@ -431,7 +447,7 @@ impl WhipSink {
         if let Some(resources) = resources {
             let resources = resources.lock().unwrap().clone();
             session::teardown_all(
-                self.obj().upcast_ref(),
+                &session::Host::new(self.obj().upcast_ref()),
                 &resources,
                 reason,
                 session::TEARDOWN_WAIT,
@@ -455,15 +471,17 @@ impl WhipSink {
         if let Some(task) = task {
             task.abort();
         }
-        let obj = self.obj().clone().upcast::<gst::Element>();
+        let host = session::Host::new(self.obj().upcast_ref());
         RUNTIME.spawn(async move {
             if let Some(resources) = resources {
                 let resources = resources.lock().unwrap().clone();
                 for r in resources {
-                    session::delete_and_report(&obj, &r, "end of stream").await;
+                    session::delete_and_report(&host, &r, "end of stream").await;
                 }
             }
-            let _ = obj.post_message(gst::message::Eos::builder().src(&obj).build());
+            host.with(|obj| {
+                let _ = obj.post_message(gst::message::Eos::builder().src(obj).build());
+            });
         });
     }
 }
@@ -472,13 +490,6 @@ impl WhipSink {
 struct WhipRole(glib::WeakRef<super::WhipSink>);
 
 impl Role for WhipRole {
-    fn element(&self) -> gst::Element {
-        self.0
-            .upgrade()
-            .expect("element outlives its supervisor")
-            .upcast()
-    }
-
     fn protocol(&self) -> &'static str {
         "WHIP"
     }
