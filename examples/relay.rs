@@ -40,14 +40,33 @@ fn main() {
         std::process::exit(1);
     }
     println!("relay: publish to http://{address}/whip/<name>, play http://{address}/whep/<name>");
-    // Runs until killed, or for --seconds.
+    // Runs until Ctrl-C (SIGINT) or SIGTERM, or for --seconds; then stops
+    // every session, closes its port and exits 0.
     let main_loop = glib::MainLoop::new(None, false);
     if let Ok(secs) = arg("--seconds", "").parse::<u32>() {
         let ml = main_loop.clone();
         glib::timeout_add_seconds_once(secs, move || ml.quit());
     }
+    {
+        let ml = main_loop.clone();
+        gstwhipwhep::runtime::RUNTIME.spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            let name = tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+            println!("relay: {name}, stopping");
+            ml.quit();
+        });
+    }
     main_loop.run();
+    let started = std::time::Instant::now();
     pipeline.set_state(gst::State::Null).unwrap();
+    println!("relay: stopped in {} ms", started.elapsed().as_millis());
 }
-
-use gst::glib;

@@ -136,6 +136,25 @@ impl ElementImpl for WhipServerSrc {
         TEMPLATES.as_ref()
     }
 
+    /// EOS (`gst-launch-1.0 -e`, an application ending the stream): every
+    /// stream ends at once, out of every src pad. Left to the bin, it would
+    /// go to the publishers' ICE sources, and nothing comes out of a live
+    /// webrtcbin after that: the pipeline would wait for EOS forever.
+    fn send_event(&self, event: gst::Event) -> bool {
+        if event.type_() == gst::EventType::Eos {
+            gst::info!(CAT, imp = self, "EOS: ending every stream");
+            let pads = self.obj().src_pads();
+            if pads.is_empty() {
+                self.empty_stream(event.clone());
+            }
+            for pad in pads {
+                pad.push_event(event.clone());
+            }
+            return true;
+        }
+        self.parent_send_event(event)
+    }
+
     fn change_state(
         &self,
         transition: gst::StateChange,
@@ -170,6 +189,16 @@ impl ElementImpl for WhipServerSrc {
 }
 
 impl BinImpl for WhipServerSrc {
+    /// A publisher's webrtcbin holds ICE sinks, and a bin takes the SINK flag
+    /// of any child: the pipeline would then count this source among its
+    /// sinks and wait for an EOS from it that never comes (gst-launch-1.0 -e
+    /// hung on Ctrl-C). It stays a source only.
+    fn add_element(&self, element: &gst::Element) -> Result<(), gst::LoggableError> {
+        self.parent_add_element(element)?;
+        self.obj().unset_element_flags(gst::ElementFlags::SINK);
+        Ok(())
+    }
+
     fn handle_message(&self, message: gst::Message) {
         // One publisher's failure ends that publisher only (see `peer_lifetime`).
         let message = crate::peer::contain_error(self.obj().upcast_ref(), message);
@@ -318,6 +347,32 @@ impl WhipServerSrc {
             codec.encoding_name
         );
         Ok(())
+    }
+
+    /// EOS with no publisher: what waits downstream (a sink linked to
+    /// `whipserversrc. ! ...` by gst-launch) would never see the end, so a
+    /// pad comes and goes with an empty stream: stream-start, segment, `eos`.
+    fn empty_stream(&self, eos: gst::Event) {
+        let obj = self.obj();
+        let name = {
+            let mut state = self.state.lock().unwrap();
+            state.next_pad += 1;
+            format!("src_{}", state.next_pad - 1)
+        };
+        let pad = gst::Pad::builder_from_template(&obj.pad_template("src_%u").unwrap())
+            .name(name.as_str())
+            .build();
+        if pad.set_active(true).is_err() || obj.add_pad(&pad).is_err() {
+            return;
+        }
+        let stream_id = pad.create_stream_id(&*obj, Some("empty"));
+        pad.push_event(gst::event::StreamStart::new(&stream_id));
+        pad.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
+            gst::ClockTime,
+        >::new()));
+        pad.push_event(eos);
+        let _ = pad.set_active(false);
+        let _ = obj.remove_pad(&pad);
     }
 
     fn remove_publisher(&self, p: Publisher, eos: bool) {
