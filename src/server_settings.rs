@@ -22,6 +22,8 @@ pub struct ServerSettings {
     pub ice_addresses: Vec<String>,
     pub latency_ms: u32,
     pub max_session_duration_s: u32,
+    /// whipserversrc only.
+    pub allow_multiple_publishers: bool,
 }
 
 impl Default for ServerSettings {
@@ -33,6 +35,7 @@ impl Default for ServerSettings {
             ice_addresses: Vec::new(),
             latency_ms: DEFAULT_LATENCY_MS,
             max_session_duration_s: 0,
+            allow_multiple_publishers: false,
         }
     }
 }
@@ -87,6 +90,24 @@ impl ServerSettings {
         ]
     }
 
+    /// Those of whipserversrc: the shared ones and `allow-multiple-publishers`.
+    pub fn publisher_properties() -> Vec<glib::ParamSpec> {
+        let mut props = Self::properties();
+        props.push(
+            glib::ParamSpecBoolean::builder("allow-multiple-publishers")
+                .nick("Allow multiple publishers")
+                .blurb(
+                    "Whether a path that has a publisher takes another one (each gets its own \
+                     pads). Off: a second publisher on the same path gets 409 Conflict with \
+                     Retry-After until the first one leaves (a relay name is published once).",
+                )
+                .default_value(false)
+                .mutable_playing()
+                .build(),
+        );
+        props
+    }
+
     pub fn set(&mut self, value: &glib::Value, pspec: &glib::ParamSpec) -> bool {
         match pspec.name() {
             "address" => {
@@ -113,6 +134,7 @@ impl ServerSettings {
             }
             "latency" => self.latency_ms = value.get().unwrap(),
             "max-session-duration" => self.max_session_duration_s = value.get().unwrap(),
+            "allow-multiple-publishers" => self.allow_multiple_publishers = value.get().unwrap(),
             _ => return false,
         }
         true
@@ -125,6 +147,7 @@ impl ServerSettings {
             "ice-addresses" => self.ice_addresses.join(",").to_value(),
             "latency" => self.latency_ms.to_value(),
             "max-session-duration" => self.max_session_duration_s.to_value(),
+            "allow-multiple-publishers" => self.allow_multiple_publishers.to_value(),
             _ => pspec.default_value().clone(),
         }
     }

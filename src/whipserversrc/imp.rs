@@ -8,6 +8,8 @@ use gst::subclass::prelude::*;
 use crate::codec;
 use crate::peer::Peer;
 use crate::runtime::RUNTIME;
+use crate::server::claims::{Claim, PathClaims};
+use crate::server::direction::{check_offer, Endpoint};
 use crate::server::{BoxFuture, Handler, HttpServer, Refusal};
 use crate::server_settings::ServerSettings;
 
@@ -28,6 +30,8 @@ struct Publisher {
     peer: Arc<Peer>,
     pads: Vec<gst::GhostPad>,
     elements: Vec<gst::Element>,
+    /// Its path, unless allow-multiple-publishers.
+    _claim: Option<Claim>,
 }
 
 #[derive(Default)]
@@ -43,6 +47,7 @@ struct State {
 pub struct WhipServerSrc {
     settings: Mutex<ServerSettings>,
     state: Mutex<State>,
+    claims: PathClaims,
 }
 
 #[glib::object_subclass]
@@ -54,7 +59,8 @@ impl ObjectSubclass for WhipServerSrc {
 
 impl ObjectImpl for WhipServerSrc {
     fn properties() -> &'static [glib::ParamSpec] {
-        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(ServerSettings::properties);
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> =
+            LazyLock::new(ServerSettings::publisher_properties);
         PROPS.as_ref()
     }
 
@@ -248,6 +254,11 @@ impl WhipServerSrc {
         offer: String,
     ) -> Result<String, Refusal> {
         let settings = self.settings.lock().unwrap().clone();
+        check_offer(Endpoint::Whip, &offer)?;
+        let claim = match settings.allow_multiple_publishers {
+            true => None,
+            false => Some(self.claims.claim(&path)?),
+        };
         let name = {
             let mut state = self.state.lock().unwrap();
             state.next_peer += 1;
@@ -281,6 +292,7 @@ impl WhipServerSrc {
                         peer: peer.clone(),
                         pads: Vec::new(),
                         elements: Vec::new(),
+                        _claim: claim,
                     },
                 );
                 peer.set_rtcp_interval(RTCP_INTERVAL);
