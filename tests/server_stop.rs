@@ -279,6 +279,47 @@ fn gst_launch_e_whipserversrc_exits_0_within_3_s_of_one_sigint() {
     assert!(status.success(), "{status:?}:\n{}", server.output());
 }
 
+#[test]
+fn gst_launch_e_whepserversink_exits_0_within_3_s_of_one_sigint() {
+    init();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut server = Proc::spawn(
+        Command::new("gst-launch-1.0")
+            .arg("-e")
+            .args(
+                format!("{VP8_SRC} ! whepserversink address={addr} ice-addresses=127.0.0.1")
+                    .split_whitespace(),
+            )
+            .envs(plugin_env()),
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || !refused(&addr)),
+        "did not start:\n{}",
+        server.output()
+    );
+    let viewer = whepsrc(&format!("http://{addr}/"));
+    assert!(
+        viewer.wait_frames(MEDIA_WAIT, 10, 0),
+        "no frames: {:?}",
+        viewer.messages.errors()
+    );
+    let (took, status) = server.interrupt(EXIT_LIMIT);
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "gst-launch still runs {took:?} after SIGINT:\n{}",
+            server.output()
+        )
+    });
+    println!("gst-launch -e whepserversink with a viewer exited {took:?} after SIGINT");
+    assert!(status.success(), "{status:?}:\n{}", server.output());
+    assert!(refused(&addr), "{addr} still accepts connections");
+}
+
 /// A pipeline holding `element` on 127.0.0.1 (its gst-launch description).
 fn server(desc: &str) -> (gst::Pipeline, gst::Element) {
     init();
