@@ -2,6 +2,10 @@
 //! publishers POST to `/whip/<name>`, viewers play `/whep/<name>`, several
 //! names at once, all on one port. A name nobody publishes gets 409 with
 //! Retry-After (WHEP's "no publisher yet"), so players retry until it starts.
+//! A name has one publisher: a second one gets 409 until the first leaves.
+//! Offers the wrong way round (a player's offer to `/whip/...`, a
+//! publisher's to `/whep/...`) get 422 naming the right endpoint. Ctrl-C
+//! (SIGINT) or SIGTERM ends every session, closes the port and exits 0.
 //!
 //!     cargo run --release --example relay -- [--address 127.0.0.1:8190] [--ice-addresses 127.0.0.1]
 
