@@ -2,6 +2,10 @@
 //! publishers POST to `/whip/<name>`, viewers play `/whep/<name>`, several
 //! names at once, all on one port. A name nobody publishes gets 409 with
 //! Retry-After (WHEP's "no publisher yet"), so players retry until it starts.
+//! A name has one publisher: a second one gets 409 until the first leaves.
+//! Offers the wrong way round (a player's offer to `/whip/...`, a
+//! publisher's to `/whep/...`) get 422 naming the right endpoint. Ctrl-C
+//! (SIGINT) or SIGTERM ends every session, closes the port and exits 0.
 //!
 //!     cargo run --release --example relay -- [--address 127.0.0.1:8190] [--ice-addresses 127.0.0.1]
 
@@ -44,14 +48,33 @@ fn main() {
         std::process::exit(1);
     }
     println!("relay: publish to http://{address}/whip/<name>, play http://{address}/whep/<name>");
-    // Runs until killed, or for --seconds.
+    // Runs until Ctrl-C (SIGINT) or SIGTERM, or for --seconds; then stops
+    // every session, closes its port and exits 0.
     let main_loop = glib::MainLoop::new(None, false);
     if let Ok(secs) = arg("--seconds", "").parse::<u32>() {
         let ml = main_loop.clone();
         glib::timeout_add_seconds_once(secs, move || ml.quit());
     }
+    {
+        let ml = main_loop.clone();
+        gstwhipwhep::runtime::RUNTIME.spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            let name = tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+            println!("relay: {name}, stopping");
+            ml.quit();
+        });
+    }
     main_loop.run();
+    let started = std::time::Instant::now();
     pipeline.set_state(gst::State::Null).unwrap();
+    println!("relay: stopped in {} ms", started.elapsed().as_millis());
 }
-
-use gst::glib;

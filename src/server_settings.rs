@@ -22,6 +22,8 @@ pub struct ServerSettings {
     pub ice_addresses: Vec<String>,
     pub latency_ms: u32,
     pub max_session_duration_s: u32,
+    /// whipserversrc only.
+    pub allow_multiple_publishers: bool,
 }
 
 impl Default for ServerSettings {
@@ -33,13 +35,14 @@ impl Default for ServerSettings {
             ice_addresses: Vec::new(),
             latency_ms: DEFAULT_LATENCY_MS,
             max_session_duration_s: 0,
+            allow_multiple_publishers: false,
         }
     }
 }
 
 impl ServerSettings {
     /// whipserversrc's properties: it receives, so it has a jitterbuffer
-    /// `latency`.
+    /// `latency`; and `allow-multiple-publishers`.
     pub fn whip_properties() -> Vec<glib::ParamSpec> {
         let mut props = Self::common_properties(
             "The path publishers POST their WHIP offers to, or below it when no other \
@@ -57,6 +60,18 @@ impl ServerSettings {
                 .maximum(10_000)
                 .default_value(DEFAULT_LATENCY_MS)
                 .mutable_ready()
+                .build(),
+        );
+        props.push(
+            glib::ParamSpecBoolean::builder("allow-multiple-publishers")
+                .nick("Allow multiple publishers")
+                .blurb(
+                    "Whether a path that has a publisher takes another one (each gets its own \
+                     pads). Off: a second publisher on the same path gets 409 Conflict with \
+                     Retry-After until the first one leaves (a relay name is published once).",
+                )
+                .default_value(false)
+                .mutable_playing()
                 .build(),
         );
         props
@@ -150,6 +165,7 @@ impl ServerSettings {
             }
             "latency" => self.latency_ms = value.get().unwrap(),
             "max-session-duration" => self.max_session_duration_s = value.get().unwrap(),
+            "allow-multiple-publishers" => self.allow_multiple_publishers = value.get().unwrap(),
             _ => return false,
         }
         true
@@ -162,6 +178,7 @@ impl ServerSettings {
             "ice-addresses" => self.ice_addresses.join(",").to_value(),
             "latency" => self.latency_ms.to_value(),
             "max-session-duration" => self.max_session_duration_s.to_value(),
+            "allow-multiple-publishers" => self.allow_multiple_publishers.to_value(),
             _ => pspec.default_value().clone(),
         }
     }

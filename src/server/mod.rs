@@ -15,6 +15,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use crate::protocol::AuthToken;
 use crate::runtime::RUNTIME;
 
+pub mod claims;
+pub mod direction;
+
 /// Offers are a few KiB; anything far larger is not an offer.
 const MAX_BODY: usize = 256 * 1024;
 

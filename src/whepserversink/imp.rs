@@ -11,6 +11,7 @@ use gst_webrtc::WebRTCRTPTransceiverDirection;
 use crate::codec::{self, Codec};
 use crate::peer::{sdp, Peer};
 use crate::runtime::RUNTIME;
+use crate::server::direction::{check_offer, Endpoint};
 use crate::server::{BoxFuture, Handler, HttpServer, Refusal};
 use crate::server_settings::ServerSettings;
 
@@ -334,6 +335,7 @@ impl WhepServerSink {
         offer: String,
     ) -> Result<String, Refusal> {
         let settings = self.settings.lock().unwrap().clone();
+        check_offer(Endpoint::Whep, &offer)?;
         let (inputs, name) = {
             let mut state = self.state.lock().unwrap();
             state.next_peer += 1;

@@ -8,6 +8,8 @@ use gst::subclass::prelude::*;
 use crate::codec;
 use crate::peer::Peer;
 use crate::runtime::RUNTIME;
+use crate::server::claims::{Claim, PathClaims};
+use crate::server::direction::{check_offer, Endpoint};
 use crate::server::{BoxFuture, Handler, HttpServer, Refusal};
 use crate::server_settings::ServerSettings;
 
@@ -28,6 +30,8 @@ struct Publisher {
     peer: Arc<Peer>,
     pads: Vec<gst::GhostPad>,
     elements: Vec<gst::Element>,
+    /// Its path, unless allow-multiple-publishers.
+    _claim: Option<Claim>,
 }
 
 #[derive(Default)]
@@ -44,6 +48,7 @@ struct State {
 pub struct WhipServerSrc {
     settings: Mutex<ServerSettings>,
     state: Mutex<State>,
+    claims: PathClaims,
     /// The flows of all src pads, combined (see `combine_flow`).
     flows: Mutex<gst_base::UniqueFlowCombiner>,
     /// Whether the user was told that no pad is linked.
@@ -153,6 +158,25 @@ impl ElementImpl for WhipServerSrc {
         TEMPLATES.as_ref()
     }
 
+    /// EOS (`gst-launch-1.0 -e`, an application ending the stream): every
+    /// stream ends at once, out of every src pad. Left to the bin, it would
+    /// go to the publishers' ICE sources, and nothing comes out of a live
+    /// webrtcbin after that: the pipeline would wait for EOS forever.
+    fn send_event(&self, event: gst::Event) -> bool {
+        if event.type_() == gst::EventType::Eos {
+            gst::info!(CAT, imp = self, "EOS: ending every stream");
+            let pads = self.obj().src_pads();
+            if pads.is_empty() {
+                self.empty_stream(event.clone());
+            }
+            for pad in pads {
+                pad.push_event(event.clone());
+            }
+            return true;
+        }
+        self.parent_send_event(event)
+    }
+
     fn change_state(
         &self,
         transition: gst::StateChange,
@@ -236,6 +260,11 @@ impl WhipServerSrc {
         offer: String,
     ) -> Result<String, Refusal> {
         let settings = self.settings.lock().unwrap().clone();
+        check_offer(Endpoint::Whip, &offer)?;
+        let claim = match settings.allow_multiple_publishers {
+            true => None,
+            false => Some(self.claims.claim(&path)?),
+        };
         let name = {
             let mut state = self.state.lock().unwrap();
             state.next_peer += 1;
@@ -269,6 +298,7 @@ impl WhipServerSrc {
                         peer: peer.clone(),
                         pads: Vec::new(),
                         elements: Vec::new(),
+                        _claim: claim,
                     },
                 );
                 peer.set_rtcp_interval(RTCP_INTERVAL);
@@ -381,6 +411,32 @@ impl WhipServerSrc {
             );
         }
         Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// EOS with no publisher: what waits downstream (a sink linked to
+    /// `whipserversrc. ! ...` by gst-launch) would never see the end, so a
+    /// pad comes and goes with an empty stream: stream-start, segment, `eos`.
+    fn empty_stream(&self, eos: gst::Event) {
+        let obj = self.obj();
+        let name = {
+            let mut state = self.state.lock().unwrap();
+            state.next_video_pad += 1;
+            format!("video_{}", state.next_video_pad - 1)
+        };
+        let pad = gst::Pad::builder_from_template(&obj.pad_template("video_%u").unwrap())
+            .name(name.as_str())
+            .build();
+        if pad.set_active(true).is_err() || obj.add_pad(&pad).is_err() {
+            return;
+        }
+        let stream_id = pad.create_stream_id(&*obj, Some("empty"));
+        pad.push_event(gst::event::StreamStart::new(&stream_id));
+        pad.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
+            gst::ClockTime,
+        >::new()));
+        pad.push_event(eos);
+        let _ = pad.set_active(false);
+        let _ = obj.remove_pad(&pad);
     }
 
     fn remove_publisher(&self, p: Publisher, eos: bool) {

@@ -8,6 +8,9 @@
 //   unshare -rn sh -c 'ip link set lo up; node --test browser.test.mjs'
 // (scripts/test.sh does that). It refuses to run anywhere else.
 //
+// Chromium gets the flags README.md gives (its `chromium --...` line), plus
+// headless/sandbox/test-only ones.
+//
 // Needs, built beforehand: target/debug/examples/relay and
 // target/debug/libgstwhipwhep.so (`cargo build --lib --example relay`).
 
@@ -113,9 +116,58 @@ const gstEnv = {
 // ---- fixtures: relay + Chromium ----
 
 let relay;
-let chrome;
 let browser;
 let context;
+let camBrowser;
+let camContext;
+
+// The Chromium flags the README gives for the pages against a relay on
+// 127.0.0.1: its `chromium --...` line, so that the two cannot drift.
+function readmeFlags() {
+  const readme = fs.readFileSync(path.join(ROOT, "README.md"), "utf8");
+  const line = readme.split("\n").find((l) => /^chromium --/.test(l));
+  assert.ok(line, "README.md has no `chromium --...` line");
+  return line.split(/\s+/).filter((w) => w.startsWith("--"));
+}
+const README_FLAGS = readmeFlags();
+const MDNS_FLAG = "--disable-features=WebRtcHideLocalIpsWithMdns";
+
+/**
+ * Starts Chromium headless with `flags` plus what a test run needs (no
+ * sandbox, GPU, network services or first-run UI; an empty profile; DevTools
+ * on loopback), and connects playwright to it.
+ *
+ * Started by hand (not playwright's launch) so that the flags are exactly
+ * these: playwright adds a --disable-features of its own, and the last
+ * --disable-features on a command line wins.
+ */
+async function launchChromium(name, flags) {
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), "whipwhep-chromium-"));
+  const proc = start(name, CHROMIUM, [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--mute-audio",
+    "--hide-scrollbars",
+    `--user-data-dir=${profile}`,
+    ...flags,
+    "--remote-debugging-address=127.0.0.1",
+    "--remote-debugging-port=0",
+    "--window-size=760,1000",
+    "about:blank",
+  ]);
+  const line = await proc.waitFor(/DevTools listening on ws:\/\//, 20000);
+  const b = await chromium.connectOverCDP(line.slice(line.indexOf("ws://")));
+  log(name, b.version(), flags.join(" "));
+  return { proc, browser: b, context: b.contexts()[0] };
+}
 
 before(async () => {
   const ifaces = Object.keys(os.networkInterfaces());
@@ -139,46 +191,19 @@ before(async () => {
   await relay.waitFor(/relay: publish to/, 15000);
   log("relay up on", BASE);
 
-  // Chromium started by hand (not playwright's launch) so that the flags are
-  // exactly these: playwright adds a --disable-features of its own, and the
-  // last --disable-features on a command line wins.
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), "whipwhep-chromium-"));
-  chrome = start("chromium", CHROMIUM, [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--no-default-browser-check",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-extensions",
-    "--mute-audio",
-    "--hide-scrollbars",
-    `--user-data-dir=${profile}`,
+  // The player runs as a user would start Chromium: the README's flags
+  // only. The publisher page needs a camera: a fake one, and a granted
+  // permission (which also lets Chromium show its loopback address).
+  ({ browser, context } = await launchChromium("chromium", README_FLAGS));
+  ({ browser: camBrowser, context: camContext } = await launchChromium("chromium-cam", [
+    ...README_FLAGS,
     "--use-fake-device-for-media-stream",
     "--use-fake-ui-for-media-stream",
-    // Host candidates as IP addresses, not mDNS names (nothing resolves
-    // .local in the namespace).
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    // Chromium leaves loopback interfaces out of ICE gathering unless told;
-    // in a namespace with only lo it would have no candidate at all.
-    "--allow-loopback-in-peer-connection",
-    "--remote-debugging-address=127.0.0.1",
-    "--remote-debugging-port=0",
-    "--window-size=760,1000",
-    "about:blank",
-  ]);
-  const line = await chrome.waitFor(/DevTools listening on ws:\/\//, 20000);
-  const ws = line.slice(line.indexOf("ws://"));
-  browser = await chromium.connectOverCDP(ws);
-  log("chromium", browser.version());
-  context = browser.contexts()[0];
+  ]));
 });
 
 after(async () => {
-  if (browser) await browser.close().catch(() => {});
+  for (const b of [browser, camBrowser]) if (b) await b.close().catch(() => {});
   await Promise.all([...children].map((p) => stop(p)));
   log("all stopped");
 });
@@ -344,7 +369,7 @@ test("a. whipsink → relay → WHEP player page in Chromium", async () => {
 });
 
 test("b. WHIP publisher page in Chromium → relay → whepsrc", async () => {
-  const page = await context.newPage();
+  const page = await camContext.newPage();
   page.on("console", (m) => log("publisher console:", m.text()));
   page.on("pageerror", (e) => log("publisher page error:", e.message));
   saveSdp(page, "whip-publisher");
@@ -410,5 +435,51 @@ test("b. WHIP publisher page in Chromium → relay → whepsrc", async () => {
   } finally {
     await stop(viewer);
     await page.close();
+  }
+});
+
+test("c. without the README's mDNS flag the player says why it does not connect", async () => {
+  const flags = README_FLAGS.filter((f) => f !== MDNS_FLAG);
+  assert.notDeepEqual(flags, README_FLAGS, `the README's flags lack ${MDNS_FLAG}`);
+  const publisher = start(
+    "whipsink-hint",
+    "gst-launch-1.0",
+    [
+      "-e",
+      "videotestsrc", "is-live=true",
+      "!", "video/x-raw,width=320,height=240,framerate=30/1",
+      "!", "vp8enc", "deadline=1",
+      "!", "whipsink", `whip-endpoint=${BASE}/whip/hint`, "ice-addresses=127.0.0.1",
+    ],
+    gstEnv,
+  );
+  let plain;
+  try {
+    await relay.waitFor(/relay: hint is live/, 15000, 0);
+    plain = await launchChromium("chromium-mdns", flags);
+    const page = await plain.context.newPage();
+    page.on("console", (m) => log("hint console:", m.text()));
+    saveSdp(page, "whep-player-mdns");
+    const opened = Date.now();
+    await page.goto(`${BASE}/whep/hint`);
+    // The hint comes 2 s after the answer when the offer has no usable
+    // candidate; 10 s is the bound for it to show.
+    await page.waitForFunction(() => document.getElementById("hint").textContent !== "", null, {
+      timeout: 10000,
+    });
+    const hint = await page.evaluate(() => document.getElementById("hint").textContent);
+    const state = await pageState(page);
+    log(`hint after ${Date.now() - opened} ms:`, hint, state);
+    assert.match(hint, /WebRtcHideLocalIpsWithMdns/);
+    assert.match(hint, /mDNS/);
+    assert.notEqual(state.connection, "connected");
+    await page.screenshot({ path: path.join(OUT, "whep-player-hint.png") });
+    await page.close();
+  } finally {
+    if (plain) {
+      await plain.browser.close().catch(() => {});
+      await stop(plain.proc);
+    }
+    await stop(publisher);
   }
 });
