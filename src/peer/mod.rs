@@ -107,9 +107,11 @@ struct Failure {
 
 /// Each live peer's webrtcbin and `Failure`, for `contain_error` to find the
 /// peer an ERROR came from. Entries go with their webrtcbin.
-static FAILURES: std::sync::LazyLock<
-    Mutex<Vec<(glib::WeakRef<gst::Element>, std::sync::Weak<Failure>)>>,
-> = std::sync::LazyLock::new(Default::default);
+static FAILURES: std::sync::LazyLock<Mutex<Vec<FailureEntry>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// A webrtcbin, and the `Failure` of the peer it belongs to.
+type FailureEntry = (glib::WeakRef<gst::Element>, std::sync::Weak<Failure>);
 
 fn register_failure(webrtcbin: &gst::Element, failure: &Arc<Failure>) {
     let mut all = FAILURES.lock().unwrap();
