@@ -123,7 +123,7 @@ impl Settings {
 }
 
 /// Most an output queues when downstream stalls; the oldest is dropped
-/// beyond it (counted in the appsrc's `dropped` property).
+/// beyond it (counted in whepsrc's `dropped` property).
 const OUTPUT_QUEUE_TIME: gst::ClockTime = gst::ClockTime::from_seconds(1);
 const OUTPUT_QUEUE_BYTES: u64 = 64 * 1024 * 1024;
 
