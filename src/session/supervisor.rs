@@ -47,7 +47,9 @@ pub trait Role: Send + Sync + 'static {
     /// "WHIP" or "WHEP", for messages.
     fn protocol(&self) -> &'static str;
     /// A fresh peer in the element's bin, wired to its pads. `renewal`: made
-    /// while the current session still plays (make before break).
+    /// while the current session still plays (make before break). Called on
+    /// a runtime worker although it changes element states (docs/design.md,
+    /// "Known gaps").
     fn new_peer(&self, renewal: bool) -> Result<Arc<Peer>, PeerError>;
     /// Resolves when `peer` can make its offer (whipsink: caps known).
     fn before_offer(&self, _peer: &Arc<Peer>) -> crate::runtime::BoxFuture<()> {
