@@ -1,8 +1,10 @@
 //! GStreamer WHIP and WHEP elements: `whipsink`, `whepsrc`, `whipserversrc`
 //! and `whepserversink`.
 //!
-//! Layers (see README, "Design"): `protocol` speaks HTTP, `peer` drives one
-//! webrtcbin, `session` decides when; the element modules are thin glue.
+//! Layers (see docs/design.md): `protocol` speaks HTTP, `peer` drives one
+//! webrtcbin, `session` decides when, `server` is the HTTP side of the server
+//! elements; the element modules hold properties, pads and the media chains
+//! around webrtcbin.
 
 use gst::glib;
 

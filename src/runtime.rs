@@ -1,8 +1,10 @@
 //! The plugin's one tokio runtime.
 //!
-//! Every HTTP exchange and every session task runs here. Streaming threads and
-//! the application thread never `block_on` it; they hand work over with
-//! `spawn` and wait, when they must, on a bounded channel.
+//! Every HTTP exchange, session supervisor, server listener and timer runs
+//! here. Nothing calls `block_on`: streaming threads and the application
+//! thread hand work over with `spawn`. The one wait for it is stopping, which
+//! waits for its DELETEs on a std channel, with a deadline
+//! (`session::teardown_all`). See docs/design.md, "Threads".
 
 use std::sync::LazyLock;
 

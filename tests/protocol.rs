@@ -1,5 +1,5 @@
 //! The WHIP/WHEP HTTP layer against a local test server. Test names say the
-//! rule they show; rules are those of PROTOCOL-NOTES.md.
+//! rule they show; the rules are those of docs/protocol.md.
 
 mod common;
 

@@ -18,7 +18,7 @@ use common::http_server::{Reply, TestServer};
 const MEDIA_WAIT: Duration = Duration::from_secs(10);
 
 /// H.264 as a constrained-baseline encoder sends it (x264 with sliced
-/// threads makes openh264dec drop frames after a lost IDR: see ENVIRONMENT).
+/// threads makes openh264dec 2.3.1 drop every frame after a lost IDR).
 const H264_CB_SRC: &str = "videotestsrc is-live=true ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! x264enc tune=zerolatency sliced-threads=false speed-preset=ultrafast key-int-max=30 ! video/x-h264,profile=constrained-baseline";
 
 /// Decoded media of either kind, whichever the pad carries: whepsrc then

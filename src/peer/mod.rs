@@ -1,6 +1,9 @@
 //! One webrtcbin: ICE pinning, ICE servers, certificate, offer/answer,
-//! bounded gathering and connection state. The only module that touches
-//! webrtcbin's signals.
+//! bounded gathering, connection state and the signs that the remote ended
+//! the session (DTLS close, RTCP BYE, RTCP silence). The elements touch their
+//! webrtcbins too, where media meets them: whepsrc emits `add-transceiver`
+//! and connects `pad-added`, whipserversrc connects `pad-added`, whipsink and
+//! whepserversink request sink pads and set their transceivers.
 
 pub mod certificate;
 pub mod sdp;

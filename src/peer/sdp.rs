@@ -36,7 +36,7 @@ pub fn set_fingerprint(sdp: &str, fingerprint: &str) -> String {
 /// made, which may predate the first SPS: strict servers (Cloudflare, LiveKit,
 /// browsers) reject an H.264 format without `packetization-mode=1` and
 /// `profile-level-id`. Constrained Baseline 3.1 is the common ground
-/// (PROTOCOL-NOTES, WHIP rule 15). An answer takes the profile of the
+/// (RFC 7742, docs/protocol.md P15). An answer takes the profile of the
 /// offer's format with the same payload type (`offer`), since webrtcbin's
 /// answers drop it.
 pub fn complete_h264_fmtp(sdp: &str, offer: Option<&str>) -> String {

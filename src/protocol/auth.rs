@@ -1,7 +1,7 @@
 //! Bearer tokens and URL redaction.
 //!
 //! WHIP/WHEP authenticate with `Authorization: Bearer <token>` (RFC 9725 §4.7,
-//! notes rule 7), and several services put secrets in the URL query instead
+//! docs/protocol.md P7), and several services put secrets in the URL query instead
 //! (SRS `?token=`, MediaMTX `?pass=`). Neither may reach a log line or an
 //! error message, so everything user-visible goes through [`redact_url`] and
 //! the token type has no `Display` and a redacting `Debug`.

@@ -18,8 +18,8 @@ use super::responses::{
     AnswerKind, DeleteOutcome, IceRestartAnswer, OfferResponse, OptionsResponse, TrickleOutcome,
 };
 
-/// Notes rule 1: the bare media type, no parameters (Janus and Broadcast Box
-/// compare the string exactly).
+/// RFC 9725 §4.2, docs/protocol.md P1: the bare media type, no parameters
+/// (Janus and Broadcast Box compare the string exactly).
 const SDP: &str = "application/sdp";
 /// RFC 8840 / RFC 9725 §4.3.1.
 const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
@@ -125,7 +125,8 @@ impl Client {
     }
 
     /// OPTIONS on the endpoint, to learn ICE servers before gathering starts
-    /// (notes rule 10: webrtcbin cannot use servers added later).
+    /// (RFC 9725 §4.6, docs/protocol.md P10: webrtcbin cannot use servers
+    /// added later).
     pub async fn options(&self, endpoint: &Url) -> Result<OptionsResponse, ProtocolError> {
         let reply = self
             .send(
@@ -150,8 +151,9 @@ impl Client {
         })
     }
 
-    /// POSTs the offer (RFC 9725 §4.2). Any 2xx with SDP is an answer (notes
-    /// rule 4: Monibuca answers 200); a WHEP 406 with SDP is a counter-offer.
+    /// POSTs the offer (RFC 9725 §4.2). Any 2xx with SDP is an answer
+    /// (docs/protocol.md P4: Monibuca answers 200); a WHEP 406 with SDP is a
+    /// counter-offer (P17).
     pub async fn post_offer(
         &self,
         endpoint: &Url,
@@ -171,7 +173,7 @@ impl Client {
         let kind = if reply.status.is_success() {
             AnswerKind::Answer
         } else if reply.status.as_u16() == 406 && content_type_is_sdp(&reply) && has_body(&reply) {
-            // WHEP rule 2: MediaMTX and Janus send plain 406s with other
+            // docs/protocol.md P17: MediaMTX and Janus send plain 406s with other
             // content types; only an SDP body makes it a counter-offer.
             AnswerKind::CounterOffer
         } else {
@@ -204,7 +206,7 @@ impl Client {
         })
     }
 
-    /// Trickles candidates (RFC 9725 §4.3.1, notes rule 11). The ETag is
+    /// Trickles candidates (RFC 9725 §4.3.1, docs/protocol.md P11). The ETag is
     /// echoed exactly as `If-Match`, except a wildcard: MediaMTX's ETag is a
     /// literal `*`, and LiveKit reads `If-Match: *` (or `"*"`) as an ICE
     /// restart, which a trickle must never trigger.
@@ -239,7 +241,7 @@ impl Client {
         }
     }
 
-    /// ICE restart (RFC 9725 §4.3.3, notes rule 12): `If-Match: "*"`, and a
+    /// ICE restart (RFC 9725 §4.3.3, docs/protocol.md P12): `If-Match: "*"`, and a
     /// 2xx (200 expected) with the server's new sdpfrag and ETag.
     pub async fn patch_ice_restart(
         &self,
@@ -270,7 +272,7 @@ impl Client {
         })
     }
 
-    /// WHEP rule 2: the answer to a counter-offer, PATCHed as
+    /// WHEP counter-offer (docs/protocol.md P17): the answer to it, PATCHed as
     /// `application/sdp`; 204 is expected, any 2xx will do.
     pub async fn patch_answer(
         &self,
@@ -295,7 +297,7 @@ impl Client {
         }
     }
 
-    /// Teardown (RFC 9725 §4.2, notes rule 13). 404 and 410 mean the session
+    /// Teardown (RFC 9725 §4.2, docs/protocol.md P13). 404 and 410 mean the session
     /// is gone already, which is the goal of a DELETE.
     pub async fn delete(&self, session_url: &Url) -> Result<DeleteOutcome, ProtocolError> {
         let reply = self

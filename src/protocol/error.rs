@@ -12,7 +12,7 @@ use super::problem::Problem;
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
     /// The server answered with a status that means failure. RFC 9725 §4.1
-    /// (notes rule 8): callers should act on the status class, not tie one
+    /// (docs/protocol.md P8): callers should act on the status class, not tie one
     /// code to one cause.
     Http {
         status: u16,

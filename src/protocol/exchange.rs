@@ -1,11 +1,13 @@
 //! One HTTP exchange: the request, the redirects it goes through by hand,
 //! and the whole-exchange timeout.
 //!
-//! Redirects are followed here rather than by reqwest because RFC 9725 §4.5
-//! (notes rule 6) wants 307/308 to re-send the same body and the same
-//! `Authorization`, and reqwest's policy drops `Authorization` across hosts
-//! and cannot replay a body. 301 and 302 are followed the same way (method
-//! and body kept), since a WHIP endpoint has no use for a GET.
+//! reqwest's own redirect policy is off (`Policy::none()` in `Client::new`)
+//! and redirects are followed here, by hand: RFC 9725 §4.5 (docs/protocol.md
+//! P6) wants 307/308 to re-send the same body and the same `Authorization`,
+//! and reqwest's policy drops `Authorization` when a redirect leaves the
+//! host. 301 and 302 are followed the same way (method and body kept; reqwest
+//! would turn the POST into a GET), since a WHIP endpoint has no use for a
+//! GET. 303 is not followed.
 
 use std::time::Duration;
 
@@ -72,8 +74,8 @@ impl Reply {
     }
 
     /// The error this reply stands for (any status the caller did not
-    /// accept), with the body's explanation and `Retry-After` (notes rules 8,
-    /// 9; WHEP rule 3).
+    /// accept), with the body's explanation and `Retry-After`
+    /// (docs/protocol.md P8, P9, P18).
     pub fn into_http_error(self) -> ProtocolError {
         let mut problem = parse_error_body(self.header("content-type"), &self.body);
         if let Some(token) = &self.token {
@@ -121,7 +123,7 @@ pub(crate) async fn exchange(
     }
 }
 
-/// `Authorization: Bearer <token>` (RFC 9725 §4.7, notes rule 7), marked
+/// `Authorization: Bearer <token>` (RFC 9725 §4.7, docs/protocol.md P7), marked
 /// sensitive so that the HTTP stack never logs it.
 fn bearer(token: &AuthToken) -> Result<HeaderValue, ProtocolError> {
     // A token read from a file often ends in a newline; it is never part of

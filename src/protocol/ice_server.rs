@@ -4,7 +4,7 @@
 //! headers (RFC 7064/7065 URIs, RFC 9725 §4.6) or from a user property, and
 //! go to webrtcbin, which wants `stun://host:port` and
 //! `turn://user:pass@host:port?transport=...` with the user and password
-//! percent-encoded (notes rule 10).
+//! percent-encoded (docs/protocol.md P10).
 
 use std::fmt;
 use std::net::Ipv6Addr;

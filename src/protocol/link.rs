@@ -1,14 +1,14 @@
 //! `Link` response headers (RFC 8288) as WHIP/WHEP use them.
 //!
 //! Servers announce STUN/TURN servers with `rel="ice-server"` (RFC 9725 §4.6,
-//! notes rule 10) and protocol extensions with other relation types, e.g.
-//! `urn:ietf:params:whep:ext:core:server-sent-events` (WHEP rule 5). What the
+//! docs/protocol.md P10) and protocol extensions with other relation types,
+//! e.g. `urn:ietf:params:whep:ext:core:server-sent-events` (P20). What the
 //! field sends is looser than the grammar, so this parser accepts: several
 //! header lines or one comma-joined line (commas inside `<...>` or quotes do
 //! not split), unquoted parameter values, a trailing `;`, `rel` in any case
 //! and as a space-separated list, and credentials holding `=`, `:`, `,` or
 //! `;` inside quotes. Unknown relation types are kept as [`Extension`]s and
-//! never cause an error (RFC 9725 §4.9, notes rule 14).
+//! never cause an error (RFC 9725 §4.9, docs/protocol.md P14).
 
 use super::ice_server::IceServer;
 

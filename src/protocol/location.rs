@@ -1,6 +1,6 @@
 //! Resolving `Location` headers.
 //!
-//! RFC 9725 §4.2 and notes rule 5: resolve per RFC 3986 against the URL that
+//! RFC 9725 §4.2, docs/protocol.md P5: resolve per RFC 3986 against the URL that
 //! actually answered (after redirects), keeping the query. The field uses
 //! absolute URLs (Ring), rooted paths (MediaMTX, LiveKit, Twitch, Broadcast
 //! Box) and rooted paths with a query carrying a token (SRS). The same rule
@@ -25,8 +25,8 @@ pub(crate) fn resolve_location(base: &Url, value: &HeaderValue) -> Result<Url, S
     }
 }
 
-/// A blank `Location` is treated like a missing one (notes rule 4: "no
-/// PATCH/DELETE possible") rather than as an error.
+/// A blank `Location` is treated like a missing one (docs/protocol.md P4: no
+/// PATCH/DELETE possible) rather than as an error.
 pub(crate) fn is_blank(value: &HeaderValue) -> bool {
     value.as_bytes().iter().all(u8::is_ascii_whitespace)
 }

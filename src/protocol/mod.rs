@@ -1,8 +1,10 @@
 //! The WHIP (RFC 9725) and WHEP HTTP exchanges, as plain async Rust.
 //!
 //! No GStreamer in here: the elements hand SDP strings in and get SDP strings,
-//! session URLs and ICE servers out. The rules cited in comments ("notes rule
-//! N", "WHEP rule N") are those of `PROTOCOL-NOTES.md`.
+//! session URLs and ICE servers out. Comments cite the specifications by
+//! section (RFC 9725 for WHIP, draft-ietf-wish-whep for WHEP) and the rules
+//! of `docs/protocol.md` by number ("P9"); that page says, for each rule,
+//! which servers need it and where the code applies it.
 
 mod auth;
 mod client;

@@ -1,6 +1,6 @@
 //! What an error response body says.
 //!
-//! Servers explain failures in several shapes (notes rule 8): RFC 9457
+//! Servers explain failures in several shapes (docs/protocol.md P8): RFC 9457
 //! `application/problem+json` (`title`, `detail`), JSON:API as Ring sends it
 //! (`{"errors":[{"status":"503","title":..,"detail":..}]}`, status as a
 //! string), MediaMTX (`{"status":"error","error":".."}`), other JSON with

@@ -8,8 +8,8 @@ use super::auth::redact_url;
 use super::ice_server::IceServer;
 use super::link::Extension;
 
-/// Result of a DELETE (notes rule 13: 404 means the session is gone
-/// already, which is what the caller wanted).
+/// Result of a DELETE (RFC 9725 §4.2, docs/protocol.md P13: 404 means the
+/// session is gone already, which is what the caller wanted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeleteOutcome {
     Deleted,
@@ -17,21 +17,21 @@ pub enum DeleteOutcome {
 }
 
 /// Result of a trickle PATCH. Any non-2xx status means the server does not
-/// trickle (notes rule 11: 405, 422, 501 and others) and the session goes on.
+/// trickle (docs/protocol.md P11: 405, 422, 501 and others) and the session goes on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TrickleOutcome {
     Accepted { etag: Option<String> },
     NotSupported { status: u16 },
 }
 
-/// The server's half of an ICE restart (RFC 9725 §4.3.3, notes rule 12).
+/// The server's half of an ICE restart (RFC 9725 §4.3.3, docs/protocol.md P12).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IceRestartAnswer {
     pub sdpfrag: String,
     pub etag: Option<String>,
 }
 
-/// What an OPTIONS on the endpoint told (notes rule 10: MediaMTX and Janus
+/// What an OPTIONS on the endpoint told (docs/protocol.md P10: MediaMTX and Janus
 /// announce ICE servers there, before any offer is sent).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OptionsResponse {
@@ -46,7 +46,7 @@ pub enum AnswerKind {
     /// A 2xx with an SDP answer.
     Answer,
     /// WHEP: `406` with `Content-Type: application/sdp` carries a server
-    /// offer that the client answers with a PATCH (WHEP rule 2).
+    /// offer that the client answers with a PATCH (docs/protocol.md P17).
     CounterOffer,
 }
 
@@ -59,7 +59,7 @@ pub struct OfferResponse {
     /// The URL that actually answered, after redirects.
     pub answered_url: Url,
     /// `Location` resolved against `answered_url`; `None` if the server sent
-    /// none (notes rule 4: no PATCH/DELETE possible then, warn).
+    /// none (docs/protocol.md P4: no PATCH/DELETE possible then, warn).
     pub session_url: Option<Url>,
     /// The `ETag` exactly as received, quotes and all.
     pub etag: Option<String>,

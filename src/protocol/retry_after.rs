@@ -1,8 +1,8 @@
 //! `Retry-After` (RFC 9110 §10.2.3).
 //!
-//! WHIP servers MAY send it with 503 and 429 (RFC 9725 §4.5, notes rule 9;
+//! WHIP servers MAY send it with 503 and 429 (RFC 9725 §4.5, docs/protocol.md P9;
 //! Ring documents both), and WHEP servers with 409 when no publisher is live
-//! (WHEP rule 3). Both forms, delta-seconds and HTTP-date, are in use.
+//! (P18). Both forms, delta-seconds and HTTP-date, are in use.
 
 use std::time::{Duration, SystemTime};
 

@@ -1,9 +1,9 @@
 //! Trickle ICE bodies (`application/trickle-ice-sdpfrag`, RFC 8840).
 //!
-//! WHIP trickles and restarts ICE with an SDP fragment (RFC 9725 §4.3, notes
-//! rule 11): the ICE credentials at session level, then one media line whose
-//! `a=mid` names the first m-section of the offer, then the candidates, then
-//! optionally `a=end-of-candidates`. The media line's content does not matter
+//! WHIP trickles and restarts ICE with an SDP fragment (RFC 9725 §4.3,
+//! docs/protocol.md P11, P12): the ICE credentials at session level, then
+//! one media line whose `a=mid` names the first m-section of the offer, then
+//! the candidates, then optionally `a=end-of-candidates`. The media line's content does not matter
 //! to the server (RFC 8840 §4.4 uses a dummy one); only the mid does.
 
 /// Builds the sdpfrag. `candidates` may be given with or without the `a=`

@@ -52,14 +52,16 @@ pub use crate::runtime::BoxFuture;
 
 pub trait Handler: Send + Sync + 'static {
     /// A POSTed offer on `path`; the resource will live at `location`.
-    /// Returns the answer SDP.
+    /// Returns the answer SDP. Runs in the connection's task, on a runtime
+    /// worker (docs/design.md, "Known gaps").
     fn offer(
         &self,
         path: String,
         location: String,
         offer: String,
     ) -> BoxFuture<Result<String, Refusal>>;
-    /// DELETE of a resource: false if unknown (404).
+    /// DELETE of a resource: false if unknown (404). Runs on a blocking
+    /// thread: it may change element states.
     fn delete(&self, location: &str) -> bool;
     /// GET of any other path (a page, say). None: 404.
     fn get(&self, _path: &str) -> Option<(&'static str, Bytes)> {

@@ -1,5 +1,54 @@
 //! Element messages for the application. Names and fields are part of the
-//! public interface (see README, "Bus messages").
+//! public interface: this list, the README's "Bus messages" and
+//! docs/design.md say the same. Every message is an element message whose
+//! source is the element itself. URLs in them are redacted (userinfo
+//! dropped, query values replaced by `***`); the token never appears.
+//!
+//! whipsink and whepsrc (posted from this module):
+//!
+//! - `session-started`: a session's answer was applied.
+//!   - `location` (string, or null when the server sent no Location): the
+//!     session URL.
+//!   - `answered-url` (string): the URL that answered, after redirects.
+//!   - `protocol-version` (string or null): the server's `protocol-version`
+//!     header.
+//!   - `extensions` (array of strings, `"<rel> <url>"`): the answer's Link
+//!     relations other than `ice-server`.
+//!   - `status` (uint): the HTTP status of the answer (201, or another 2xx;
+//!     406 for a WHEP counter-offer).
+//! - `session-ended`: a session is over and its DELETE was sent (or there
+//!   was nothing to DELETE).
+//!   - `location` (string or null), `reason` (string).
+//! - `session-reconnecting`: another attempt is coming.
+//!   - `attempt` (uint, from 1): one counter for POST retries and
+//!     reconnections, reset when a session connects.
+//!   - `delay-ms` (uint64): how long until the attempt.
+//!   - `reason` (string): why the last one ended or failed.
+//!
+//!   A retry of a refused POST or of a failed reconnection also posts a
+//!   WARNING with the same reason, e.g. `HTTP 503 ...: Device Unavailable —
+//!   retrying in 8 s (2 of 5)` ([`post_retrying`]).
+//! - `session-renewed` (whepsrc only): the output moved to a new session.
+//!   - `gap-ms` (uint64): time between the last buffer of the old session and
+//!     the first of the new; one frame period when nothing was lost.
+//!   - `frames-lost` (uint64): the frames that gap stands for.
+//!   - `planned` (boolean): a make-before-break renewal (true) or a
+//!     reconnection after a cut (false).
+//!
+//! whipserversrc (posted by `post_publisher_message` in
+//! `src/whipserversrc/imp.rs`):
+//!
+//! - `publisher-added`: `path` (string: the path POSTed to), `location`
+//!   (string: the session's path).
+//! - `publisher-removed`: `path`, `location`, `reason` (string: `DELETE`, or
+//!   why its connection ended).
+//!
+//! whepserversink (posted by `post_viewer_message` in
+//! `src/whepserversink/imp.rs`):
+//!
+//! - `viewer-added`: `location` (string: the session's path).
+//! - `viewer-removed`: `location`, `reason` (string: `DELETE`, or why its
+//!   connection ended).
 
 use gst::prelude::*;
 

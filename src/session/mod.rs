@@ -298,8 +298,8 @@ impl Negotiation<'_> {
             .map_err(|e| SessionError::Config(format!("POST task failed: {e}")))??)
     }
 
-    /// WHEP §4.2 counter-offer (406 + server offer): answer it with a fresh
-    /// recvonly peer and PATCH the answer to the session URL.
+    /// WHEP counter-offer (406 + server offer, docs/protocol.md P17): answer
+    /// it with a fresh recvonly peer and PATCH the answer to the session URL.
     async fn answer_counter_offer(&self, resp: OfferResponse) -> Result<Negotiated, SessionError> {
         let make_peer = self
             .counter_offer_peer

@@ -123,7 +123,7 @@ impl Settings {
 }
 
 /// Most an output queues when downstream stalls; the oldest is dropped
-/// beyond it (counted in the appsrc's `dropped` property).
+/// beyond it (counted in whepsrc's `dropped` property).
 const OUTPUT_QUEUE_TIME: gst::ClockTime = gst::ClockTime::from_seconds(1);
 const OUTPUT_QUEUE_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -456,9 +456,8 @@ impl WhepSrc {
         // A renewal, made while the previous session still feeds the
         // outputs, needs no fast start, and keeps both sessions' timing
         // alike: the output switches at a frame later than the last one
-        // pushed, judged by timestamps (fast-started renewals repeated a
-        // frame in 2 of 5 runs of continuity_e2e's renewal test, before
-        // whepserversink stopped sending stale frames to new viewers).
+        // pushed, judged by timestamps, and a fast-started session's
+        // timing can differ enough from the old one's to repeat a frame.
         // Fast start is for when nothing plays: the first session, or a
         // reconnection after a cut.
         peer_settings.fast_start = !renewal;
