@@ -50,10 +50,21 @@ impl Refusal {
 
 pub use crate::runtime::BoxFuture;
 
+/// Runs `f` on a blocking thread: element work (adding a webrtcbin, syncing
+/// states, stopping one) never runs on a runtime worker, where it could
+/// wait on a streaming thread while HTTP for every client waits on it.
+pub async fn off_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Refusal> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Refusal::new(500, "Internal Server Error", e.to_string()))
+}
+
 pub trait Handler: Send + Sync + 'static {
     /// A POSTed offer on `path`; the resource will live at `location`.
     /// Returns the answer SDP. Runs in the connection's task, on a runtime
-    /// worker (docs/design.md, "Known gaps").
+    /// worker: element work goes through `off_runtime`.
     fn offer(
         &self,
         path: String,

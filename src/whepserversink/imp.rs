@@ -352,65 +352,55 @@ impl WhepServerSink {
             r.retry_after = Some(1);
             return Err(r);
         }
-        let obj = self.obj();
-        let bin: &gst::Bin = obj.upcast_ref();
-        let peer = Peer::new_in(bin, &name, &settings.peer_settings())
-            .map_err(|e| Refusal::new(500, "Internal Server Error", e.to_string()))?;
-        let fail = |peer: &Peer, branches: Vec<Branch>, r: Refusal| {
-            self.remove_branches(branches);
-            peer.remove_from(bin);
-            r
+        let obj = self.obj().clone();
+        let (bin, peer_settings) = (obj.clone(), settings.peer_settings());
+        let peer = crate::server::off_runtime(move || {
+            Peer::new_in(bin.upcast_ref(), &name, &peer_settings)
+        })
+        .await?
+        .map_err(|e| Refusal::new(500, "Internal Server Error", e.to_string()))?;
+        // Element work, off the runtime (see `off_runtime`).
+        let fail = |peer: Arc<Peer>, branches: Vec<Branch>, r: Refusal| {
+            let obj = obj.clone();
+            async move {
+                let bin = obj.clone();
+                let _ = crate::server::off_runtime(move || {
+                    obj.imp().remove_branches(branches);
+                    peer.remove_from(bin.upcast_ref());
+                })
+                .await;
+                r
+            }
         };
         if let Err(e) = peer
             .set_remote(gst_webrtc::WebRTCSDPType::Offer, &offer)
             .await
         {
             return Err(fail(
-                &peer,
+                peer,
                 Vec::new(),
                 Refusal::new(400, "Bad Request", e.to_string()),
-            ));
+            )
+            .await);
         }
         // Set once the viewer is connected: until then its branches drop
         // everything (see `add_branch`).
         let connected = Arc::new(AtomicBool::new(false));
-        let mut branches = Vec::new();
-        for (codec, tee) in &inputs {
-            let Some(format) = sdp::find_format(&offer, codec.media, codec.encoding_name) else {
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "viewer {location} does not take {}",
-                    codec.encoding_name
-                );
-                continue;
-            };
-            match self.add_branch(&peer, codec, tee, &format, &connected) {
-                Ok(b) => branches.push(b),
-                Err(e) => {
-                    return Err(fail(
-                        &peer,
-                        branches,
-                        Refusal::new(500, "Internal Server Error", e),
-                    ))
-                }
-            }
-        }
-        if branches.is_empty() {
-            let served: Vec<&str> = inputs.iter().map(|(c, _)| c.encoding_name).collect();
-            return Err(fail(
-                &peer,
-                branches,
-                Refusal::new(
-                    406,
-                    "Not Acceptable",
-                    format!(
-                        "the offer has no format for what is served ({})",
-                        served.join(", ")
-                    ),
-                ),
-            ));
-        }
+        let (o, p, c, sdp_offer, loc) = (
+            obj.clone(),
+            peer.clone(),
+            connected.clone(),
+            offer.clone(),
+            location.clone(),
+        );
+        let added = crate::server::off_runtime(move || {
+            o.imp().add_branches(&p, &inputs, &sdp_offer, &c, &loc)
+        })
+        .await?;
+        let branches = match added {
+            Ok(b) => b,
+            Err((branches, refusal)) => return Err(fail(peer, branches, refusal).await),
+        };
         let answer = match peer
             .answer_remote_offer(&offer, settings.gather_timeout())
             .await
@@ -418,10 +408,11 @@ impl WhepServerSink {
             Ok(a) => a.sdp,
             Err(e) => {
                 return Err(fail(
-                    &peer,
+                    peer,
                     branches,
                     Refusal::new(400, "Bad Request", e.to_string()),
-                ))
+                )
+                .await)
             }
         };
         self.state.lock().unwrap().viewers.insert(
@@ -438,7 +429,10 @@ impl WhepServerSink {
         RUNTIME.spawn(async move {
             let at_cap = async {
                 if let Some(obj) = weak.upgrade() {
-                    obj.imp().say_bye(&location);
+                    // An EOS event waits for the pads' stream locks: not on
+                    // a runtime worker.
+                    let loc = location.clone();
+                    let _ = tokio::task::spawn_blocking(move || obj.imp().say_bye(&loc)).await;
                 }
                 tokio::time::sleep(BYE_GRACE).await;
             };
@@ -462,6 +456,51 @@ impl WhepServerSink {
             }
         });
         Ok(answer)
+    }
+
+    /// A branch for each input the viewer's offer takes; a refusal (with
+    /// the branches made so far, to remove) if none or one failed.
+    fn add_branches(
+        &self,
+        peer: &Peer,
+        inputs: &[(&'static Codec, gst::Element)],
+        offer: &str,
+        connected: &Arc<AtomicBool>,
+        location: &str,
+    ) -> Result<Vec<Branch>, (Vec<Branch>, Refusal)> {
+        let mut branches = Vec::new();
+        for (codec, tee) in inputs {
+            let Some(format) = sdp::find_format(offer, codec.media, codec.encoding_name) else {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "viewer {location} does not take {}",
+                    codec.encoding_name
+                );
+                continue;
+            };
+            match self.add_branch(peer, codec, tee, &format, connected) {
+                Ok(b) => branches.push(b),
+                Err(e) => {
+                    return Err((branches, Refusal::new(500, "Internal Server Error", e)));
+                }
+            }
+        }
+        if branches.is_empty() {
+            let served: Vec<&str> = inputs.iter().map(|(c, _)| c.encoding_name).collect();
+            return Err((
+                branches,
+                Refusal::new(
+                    406,
+                    "Not Acceptable",
+                    format!(
+                        "the offer has no format for what is served ({})",
+                        served.join(", ")
+                    ),
+                ),
+            ));
+        }
+        Ok(branches)
     }
 
     /// tee ! queue ! payloader(pt the viewer offered) ! webrtcbin, sending on

@@ -271,8 +271,12 @@ impl WhipServerSrc {
             format!("publisher{}", state.next_peer)
         };
         let obj = self.obj();
-        let peer = Peer::new_in(obj.upcast_ref(), &name, &settings.peer_settings())
-            .map_err(|e| Refusal::new(500, "Internal Server Error", e.to_string()))?;
+        let (bin, peer_settings) = (obj.clone(), settings.peer_settings());
+        let peer = crate::server::off_runtime(move || {
+            Peer::new_in(bin.upcast_ref(), &name, &peer_settings)
+        })
+        .await?
+        .map_err(|e| Refusal::new(500, "Internal Server Error", e.to_string()))?;
 
         let weak = obj.downgrade();
         let loc = location.clone();
@@ -320,7 +324,9 @@ impl WhipServerSrc {
                 Ok(answer)
             }
             Err(e) => {
-                peer.remove_from(obj.upcast_ref());
+                let bin = obj.clone();
+                let _ =
+                    crate::server::off_runtime(move || peer.remove_from(bin.upcast_ref())).await;
                 Err(Refusal::new(
                     400,
                     "Bad Request",

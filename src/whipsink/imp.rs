@@ -456,7 +456,7 @@ impl WhipSink {
     }
 
     /// EOS on every stream: DELETE the session, then post EOS so the
-    /// pipeline finishes only once the server knows.
+    /// pipeline finishes once the server knows (or after `TEARDOWN_WAIT`).
     fn stream_eos(&self, pad: &gst::GhostPad) {
         let (task, resources) = {
             let mut state = self.state.lock().unwrap();
@@ -475,9 +475,15 @@ impl WhipSink {
         RUNTIME.spawn(async move {
             if let Some(resources) = resources {
                 let resources = resources.lock().unwrap().clone();
-                for r in resources {
-                    session::delete_and_report(&host, &r, "end of stream").await;
-                }
+                let h = host.clone();
+                let deletes = RUNTIME.spawn(async move {
+                    for r in resources {
+                        session::delete_and_report(&h, &r, "end of stream").await;
+                    }
+                });
+                // The pipeline's EOS waits for the DELETE as a stop does, at
+                // most TEARDOWN_WAIT; a slow one finishes in the background.
+                let _ = tokio::time::timeout(session::TEARDOWN_WAIT, deletes).await;
             }
             host.with(|obj| {
                 let _ = obj.post_message(gst::message::Eos::builder().src(obj).build());
