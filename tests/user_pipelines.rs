@@ -426,16 +426,59 @@ fn a_whepsrc_pipeline_dropped_while_playing_is_finalized_and_its_session_deleted
 
 #[test]
 fn a_whipsink_pipeline_dropped_while_playing_is_finalized_and_its_session_deleted() {
+    // whipsink alone in the dropped pipeline, fed from this thread with what
+    // an encoder pipeline of the test's own makes: a videotestsrc dropped
+    // while PLAYING would crash in its own streaming thread, whatever is
+    // downstream (GStreamer requires NULL first).
+    init();
     let server = common::e2e::WhipServer::start("");
-    let finalized = drop_while_playing(
-        &format!(
-            "{VP8_SRC} ! whipsink name=w whip-endpoint={}/whip/cam ice-addresses=127.0.0.1",
-            server.base
-        ),
-        "w",
-        || server.counters.video() > 10,
+    let encoder = gst::parse::launch(&format!("{VP8_SRC} ! appsink name=out sync=false"))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let appsink = encoder
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    encoder.set_state(gst::State::Playing).unwrap();
+    let pipeline = gst::Pipeline::new();
+    pipeline
+        .add(
+            &gst::ElementFactory::make("whipsink")
+                .name("w")
+                .property("whip-endpoint", format!("{}/whip/cam", server.base))
+                .property("ice-addresses", "127.0.0.1")
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+    pipeline
+        .bus()
+        .unwrap()
+        .set_sync_handler(|_, _| gst::BusSyncReply::Drop);
+    let whipsink = pipeline.by_name("w").unwrap();
+    let element = whipsink.downgrade();
+    let pad = whipsink.request_pad_simple("sink_%u").unwrap();
+    drop(whipsink);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let first = appsink.pull_sample().unwrap();
+    pad.send_event(gst::event::StreamStart::new("test"));
+    pad.send_event(gst::event::Caps::new(&first.caps().unwrap().to_owned()));
+    pad.send_event(gst::event::Segment::new(first.segment().unwrap()));
+    let start = Instant::now();
+    while server.counters.video() < 10 && start.elapsed() < Duration::from_secs(10) {
+        let sample = appsink.pull_sample().unwrap();
+        let _ = pad.chain(sample.buffer_owned().unwrap());
+    }
+    encoder.set_state(gst::State::Null).unwrap();
+    assert!(server.counters.video() >= 10, "never published");
+    drop(pad);
+    drop(pipeline);
+    assert!(
+        wait_until(Duration::from_secs(2), || element.upgrade().is_none()),
+        "whipsink outlived its pipeline"
     );
-    assert!(finalized, "whipsink outlived its pipeline");
     assert!(
         wait_until(Duration::from_secs(2), || server.deletes() == 1),
         "no DELETE"

@@ -474,6 +474,11 @@ impl Peer {
         }) else {
             return;
         };
+        // Only an established connection has anything to close (dtlsenc
+        // asserts on one that never started).
+        if dtls_state(&enc) != DTLS_CONNECTED {
+            return;
+        }
         let (Some(src), Some(sink)) = (
             enc.static_pad("src"),
             enc.static_pad("sink")
