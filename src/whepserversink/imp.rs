@@ -23,8 +23,11 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-/// Time for the RTCP BYE to leave before the peer is torn down.
-const BYE_GRACE: Duration = Duration::from_millis(400);
+/// Time for the RTCP BYE to leave before the peer is torn down. Short: the
+/// DTLS close_notify that follows tells the viewer anyway, and until it
+/// knows, its picture is frozen (rtpsession may hold a BYE until its next
+/// RTCP slot, which cost viewers 400 ms of gap when waited for).
+const BYE_GRACE: Duration = Duration::from_millis(20);
 
 /// One input stream, normalized to encoded media and split by a tee.
 struct Input {
