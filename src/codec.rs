@@ -117,10 +117,15 @@ pub fn encoded_caps() -> gst::Caps {
     caps
 }
 
-fn make(factory: &'static str) -> Result<gst::Element, crate::peer::PeerError> {
+/// A codec's element is not installed.
+#[derive(Debug, thiserror::Error)]
+#[error("GStreamer element {0} is missing; install the package that provides it")]
+pub struct MissingElement(pub &'static str);
+
+fn make(factory: &'static str) -> Result<gst::Element, MissingElement> {
     gst::ElementFactory::make(factory)
         .build()
-        .map_err(|_| crate::peer::PeerError::MissingElement(factory))
+        .map_err(|_| MissingElement(factory))
 }
 
 fn set_if_present(el: &gst::Element, name: &str, value: impl Into<glib::Value>) {
@@ -132,7 +137,7 @@ fn set_if_present(el: &gst::Element, name: &str, value: impl Into<glib::Value>) 
 impl Codec {
     /// parser? ! payloader, configured for low latency and for receivers
     /// joining late (parameter sets with every key frame).
-    pub fn payload_chain(&'static self) -> Result<Vec<gst::Element>, crate::peer::PeerError> {
+    pub fn payload_chain(&'static self) -> Result<Vec<gst::Element>, MissingElement> {
         let mut chain = Vec::new();
         if let Some(parser) = self.parser {
             chain.push(make(parser)?);
@@ -151,7 +156,7 @@ impl Codec {
     }
 
     /// depayloader ! parser?, asking for a key frame whenever one is missing.
-    pub fn depayload_chain(&'static self) -> Result<Vec<gst::Element>, crate::peer::PeerError> {
+    pub fn depayload_chain(&'static self) -> Result<Vec<gst::Element>, MissingElement> {
         let depay = make(self.depayloader)?;
         set_if_present(&depay, "request-keyframe", true);
         set_if_present(&depay, "wait-for-keyframe", true);
@@ -167,11 +172,11 @@ impl Codec {
     }
 
     /// The first decoder of this codec that is installed.
-    pub fn decoder(&'static self) -> Result<gst::Element, crate::peer::PeerError> {
+    pub fn decoder(&'static self) -> Result<gst::Element, MissingElement> {
         self.decoders
             .iter()
             .find_map(|f| gst::ElementFactory::make(f).build().ok())
-            .ok_or(crate::peer::PeerError::MissingElement(self.decoders[0]))
+            .ok_or(MissingElement(self.decoders[0]))
     }
 }
 

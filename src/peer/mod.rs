@@ -76,6 +76,17 @@ pub enum PeerError {
     InvalidSdp(String),
 }
 
+/// How waiting for a peer to connect ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connection {
+    Connected,
+    /// Closed by its owner before it connected.
+    Closed,
+    /// ICE/DTLS failed; the reason, when an ERROR from inside said it.
+    Failed(Option<String>),
+    TimedOut,
+}
+
 /// A description ready to send over HTTP.
 #[derive(Debug, Clone)]
 pub struct LocalDescription {
@@ -512,6 +523,46 @@ impl Peer {
 
     pub fn connection_state(&self) -> watch::Receiver<WebRTCPeerConnectionState> {
         self.connection.clone()
+    }
+
+    /// Waits until the peer connects, is closed or fails, at most `limit`.
+    pub async fn wait_connected(&self, limit: Duration) -> Connection {
+        let mut rx = self.connection_state();
+        let wait = rx.wait_for(|s| {
+            matches!(
+                s,
+                WebRTCPeerConnectionState::Connected
+                    | WebRTCPeerConnectionState::Failed
+                    | WebRTCPeerConnectionState::Closed
+            )
+        });
+        let state = match tokio::time::timeout(limit, wait).await {
+            Ok(state) => state
+                .map(|s| *s)
+                .unwrap_or(WebRTCPeerConnectionState::Closed),
+            Err(_) => return Connection::TimedOut,
+        };
+        match state {
+            WebRTCPeerConnectionState::Connected => Connection::Connected,
+            WebRTCPeerConnectionState::Failed => Connection::Failed(self.failure()),
+            _ => Connection::Closed,
+        }
+    }
+
+    /// Waits until a connected peer fails, closes or disconnects.
+    pub async fn wait_disconnected(&self) -> WebRTCPeerConnectionState {
+        let mut rx = self.connection_state();
+        rx.wait_for(|s| {
+            matches!(
+                s,
+                WebRTCPeerConnectionState::Failed
+                    | WebRTCPeerConnectionState::Closed
+                    | WebRTCPeerConnectionState::Disconnected
+            )
+        })
+        .await
+        .map(|s| *s)
+        .unwrap_or(WebRTCPeerConnectionState::Closed)
     }
 
     async fn call(

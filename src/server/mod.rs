@@ -433,11 +433,16 @@ pub async fn peer_lifetime<C>(
 where
     C: Future<Output = ()>,
 {
-    use crate::session::{wait_connected, wait_disconnected};
-    match wait_connected(peer, CONNECT_LIMIT).await {
-        Ok(true) => {}
-        Ok(false) => return None,
-        Err(e) => return Some(e.to_string()),
+    use crate::peer::Connection;
+    match peer.wait_connected(CONNECT_LIMIT).await {
+        Connection::Connected => {}
+        Connection::Closed => return None,
+        Connection::Failed(reason) => {
+            return Some(reason.unwrap_or_else(|| "ICE/DTLS connection failed".into()))
+        }
+        Connection::TimedOut => {
+            return Some(format!("ICE/DTLS did not connect within {CONNECT_LIMIT:?}"))
+        }
     }
     on_connected();
     let cap = async {
@@ -447,7 +452,7 @@ where
         }
     };
     tokio::select! {
-        state = wait_disconnected(peer) => {
+        state = peer.wait_disconnected() => {
             Some(peer.failure().unwrap_or_else(|| format!("connection {state:?}")))
         }
         _ = cap => {

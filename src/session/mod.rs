@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gst::prelude::*;
-use gst_webrtc::{WebRTCPeerConnectionState, WebRTCSDPType};
+use gst_webrtc::WebRTCSDPType;
 use url::Url;
 
-use crate::peer::{Peer, PeerError};
+use crate::peer::{Connection, Peer, PeerError};
 use crate::protocol::{redact_url, AnswerKind, DeleteOutcome, OfferResponse, ProtocolError};
 use crate::runtime::RUNTIME;
 pub use resource::Resource;
@@ -384,48 +384,16 @@ async fn trickle_late_candidates(
     }
 }
 
-/// Waits until the peer connects (Ok) or fails (Err), at most `limit`.
-/// Resolves to Ok(false) if the peer was closed.
+/// Waits until the peer connects (Ok(true)), is closed (Ok(false)) or fails
+/// (Err), at most `limit`.
 pub async fn wait_connected(peer: &Peer, limit: Duration) -> Result<bool, SessionError> {
-    let mut rx = peer.connection_state();
-    let wait = rx.wait_for(|s| {
-        matches!(
-            s,
-            WebRTCPeerConnectionState::Connected
-                | WebRTCPeerConnectionState::Failed
-                | WebRTCPeerConnectionState::Closed
-        )
-    });
-    let state = match tokio::time::timeout(limit, wait).await {
-        Ok(state) => state
-            .map(|s| *s)
-            .unwrap_or(WebRTCPeerConnectionState::Closed),
-        Err(_) => return Err(SessionError::ConnectTimeout(limit)),
-    };
-    match state {
-        WebRTCPeerConnectionState::Connected => Ok(true),
-        WebRTCPeerConnectionState::Failed => Err(match peer.failure() {
-            Some(reason) => SessionError::PeerFailed(reason),
-            None => SessionError::ConnectionFailed,
-        }),
-        _ => Ok(false),
+    match peer.wait_connected(limit).await {
+        Connection::Connected => Ok(true),
+        Connection::Closed => Ok(false),
+        Connection::Failed(Some(reason)) => Err(SessionError::PeerFailed(reason)),
+        Connection::Failed(None) => Err(SessionError::ConnectionFailed),
+        Connection::TimedOut => Err(SessionError::ConnectTimeout(limit)),
     }
-}
-
-/// Waits until a connected peer fails or closes.
-pub async fn wait_disconnected(peer: &Peer) -> WebRTCPeerConnectionState {
-    let mut rx = peer.connection_state();
-    rx.wait_for(|s| {
-        matches!(
-            s,
-            WebRTCPeerConnectionState::Failed
-                | WebRTCPeerConnectionState::Closed
-                | WebRTCPeerConnectionState::Disconnected
-        )
-    })
-    .await
-    .map(|s| *s)
-    .unwrap_or(WebRTCPeerConnectionState::Closed)
 }
 
 /// DELETEs every resource (each once), in parallel, waiting up to `wait`

@@ -231,7 +231,7 @@ impl<R: Role> Supervisor<R> {
             .max_session
             .map(|cap| active.started + cap.saturating_sub(self.policy.renew_lead));
         let mut tick = tokio::time::interval(Duration::from_millis(50));
-        let disconnected = super::wait_disconnected(&active.peer);
+        let disconnected = active.peer.wait_disconnected();
         tokio::pin!(disconnected);
         loop {
             tokio::select! {
