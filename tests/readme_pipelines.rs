@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use gst::prelude::*;
 
-use common::e2e::{init, wait_until, Client, WhepServer, WhipServer, OPUS_SRC, VP8_SRC};
+use common::e2e::{
+    count_buffers, init, wait_until, Client, WhepServer, WhipServer, OPUS_SRC, VP8_SRC,
+};
 use common::launch::{root, tail, tempdir, Launch};
 
 const FRAMES_WAIT: Duration = Duration::from_secs(15);
@@ -242,18 +244,6 @@ fn wait_for_server<T>(port: u16, client: impl FnOnce() -> T) -> T {
         "the server did not listen on {port}"
     );
     client()
-}
-
-fn count_buffers(sink: &gst::Element) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
-    let n = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let c = n.clone();
-    sink.static_pad("sink")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            gst::PadProbeReturn::Ok
-        });
-    n
 }
 
 fn lines_of(k: Kind) -> Vec<String> {

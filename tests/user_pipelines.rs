@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 
-use common::e2e::{init, wait_until, Client, WhepServer, OPUS_SRC, RT, VP8_SRC};
+use common::e2e::{count_buffers, init, wait_until, Client, WhepServer, OPUS_SRC, RT, VP8_SRC};
 use common::http_server::{Reply, TestServer};
 use common::launch::{tail, tempdir, Launch};
 
@@ -27,18 +27,6 @@ fn audio_video_server() -> WhepServer {
         &format!("{VP8_SRC} ! queue ! server. {OPUS_SRC} ! queue ! server."),
         "",
     )
-}
-
-fn count_buffers(sink: &gst::Element) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
-    let n = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let c = n.clone();
-    sink.static_pad("sink")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            gst::PadProbeReturn::Ok
-        });
-    n
 }
 
 fn assert_ctrl_c_ends(launch: Launch, what: &str) {

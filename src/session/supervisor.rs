@@ -146,6 +146,20 @@ impl<R: Role> Supervisor<R> {
         }
     }
 
+    /// Runs a supervisor for `obj` on the runtime: the task (abort it to
+    /// stop) and the sessions it creates (to DELETE when stopping).
+    pub fn spawn(
+        role: Arc<R>,
+        obj: &gst::Element,
+        client: Client,
+        endpoint: Url,
+        policy: Policy,
+    ) -> (tokio::task::JoinHandle<()>, Sessions) {
+        let sessions: Sessions = Default::default();
+        let supervisor = Self::new(role, Host::new(obj), client, endpoint, policy);
+        (RUNTIME.spawn(supervisor.run(sessions.clone())), sessions)
+    }
+
     /// Takes a session's elements away off the runtime's workers: it
     /// changes element states, which may wait on streaming threads.
     async fn retire(&self, peer: &Arc<Peer>) {

@@ -13,7 +13,6 @@ use super::Media;
 use crate::codec::{self, Codec};
 use crate::peer::{Peer, PeerError};
 use crate::protocol::Client;
-use crate::runtime::RUNTIME;
 use crate::session::supervisor::{Role, Sessions, Supervisor};
 use crate::session::{self, messages, ClientSettings, SessionError};
 
@@ -547,17 +546,7 @@ impl WhepSrc {
             weak: self.obj().downgrade(),
             settings,
         });
-        let sessions: Sessions = Default::default();
-        let task = RUNTIME.spawn(
-            Supervisor::new(
-                role,
-                session::Host::new(&obj),
-                client.clone(),
-                endpoint,
-                policy,
-            )
-            .run(sessions.clone()),
-        );
+        let (task, sessions) = Supervisor::spawn(role, &obj, client.clone(), endpoint, policy);
         let mut state = self.state.lock().unwrap();
         state.supervisor = Some(task);
         state.resources = Some(sessions);

@@ -418,19 +418,8 @@ impl WhipSink {
         };
         let policy = settings.policy();
         let role = Arc::new(WhipRole(self.obj().downgrade()));
-        let sessions: Sessions = Default::default();
-        state.supervisor = Some(
-            RUNTIME.spawn(
-                Supervisor::new(
-                    role,
-                    session::Host::new(&obj),
-                    client.clone(),
-                    endpoint,
-                    policy,
-                )
-                .run(sessions.clone()),
-            ),
-        );
+        let (task, sessions) = Supervisor::spawn(role, &obj, client.clone(), endpoint, policy);
+        state.supervisor = Some(task);
         state.resources = Some(sessions);
         state.client = Some(client);
     }

@@ -465,3 +465,16 @@ impl Drop for Player {
         let _ = self.pipeline.set_state(gst::State::Null);
     }
 }
+
+/// Counts the buffers reaching `sink`'s sink pad.
+pub fn count_buffers(sink: &gst::Element) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let c = n.clone();
+    sink.static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            gst::PadProbeReturn::Ok
+        });
+    n
+}
