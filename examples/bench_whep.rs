@@ -34,7 +34,7 @@ fn init() {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("--client") => client_whepsrc(&args[2], args.get(3).is_some_and(|a| a == "--warm")),
+        Some("--client") => client_whepsrc(&args[2], args.get(3).map_or("--cold", |a| a.as_str())),
         Some("--baseline") => {
             init();
             bench::print_baseline(bench::bare_webrtcbin(
@@ -77,15 +77,27 @@ fn count(sink: &gst::Element, frames: Arc<AtomicU64>, first: Option<Arc<AtomicU6
 /// (or nan after 10 s), and on "stop" from stdin how long NULL took.
 /// With `warm`, waits a second before PLAYING, so that the one-off DTLS key
 /// generation the element starts at creation is done.
-fn client_whepsrc(endpoint: &str, warm: bool) {
+/// `--warm`: the element exists a second before PLAYING (one-off key work
+/// done); `--second`: the second session of the process, after a first one
+/// played and stopped.
+fn client_whepsrc(endpoint: &str, mode: &str) {
     init();
-    let pipeline = gst::parse::launch(&format!(
-        "whepsrc whep-endpoint={endpoint} ice-addresses=127.0.0.1 timeout=5 ! videoconvert ! fakesink name=sink sync=false"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    if warm {
+    let make = || {
+        gst::parse::launch(&format!(
+            "whepsrc whep-endpoint={endpoint} ice-addresses=127.0.0.1 timeout=5 ! videoconvert ! fakesink name=sink sync=false"
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap()
+    };
+    if mode == "--second" {
+        let first = make();
+        first.set_state(gst::State::Playing).unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        first.set_state(gst::State::Null).unwrap();
+    }
+    let pipeline = make();
+    if mode == "--warm" {
         std::thread::sleep(Duration::from_secs(1));
     }
     let first = Arc::new(AtomicU64::new(0));
@@ -176,8 +188,8 @@ fn client_viewers(endpoint: &str, n: usize) {
 /// One whepsrc client: its TTFF (if the server is up, else nan) and the
 /// time NULL took when told to stop after `hold` (counted from the first
 /// frame when there is one, from the start otherwise).
-fn run_whepsrc(endpoint: &str, expect_media: bool, hold: Duration, warm: bool) -> (f64, f64) {
-    let mut child = spawn_self(&["--client", endpoint, if warm { "--warm" } else { "--cold" }]);
+fn run_whepsrc(endpoint: &str, expect_media: bool, hold: Duration, mode: &str) -> (f64, f64) {
+    let mut child = spawn_self(&["--client", endpoint, mode]);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     read_line_after(&mut lines, "started");
     let ttff = if expect_media {
@@ -294,20 +306,21 @@ fn parent(runs: usize) {
         }
     });
 
-    let (mut whep, mut base, mut stop_up, mut stop_mute, mut warm) =
-        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut whep, mut base, mut stop_up, mut stop_mute, mut warm, mut second) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     let mut viewers: Vec<ViewersRun> = Vec::new();
     // Interleave the kinds so that machine noise hits them alike.
     for i in 0..runs {
-        let (ttff, stop) = run_whepsrc(&endpoint, true, Duration::from_secs(1), false);
+        let (ttff, stop) = run_whepsrc(&endpoint, true, Duration::from_secs(1), "--cold");
         whep.push(ttff);
-        warm.push(run_whepsrc(&endpoint, true, Duration::from_millis(300), true).0);
+        warm.push(run_whepsrc(&endpoint, true, Duration::from_millis(300), "--warm").0);
+        second.push(run_whepsrc(&endpoint, true, Duration::from_millis(300), "--second").0);
         stop_up.push(stop);
         let mut child = spawn_self(&["--baseline"]);
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         base.push(read_value(&mut lines, "ttff_ms"));
         let _ = child.wait();
-        let (_, stop) = run_whepsrc(&mute_endpoint, false, Duration::from_millis(1500), false);
+        let (_, stop) = run_whepsrc(&mute_endpoint, false, Duration::from_millis(1500), "--cold");
         stop_mute.push(stop);
         let v = run_viewers(&endpoint, clk_tck);
         eprintln!(
@@ -319,9 +332,10 @@ fn parent(runs: usize) {
     pipeline.set_state(gst::State::Null).unwrap();
     let field = |f: fn(&ViewersRun) -> f64| Stats(viewers.iter().map(f).collect()).json();
     println!(
-        "{{\n  \"runs\": {runs},\n  \"ttff_ms_whepsrc\": {},\n  \"ttff_ms_whepsrc_key_pregenerated\": {},\n  \"ttff_ms_bare_webrtcbin\": {},\n  \"stop_to_null_ms_server_up\": {},\n  \"stop_to_null_ms_mute_server\": {},\n  \"viewers_20\": {{\n    \"viewers_joined\": {},\n    \"all_joined_ms\": {},\n    \"decoded_fps_min\": {},\n    \"decoded_fps_median\": {},\n    \"server_cpu_percent_of_one_core\": {},\n    \"server_rss_growth_kib_per_viewer\": {}\n  }}\n}}",
+        "{{\n  \"runs\": {runs},\n  \"ttff_ms_whepsrc\": {},\n  \"ttff_ms_whepsrc_key_pregenerated\": {},\n  \"ttff_ms_whepsrc_second_session\": {},\n  \"ttff_ms_bare_webrtcbin\": {},\n  \"stop_to_null_ms_server_up\": {},\n  \"stop_to_null_ms_mute_server\": {},\n  \"viewers_20\": {{\n    \"viewers_joined\": {},\n    \"all_joined_ms\": {},\n    \"decoded_fps_min\": {},\n    \"decoded_fps_median\": {},\n    \"server_cpu_percent_of_one_core\": {},\n    \"server_rss_growth_kib_per_viewer\": {}\n  }}\n}}",
         Stats(whep).json(),
         Stats(warm).json(),
+        Stats(second).json(),
         Stats(base).json(),
         Stats(stop_up).json(),
         Stats(stop_mute).json(),

@@ -38,7 +38,7 @@ fn init() {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("--client") => client_whipsink(&args[2], args.get(3).is_some_and(|a| a == "--warm")),
+        Some("--client") => client_whipsink(&args[2], args.get(3).map_or("--cold", |a| a.as_str())),
         Some("--baseline") => {
             init();
             bench::print_baseline(bench::bare_webrtcbin(
@@ -60,16 +60,26 @@ fn main() {
 
 /// Child: publish with whipsink; print `t0`, wait for "stop" on stdin,
 /// print how long NULL took.
-/// With `warm`, waits a second before PLAYING, so that the one-off DTLS key
+/// `--warm` waits a second before PLAYING, so that the one-off DTLS key
 /// generation the element starts at creation is done: what remains is the
-/// cost of a session itself.
-fn client_whipsink(endpoint: &str, warm: bool) {
+/// cost of a session itself. `--second` measures the second session of the
+/// process, after a first one ran and stopped.
+fn client_whipsink(endpoint: &str, mode: &str) {
     init();
-    let pipeline = gst::parse::launch(&format!(
-        "{VIDEO} ! whipsink whip-endpoint={endpoint} ice-addresses=127.0.0.1 timeout=5"
-    ))
-    .unwrap();
-    if warm {
+    let make = || {
+        gst::parse::launch(&format!(
+            "{VIDEO} ! whipsink whip-endpoint={endpoint} ice-addresses=127.0.0.1 timeout=5"
+        ))
+        .unwrap()
+    };
+    if mode == "--second" {
+        let first = make();
+        first.set_state(gst::State::Playing).unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        first.set_state(gst::State::Null).unwrap();
+    }
+    let pipeline = make();
+    if mode == "--warm" {
         std::thread::sleep(Duration::from_secs(1));
     }
     println!("t0 {}", now_us());
@@ -87,14 +97,15 @@ fn run_whipsink(
     endpoint: &str,
     first: Option<&AtomicU64>,
     hold: Duration,
-    warm: bool,
+    mode: &str,
 ) -> (f64, f64) {
+    let mut child = spawn_self(&["--client", endpoint, mode]);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let t0 = read_value(&mut lines, "t0");
+    // After t0: a `--second` client's first session is over by then.
     if let Some(f) = first {
         f.store(0, Ordering::SeqCst);
     }
-    let mut child = spawn_self(&["--client", endpoint, if warm { "--warm" } else { "--cold" }]);
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let t0 = read_value(&mut lines, "t0");
     let mut ttff = f64::NAN;
     if let Some(f) = first {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -158,21 +169,37 @@ fn parent(runs: usize) {
         }
     });
 
-    let (mut whip, mut base, mut stop_up, mut stop_mute, mut warm) =
-        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut whip, mut base, mut stop_up, mut stop_mute, mut warm, mut second) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     // Interleave the kinds so that machine noise hits them alike.
     for i in 0..runs {
-        let (ttff, stop) = run_whipsink(&endpoint, Some(&first), Duration::from_millis(500), false);
-        let (warm_ttff, _) =
-            run_whipsink(&endpoint, Some(&first), Duration::from_millis(300), true);
+        let (ttff, stop) = run_whipsink(
+            &endpoint,
+            Some(&first),
+            Duration::from_millis(500),
+            "--cold",
+        );
+        let (warm_ttff, _) = run_whipsink(
+            &endpoint,
+            Some(&first),
+            Duration::from_millis(300),
+            "--warm",
+        );
         warm.push(warm_ttff);
+        let (second_ttff, _) = run_whipsink(
+            &endpoint,
+            Some(&first),
+            Duration::from_millis(300),
+            "--second",
+        );
+        second.push(second_ttff);
         whip.push(ttff);
         stop_up.push(stop);
         let mut child = spawn_self(&["--baseline"]);
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         base.push(read_value(&mut lines, "ttff_ms"));
         let _ = child.wait();
-        let (_, stop) = run_whipsink(&mute_endpoint, None, Duration::from_millis(1500), false);
+        let (_, stop) = run_whipsink(&mute_endpoint, None, Duration::from_millis(1500), "--cold");
         stop_mute.push(stop);
         eprintln!(
             "run {i}: whipsink {:.1} ms, baseline {:.1} ms",
@@ -181,9 +208,10 @@ fn parent(runs: usize) {
     }
     pipeline.set_state(gst::State::Null).unwrap();
     println!(
-        "{{\n  \"runs\": {runs},\n  \"ttff_ms_whipsink\": {},\n  \"ttff_ms_whipsink_key_pregenerated\": {},\n  \"ttff_ms_bare_webrtcbin\": {},\n  \"stop_to_null_ms_server_up\": {},\n  \"stop_to_null_ms_mute_server\": {}\n}}",
+        "{{\n  \"runs\": {runs},\n  \"ttff_ms_whipsink\": {},\n  \"ttff_ms_whipsink_key_pregenerated\": {},\n  \"ttff_ms_whipsink_second_session\": {},\n  \"ttff_ms_bare_webrtcbin\": {},\n  \"stop_to_null_ms_server_up\": {},\n  \"stop_to_null_ms_mute_server\": {}\n}}",
         Stats(whip).json(),
         Stats(warm).json(),
+        Stats(second).json(),
         Stats(base).json(),
         Stats(stop_up).json(),
         Stats(stop_mute).json()
