@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::e2e::{wait_until, Client, WhipServer, H264_SRC, OPUS_SRC, RT, VP8_SRC};
 use common::front::Front;
@@ -277,4 +277,71 @@ fn ice_failure_is_an_error_and_the_session_is_deleted() {
         "the failed session was not DELETEd"
     );
     assert_eq!(server.counters.video(), 0);
+}
+
+#[test]
+fn stopping_closes_the_pending_post_within_a_second_and_a_late_201_is_deleted() {
+    use std::io::Read;
+    // A server that reads the POST and never answers: when does the client
+    // close the connection?
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let _ = tx.send(Instant::now());
+        let mut buf = [0u8; 65536];
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+        let _ = tx.send(Instant::now());
+    });
+    let client = Client::start(&format!(
+        "{VP8_SRC} ! {}",
+        whipsink(&format!("{base}/whip"), "timeout=15")
+    ));
+    rx.recv_timeout(Duration::from_secs(5)).expect("no POST");
+    std::thread::sleep(Duration::from_millis(200));
+    let stopped = Instant::now();
+    assert!(client.stop() < Duration::from_secs(1));
+    let closed = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the POST's connection is still open 5 s after the stop");
+    let after = closed.duration_since(stopped);
+    eprintln!("POST connection closed {after:?} after the stop");
+    assert!(after < Duration::from_millis(1500), "{after:?}");
+
+    // A 201 that comes 600 ms after the stop is DELETEd.
+    let front = RT.block_on(TestServer::start());
+    front.on(
+        "POST",
+        "/whip",
+        Reply::new(201)
+            .header("location", "/whip/late")
+            .sdp("v=0\r\n")
+            .delay(Duration::from_millis(800)),
+    );
+    front.on("DELETE", "/whip/late", Reply::new(200));
+    let client = Client::start(&format!(
+        "{VP8_SRC} ! {}",
+        whipsink(&format!("{}/whip", front.base()), "")
+    ));
+    assert!(wait_until(Duration::from_secs(5), || !front
+        .requests()
+        .is_empty()));
+    std::thread::sleep(Duration::from_millis(200));
+    client.stop();
+    assert!(
+        wait_until(Duration::from_secs(3), || front
+            .requests()
+            .iter()
+            .any(|r| r.method == "DELETE" && r.path() == "/whip/late")),
+        "the late session was not DELETEd: {:?}",
+        front
+            .requests()
+            .iter()
+            .map(|r| &r.method)
+            .collect::<Vec<_>>()
+    );
 }

@@ -287,7 +287,21 @@ impl Negotiation<'_> {
         let endpoint = self.endpoint.clone();
         let offer = offer.to_string();
         let post = RUNTIME.spawn(async move {
-            let resp = resource.client().post_offer(&endpoint, &offer).await?;
+            // A stop gives the answer TEARDOWN_WAIT more to come (a Location
+            // that comes after the stop is DELETEd here), then abandons the
+            // request and closes its connection, rather than leaving it to
+            // run until its timeout.
+            let abandon = async {
+                resource.closed().await;
+                tokio::time::sleep(TEARDOWN_WAIT).await;
+            };
+            let resp = tokio::select! {
+                biased;
+                resp = resource.client().post_offer(&endpoint, &offer) => resp?,
+                _ = abandon => {
+                    return Err(ProtocolError::Client("stopped while the POST was pending".into()))
+                }
+            };
             if let Some(orphan) = resource.located(resp.session_url.clone()) {
                 let _ = resource.client().delete(&orphan).await;
             }

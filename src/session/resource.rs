@@ -22,6 +22,9 @@ enum State {
 pub struct Resource {
     client: Client,
     state: Mutex<State>,
+    /// Set when closed: a POST still in flight is abandoned (its connection
+    /// closed) rather than left to run until its timeout.
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 impl Resource {
@@ -29,6 +32,7 @@ impl Resource {
         Arc::new(Self {
             client,
             state: Mutex::new(State::Pending),
+            closed: tokio::sync::watch::channel(false).0,
         })
     }
 
@@ -56,10 +60,16 @@ impl Resource {
     /// Marks the session closed and hands out its URL, the first time only.
     pub fn close(&self) -> Option<Url> {
         let mut state = self.state.lock().unwrap();
+        self.closed.send_replace(true);
         match std::mem::replace(&mut *state, State::Closed) {
             State::Located(url) => Some(url),
             _ => None,
         }
+    }
+
+    /// Resolves once the session is closed.
+    pub async fn closed(&self) {
+        let _ = self.closed.subscribe().wait_for(|closed| *closed).await;
     }
 
     pub fn location(&self) -> Option<Url> {
