@@ -1,35 +1,54 @@
 //! Edits to the SDP text this plugin sends. webrtcbin 1.22 leaves out things
-//! strict servers require; these functions add them. They only touch the
-//! text sent over HTTP, never what webrtcbin holds as its local description.
+//! strict servers require; these functions add them, on a parsed
+//! `gst_sdp::SDPMessage`. They only touch the text sent over HTTP, never what
+//! webrtcbin holds as its local description.
 
-/// Splits SDP text into lines without their CR/LF.
-fn lines(sdp: &str) -> Vec<String> {
-    sdp.lines()
-        .map(|l| l.trim_end_matches('\r').to_string())
-        .filter(|l| !l.is_empty())
-        .collect()
+use gst_sdp::{SDPAttribute, SDPMediaRef, SDPMessage};
+
+/// Parses `sdp`, applies `f`, and writes it out again. Text webrtcbin made
+/// always parses; anything else goes out as it came.
+fn edit(sdp: &str, f: impl FnOnce(&mut SDPMessage)) -> String {
+    let Ok(mut msg) = SDPMessage::parse_buffer(sdp.as_bytes()) else {
+        return sdp.to_string();
+    };
+    f(&mut msg);
+    msg.as_text().unwrap_or_else(|_| sdp.to_string())
 }
 
-fn join(lines: Vec<String>) -> String {
-    let mut out = lines.join("\r\n");
-    out.push_str("\r\n");
-    out
+/// Indices and values of `media`'s attributes named `key`.
+fn attributes_named<'a>(
+    media: &'a SDPMediaRef,
+    key: &'a str,
+) -> impl Iterator<Item = (u32, &'a str)> + 'a {
+    media
+        .attributes()
+        .enumerate()
+        .filter(move |(_, a)| a.key() == key)
+        .map(|(i, a)| (i as u32, a.value().unwrap_or("")))
 }
 
 /// Replaces every `a=fingerprint:` with ours (see `certificate`).
 pub fn set_fingerprint(sdp: &str, fingerprint: &str) -> String {
-    join(
-        lines(sdp)
-            .into_iter()
-            .map(|l| {
-                if l.starts_with("a=fingerprint:") {
-                    format!("a=fingerprint:{fingerprint}")
-                } else {
-                    l
-                }
-            })
-            .collect(),
-    )
+    edit(sdp, |msg| {
+        let ours = SDPAttribute::new("fingerprint", Some(fingerprint));
+        let at: Vec<u32> = msg
+            .attributes()
+            .enumerate()
+            .filter(|(_, a)| a.key() == "fingerprint")
+            .map(|(i, _)| i as u32)
+            .collect();
+        for i in at {
+            let _ = msg.replace_attribute(i, ours.clone());
+        }
+        for media in msg.medias_mut() {
+            let at: Vec<u32> = attributes_named(media, "fingerprint")
+                .map(|(i, _)| i)
+                .collect();
+            for i in at {
+                let _ = media.replace_attribute(i, ours.clone());
+            }
+        }
+    })
 }
 
 /// webrtcbin writes the H.264 fmtp from the caps it had when the offer was
@@ -40,62 +59,53 @@ pub fn set_fingerprint(sdp: &str, fingerprint: &str) -> String {
 /// offer's format with the same payload type (`offer`), since webrtcbin's
 /// answers drop it.
 pub fn complete_h264_fmtp(sdp: &str, offer: Option<&str>) -> String {
-    let src = lines(sdp);
-    let h264_pts: Vec<String> = src
-        .iter()
-        .filter_map(|l| {
-            let rest = l.strip_prefix("a=rtpmap:")?;
-            let (pt, codec) = rest.split_once(' ')?;
-            codec
-                .to_ascii_uppercase()
-                .starts_with("H264/")
-                .then(|| pt.to_string())
-        })
-        .collect();
-    if h264_pts.is_empty() {
-        return join(src);
-    }
-    let mut out = Vec::with_capacity(src.len() + 2);
-    let has_fmtp = |pt: &str| src.iter().any(|l| l.starts_with(&format!("a=fmtp:{pt} ")));
-    for l in src.iter() {
-        if let Some(rest) = l.strip_prefix("a=fmtp:") {
-            if let Some((pt, params)) = rest.split_once(' ') {
-                if h264_pts.iter().any(|p| p == pt) {
-                    out.push(format!(
-                        "a=fmtp:{pt} {}",
-                        complete_h264_params(params, profile_in(offer, pt))
-                    ));
-                    continue;
+    edit(sdp, |msg| {
+        for media in msg.medias_mut() {
+            let h264: Vec<(u32, String)> = attributes_named(media, "rtpmap")
+                .filter_map(|(i, v)| {
+                    let (pt, codec) = v.split_once(' ')?;
+                    codec
+                        .to_ascii_uppercase()
+                        .starts_with("H264/")
+                        .then(|| (i, pt.to_string()))
+                })
+                .collect();
+            // From the last, so that inserting keeps earlier indices right.
+            for (rtpmap_at, pt) in h264.into_iter().rev() {
+                let prefix = format!("{pt} ");
+                let fmtp = attributes_named(media, "fmtp")
+                    .find(|(_, v)| v.starts_with(&prefix))
+                    .map(|(i, v)| (i, v[prefix.len()..].to_string()));
+                let profile = profile_in(offer, &pt);
+                match fmtp {
+                    Some((i, params)) => {
+                        let value = format!("{pt} {}", complete_h264_params(&params, profile));
+                        let _ = media.replace_attribute(i, SDPAttribute::new("fmtp", Some(&value)));
+                    }
+                    None => {
+                        let value = format!("{pt} {}", complete_h264_params("", profile));
+                        // Right after its rtpmap (None: at the end).
+                        let at = Some(rtpmap_at + 1).filter(|i| *i < media.attributes_len());
+                        let _ = media.insert_attribute(at, SDPAttribute::new("fmtp", Some(&value)));
+                    }
                 }
             }
         }
-        out.push(l.clone());
-        if let Some(rest) = l.strip_prefix("a=rtpmap:") {
-            if let Some((pt, _)) = rest.split_once(' ') {
-                if h264_pts.iter().any(|p| p == pt) && !has_fmtp(pt) {
-                    out.push(format!(
-                        "a=fmtp:{pt} {}",
-                        complete_h264_params("", profile_in(offer, pt))
-                    ));
-                }
-            }
-        }
-    }
-    join(out)
+    })
 }
 
 /// `profile-level-id` of payload type `pt` in `sdp`, if any.
 fn profile_in(sdp: Option<&str>, pt: &str) -> Option<String> {
-    let prefix = format!("a=fmtp:{pt} ");
-    sdp?.lines().find_map(|l| {
-        l.trim_end_matches('\r')
-            .strip_prefix(&prefix)?
-            .split(';')
-            .find_map(|p| {
+    let msg = SDPMessage::parse_buffer(sdp?.as_bytes()).ok()?;
+    let prefix = format!("{pt} ");
+    msg.medias().find_map(|m| {
+        attributes_named(m, "fmtp").find_map(|(_, v)| {
+            v.strip_prefix(&prefix)?.split(';').find_map(|p| {
                 let (k, v) = p.trim().split_once('=')?;
                 k.eq_ignore_ascii_case("profile-level-id")
                     .then(|| v.to_string())
             })
+        })
     })
 }
 
@@ -123,74 +133,50 @@ fn complete_h264_params(params: &str, profile: Option<String>) -> String {
     parts.join(";")
 }
 
-/// WHIP §4.4.1: every bundled m-section carries `a=rtcp-mux-only`.
+/// WHIP §4.4.1: every bundled m-section carries `a=rtcp-mux-only`, right
+/// after its `a=rtcp-mux`.
 pub fn add_rtcp_mux_only(sdp: &str) -> String {
-    let src = lines(sdp);
-    let mut out = Vec::with_capacity(src.len() + 4);
-    let mut in_media = false;
-    let mut section_has_it = false;
-    let mut pending: Vec<String> = Vec::new();
-    let flush = |out: &mut Vec<String>, pending: &mut Vec<String>, has: bool, media: bool| {
-        if media && !has {
-            // Insert right after the a=rtcp-mux line if there is one, else at the end.
-            if let Some(i) = pending.iter().position(|l| l == "a=rtcp-mux") {
-                pending.insert(i + 1, "a=rtcp-mux-only".into());
-            } else {
-                pending.push("a=rtcp-mux".into());
-                pending.push("a=rtcp-mux-only".into());
+    edit(sdp, |msg| {
+        for media in msg.medias_mut() {
+            if media.attribute_val("rtcp-mux-only").is_some() {
+                continue;
+            }
+            let only = SDPAttribute::new("rtcp-mux-only", None);
+            let mux = attributes_named(media, "rtcp-mux").map(|(i, _)| i).next();
+            match mux {
+                Some(i) => {
+                    let at = Some(i + 1).filter(|at| *at < media.attributes_len());
+                    let _ = media.insert_attribute(at, only);
+                }
+                None => {
+                    media.add_attribute("rtcp-mux", None);
+                    media.add_attribute("rtcp-mux-only", None);
+                }
             }
         }
-        out.append(pending);
-    };
-    for l in src {
-        if l.starts_with("m=") {
-            flush(&mut out, &mut pending, section_has_it, in_media);
-            in_media = true;
-            section_has_it = false;
-        }
-        if l == "a=rtcp-mux-only" {
-            section_has_it = true;
-        }
-        pending.push(l);
-    }
-    flush(&mut out, &mut pending, section_has_it, in_media);
-    join(out)
+    })
 }
 
 /// Puts the gathered candidates into the first m-section when webrtcbin's
 /// description has none (a non-trickle offer must carry them), with
 /// `a=end-of-candidates` if gathering completed.
 pub fn add_candidates(sdp: &str, candidates: &[String], complete: bool) -> String {
-    let src = lines(sdp);
-    let has_candidates = src.iter().any(|l| l.starts_with("a=candidate:"));
-    let mut out = Vec::with_capacity(src.len() + candidates.len() + 1);
-    let mut media_seen = 0;
-    let mut inserted = false;
-    let insert = |out: &mut Vec<String>| {
+    edit(sdp, |msg| {
+        let has_candidates = msg.medias().any(|m| m.attribute_val("candidate").is_some());
+        let Some(first) = msg.media_mut(0) else {
+            return;
+        };
         if !has_candidates {
             for c in candidates {
                 let c = c.strip_prefix("a=").unwrap_or(c);
-                out.push(format!("a={c}"));
+                let c = c.strip_prefix("candidate:").unwrap_or(c);
+                first.add_attribute("candidate", Some(c));
             }
         }
-        if complete && !out.iter().any(|l| l == "a=end-of-candidates") {
-            out.push("a=end-of-candidates".into());
+        if complete && first.attribute_val("end-of-candidates").is_none() {
+            first.add_attribute("end-of-candidates", None);
         }
-    };
-    for l in src {
-        if l.starts_with("m=") {
-            media_seen += 1;
-            if media_seen == 2 && !inserted {
-                insert(&mut out);
-                inserted = true;
-            }
-        }
-        out.push(l);
-    }
-    if !inserted && media_seen > 0 {
-        insert(&mut out);
-    }
-    join(out)
+    })
 }
 
 /// A format offered in an m-section.
@@ -208,48 +194,40 @@ pub struct OfferedFormat {
 /// packetization-mode=1 formats qualify (what our payloader sends), and
 /// Constrained Baseline is preferred.
 pub fn find_format(sdp: &str, media: &str, encoding: &str) -> Option<OfferedFormat> {
-    let lines = lines(sdp);
-    // m-sections: (index, media kind, lines)
-    let mut sections: Vec<(u32, &str, &[String])> = Vec::new();
-    let starts: Vec<usize> = (0..lines.len())
-        .filter(|&i| lines[i].starts_with("m="))
-        .collect();
-    for (n, &start) in starts.iter().enumerate() {
-        let end = starts.get(n + 1).copied().unwrap_or(lines.len());
-        let kind = lines[start][2..].split(' ').next().unwrap_or("");
-        sections.push((n as u32, kind, &lines[start..end]));
-    }
-    let (mline, _, section) = sections.into_iter().find(|(_, kind, section)| {
-        *kind == media
-            && section
-                .iter()
-                .any(|l| rtpmap_name(l).is_some_and(|(_, n)| n.eq_ignore_ascii_case(encoding)))
-    })?;
-    let mut found: Vec<OfferedFormat> = Vec::new();
-    for (pt, name) in section.iter().filter_map(|l| rtpmap_name(l)) {
-        let Ok(payload_type) = pt.parse::<u32>() else {
-            continue;
-        };
-        if !name.eq_ignore_ascii_case(encoding) {
-            continue;
-        }
-        let fmtp = section
-            .iter()
-            .find_map(|x| x.strip_prefix(&format!("a=fmtp:{pt} ")))
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if encoding.eq_ignore_ascii_case("H264") && !fmtp.contains("packetization-mode=1") {
-            continue;
-        }
-        let profile = fmtp
-            .split(';')
-            .find_map(|p| p.trim().strip_prefix("profile-level-id=").map(String::from));
-        found.push(OfferedFormat {
+    let msg = SDPMessage::parse_buffer(sdp.as_bytes()).ok()?;
+    // Each format as GStreamer reads it: rtpmap and fmtp as caps fields.
+    let formats = |m: &SDPMediaRef| -> Vec<(u32, gst::Structure)> {
+        m.formats()
+            .filter_map(|pt| pt.parse::<i32>().ok())
+            .filter_map(|pt| {
+                let caps = m.caps_from_media(pt)?;
+                let s = caps.structure(0)?.to_owned();
+                let name = s.get::<&str>("encoding-name").ok()?;
+                name.eq_ignore_ascii_case(encoding)
+                    .then_some((pt as u32, s))
+            })
+            .collect()
+    };
+    let (mline, found) = msg
+        .medias()
+        .enumerate()
+        .filter(|(_, m)| m.media() == Some(media))
+        .map(|(i, m)| (i as u32, formats(m)))
+        .find(|(_, f)| !f.is_empty())?;
+    let field =
+        |s: &gst::Structure, name: &str| s.get::<&str>(name).ok().map(|v| v.to_ascii_lowercase());
+    let mut found: Vec<OfferedFormat> = found
+        .into_iter()
+        .filter(|(_, s)| {
+            !encoding.eq_ignore_ascii_case("H264")
+                || field(s, "packetization-mode").as_deref() == Some("1")
+        })
+        .map(|(payload_type, s)| OfferedFormat {
             mline,
             payload_type,
-            profile,
-        });
-    }
+            profile: field(&s, "profile-level-id"),
+        })
+        .collect();
     let baseline = found.iter().position(|f| {
         f.profile
             .as_deref()
@@ -259,12 +237,6 @@ pub fn find_format(sdp: &str, media: &str, encoding: &str) -> Option<OfferedForm
         Some(i) => Some(found.swap_remove(i)),
         None => found.into_iter().next(),
     }
-}
-
-/// `a=rtpmap:<pt> <name>/...` → (pt, name).
-fn rtpmap_name(line: &str) -> Option<(&str, &str)> {
-    let (pt, codec) = line.strip_prefix("a=rtpmap:")?.split_once(' ')?;
-    Some((pt, codec.split('/').next().unwrap_or("")))
 }
 
 /// The media the remote will send, from its answer or offer: for each
@@ -303,6 +275,7 @@ m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio1\r\na=rtcp-mux\r\na=rtpmap:111 OP
 
     #[test]
     fn h264_without_fmtp_gets_packetization_mode_and_profile() {
+        gst::init().unwrap();
         let out = complete_h264_fmtp(OFFER, None);
         assert!(out.contains(
             "a=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1;profile-level-id=42e01f"
@@ -311,6 +284,7 @@ m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio1\r\na=rtcp-mux\r\na=rtpmap:111 OP
 
     #[test]
     fn h264_fmtp_keeps_a_known_profile() {
+        gst::init().unwrap();
         let sdp = OFFER.replace(
             "a=rtpmap:96 H264/90000\r\n",
             "a=rtpmap:96 H264/90000\r\na=fmtp:96 profile-level-id=640028\r\n",
@@ -322,6 +296,7 @@ m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio1\r\na=rtcp-mux\r\na=rtpmap:111 OP
 
     #[test]
     fn h264_answer_takes_the_offers_profile() {
+        gst::init().unwrap();
         let offer = OFFER.replace(
             "a=rtpmap:96 H264/90000\r\n",
             "a=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1;profile-level-id=640c1f\r\n",
@@ -332,6 +307,7 @@ m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio1\r\na=rtcp-mux\r\na=rtpmap:111 OP
 
     #[test]
     fn find_format_picks_packetization_mode_1_and_baseline() {
+        gst::init().unwrap();
         let offer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n\
 m=video 9 UDP/TLS/RTP/SAVPF 96 102 106 108\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:102 H264/90000\r\n\
 a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42001f\r\n\
@@ -354,6 +330,7 @@ a=rtpmap:108 H264/90000\r\na=fmtp:108 packetization-mode=1;profile-level-id=42e0
 
     #[test]
     fn fingerprint_is_replaced_everywhere() {
+        gst::init().unwrap();
         let out = set_fingerprint(OFFER, "sha-256 AA:BB");
         assert!(out.contains("a=fingerprint:sha-256 AA:BB"));
         assert!(!out.contains("00:11"));
@@ -361,6 +338,7 @@ a=rtpmap:108 H264/90000\r\na=fmtp:108 packetization-mode=1;profile-level-id=42e0
 
     #[test]
     fn every_media_section_gets_rtcp_mux_only() {
+        gst::init().unwrap();
         let out = add_rtcp_mux_only(OFFER);
         assert_eq!(out.matches("a=rtcp-mux-only").count(), 2);
         assert!(out.contains("a=rtcp-mux\r\na=rtcp-mux-only\r\na=rtpmap:96"));
@@ -369,6 +347,7 @@ a=rtpmap:108 H264/90000\r\na=fmtp:108 packetization-mode=1;profile-level-id=42e0
 
     #[test]
     fn candidates_go_into_the_first_media_section() {
+        gst::init().unwrap();
         let out = add_candidates(
             OFFER,
             &["candidate:1 1 UDP 1 127.0.0.1 5000 typ host".into()],
