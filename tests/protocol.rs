@@ -744,6 +744,42 @@ async fn plain_text_error_body() {
 }
 
 #[tokio::test]
+async fn token_echoed_at_the_end_of_a_long_detail_is_redacted() {
+    const TOKEN: &str = "tok-SECRET-123";
+    let server = TestServer::start().await;
+    let detail = format!("{}{TOKEN}", "x".repeat(290));
+    server.on(
+        "POST",
+        "/whip",
+        Reply::new(503).json(&format!(r#"{{"title":"Unavailable","detail":"{detail}"}}"#)),
+    );
+    server.on(
+        "POST",
+        "/plain",
+        Reply::new(503)
+            .header("content-type", "text/plain")
+            .body(detail.clone()),
+    );
+    let client = client_with_token(TOKEN);
+    for path in ["/whip", "/plain"] {
+        let error = client
+            .post_offer(&server.url(path), OFFER)
+            .await
+            .unwrap_err();
+        assert_eq!(error.status(), Some(503));
+        for text in [error.to_string(), format!("{error:?}")] {
+            for end in 4..=TOKEN.len() {
+                assert!(
+                    !text.contains(&TOKEN[..end]),
+                    "{:?} survived in {text}",
+                    &TOKEN[..end]
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
 async fn retry_after_seconds_and_http_date() {
     assert_eq!(parse_retry_after("30"), Some(Duration::from_secs(30)));
     assert_eq!(

@@ -19,7 +19,7 @@ use url::Url;
 use super::auth::{redact_url, AuthToken};
 use super::error::ProtocolError;
 use super::location::{is_blank, resolve_location};
-use super::problem::parse_error_body;
+use super::problem::parse_error_body_redacted;
 use super::retry_after::parse_retry_after;
 
 /// Bodies larger than this are not read: an SDP answer with simulcast is a
@@ -77,11 +77,11 @@ impl Reply {
     /// accept), with the body's explanation and `Retry-After`
     /// (docs/protocol.md P8, P9, P18).
     pub fn into_http_error(self) -> ProtocolError {
-        let mut problem = parse_error_body(self.header("content-type"), &self.body);
-        if let Some(token) = &self.token {
-            // Trimmed as in `bearer`: that is what the server saw.
-            problem.scrub(token.expose().trim());
-        }
+        // Trimmed as in `bearer`: that is what the server saw. Scrubbed
+        // before the texts are cut to length, so that an echo near the cut
+        // cannot leave the token's first characters behind.
+        let secret = self.token.as_ref().map(|t| t.expose().trim());
+        let problem = parse_error_body_redacted(self.header("content-type"), &self.body, secret);
         ProtocolError::Http {
             status: self.status.as_u16(),
             url: self.redacted_url(),
