@@ -780,6 +780,56 @@ async fn token_echoed_at_the_end_of_a_long_detail_is_redacted() {
 }
 
 #[tokio::test]
+async fn a_refusal_with_a_huge_body_keeps_its_status() {
+    let server = TestServer::start().await;
+    // Over the 1 MiB the client reads.
+    let huge = "x".repeat(4 * 1024 * 1024);
+    server.on(
+        "POST",
+        "/whip",
+        Reply::new(503)
+            .header("content-type", "text/html")
+            .header("retry-after", "7")
+            .body(huge.clone()),
+    );
+    let error = client()
+        .post_offer(&server.url("/whip"), OFFER)
+        .await
+        .unwrap_err();
+    assert_eq!(error.status(), Some(503), "{error:?}");
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(7)));
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "HTTP 503 Service Unavailable from {}/whip (its body, larger than 1048576 bytes, \
+             was not read) (retry after 7 s)",
+            server.base()
+        )
+    );
+
+    // An answer cannot do without its body: still an error, with the status.
+    server.on(
+        "POST",
+        "/big",
+        Reply::new(201).sdp(&format!("{ANSWER}{huge}")),
+    );
+    let error = client()
+        .post_offer(&server.url("/big"), OFFER)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ProtocolError::InvalidResponse { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("status 201 with a body larger than 1048576 bytes"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn retry_after_seconds_and_http_date() {
     assert_eq!(parse_retry_after("30"), Some(Duration::from_secs(30)));
     assert_eq!(

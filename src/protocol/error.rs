@@ -19,6 +19,8 @@ pub enum ProtocolError {
         url: String,
         problem: Problem,
         retry_after: Option<Duration>,
+        /// The body was larger than the client reads (1 MiB) and was dropped.
+        body_too_large: bool,
     },
     /// The whole exchange, redirects included, took longer than the timeout.
     Timeout {
@@ -82,6 +84,7 @@ impl fmt::Display for ProtocolError {
                 url,
                 problem,
                 retry_after,
+                body_too_large,
             } => {
                 write!(f, "HTTP {status}")?;
                 if let Some(reason) = reqwest::StatusCode::from_u16(*status)
@@ -93,6 +96,13 @@ impl fmt::Display for ProtocolError {
                 write!(f, " from {url}")?;
                 if !problem.is_empty() {
                     write!(f, ": {problem}")?;
+                }
+                if *body_too_large {
+                    write!(
+                        f,
+                        " (its body, larger than {} bytes, was not read)",
+                        super::exchange::MAX_BODY
+                    )?;
                 }
                 if let Some(after) = retry_after {
                     write!(f, " (retry after {} s)", after.as_secs())?;

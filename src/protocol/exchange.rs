@@ -23,8 +23,9 @@ use super::problem::parse_error_body_redacted;
 use super::retry_after::parse_retry_after;
 
 /// Bodies larger than this are not read: an SDP answer with simulcast is a
-/// few tens of kilobytes, and an error page needs only its start.
-const MAX_BODY: usize = 1024 * 1024;
+/// few tens of kilobytes. An error body that large is dropped, and the error
+/// is the status alone (`ProtocolError::Http` with `body_too_large`).
+pub(crate) const MAX_BODY: usize = 1024 * 1024;
 
 /// What to send.
 pub(crate) struct Request {
@@ -41,6 +42,8 @@ pub(crate) struct Reply {
     pub url: Url,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The body was over [`MAX_BODY`] and not read (`body` is empty).
+    pub body_too_large: bool,
     /// The token the request carried, to scrub it from error texts.
     token: Option<AuthToken>,
 }
@@ -87,6 +90,7 @@ impl Reply {
             url: self.redacted_url(),
             problem,
             retry_after: self.header("retry-after").and_then(parse_retry_after),
+            body_too_large: self.body_too_large,
         }
     }
 }
@@ -195,16 +199,27 @@ async fn follow(
         }
         let headers = std::mem::take(response.headers_mut());
         let mut body = Vec::new();
+        let mut body_too_large = false;
         while let Some(chunk) = response
             .chunk()
             .await
             .map_err(|e| transport_error(&current, e))?
         {
             if body.len() + chunk.len() > MAX_BODY {
-                return Err(ProtocolError::InvalidResponse {
-                    url: redact_url(&current),
-                    message: format!("response body larger than {MAX_BODY} bytes"),
-                });
+                // A refusal keeps its status (the body is only its
+                // explanation); an answer without its body is no answer.
+                if status.is_success() {
+                    return Err(ProtocolError::InvalidResponse {
+                        url: redact_url(&current),
+                        message: format!(
+                            "status {} with a body larger than {MAX_BODY} bytes",
+                            status.as_u16()
+                        ),
+                    });
+                }
+                body.clear();
+                body_too_large = true;
+                break;
             }
             body.extend_from_slice(&chunk);
         }
@@ -213,6 +228,7 @@ async fn follow(
             url: current,
             headers,
             body: Bytes::from(body),
+            body_too_large,
             token: None,
         });
     }
