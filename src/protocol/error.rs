@@ -36,6 +36,14 @@ pub enum ProtocolError {
         url: String,
         max: usize,
     },
+    /// A redirect that was not followed (docs/protocol.md P6): an https→http
+    /// downgrade, or a cross-origin one with `redirect-auth` "refuse".
+    RedirectRefused {
+        status: u16,
+        from: String,
+        to: String,
+        reason: &'static str,
+    },
     /// A 2xx without an SDP body, an unparseable Location, a redirect
     /// without Location, and the like.
     InvalidResponse {
@@ -121,6 +129,17 @@ impl fmt::Display for ProtocolError {
             }
             ProtocolError::TooManyRedirects { url, max } => {
                 write!(f, "more than {max} redirects from {url}")
+            }
+            ProtocolError::RedirectRefused {
+                status,
+                from,
+                to,
+                reason,
+            } => {
+                write!(
+                    f,
+                    "refused the {status} redirect from {from} to {to}: {reason}"
+                )
             }
             ProtocolError::InvalidResponse { url, message } => {
                 write!(f, "invalid response from {url}: {message}")

@@ -4,10 +4,11 @@
 //! reqwest's own redirect policy is off (`Policy::none()` in `Client::new`)
 //! and redirects are followed here, by hand: RFC 9725 §4.5 (docs/protocol.md
 //! P6) wants 307/308 to re-send the same body and the same `Authorization`,
-//! and reqwest's policy drops `Authorization` when a redirect leaves the
-//! host. 301 and 302 are followed the same way (method and body kept; reqwest
-//! would turn the POST into a GET), since a WHIP endpoint has no use for a
-//! GET. 303 is not followed.
+//! and reqwest's policy decides on `Authorization` by host alone. 301 and
+//! 302 are followed the same way (method and body kept; reqwest would turn
+//! the POST into a GET), since a WHIP endpoint has no use for a GET. 303 is
+//! not followed. Whether the token goes along is `redirect_hop`'s decision
+//! (same origin: yes; another origin: `RedirectAuth`; https→http: refused).
 
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use super::auth::{redact_url, AuthToken};
 use super::error::ProtocolError;
 use super::location::{is_blank, resolve_location};
 use super::problem::parse_error_body_redacted;
+use super::redirect::{redirect_hop, Hop, RedirectAuth};
 use super::retry_after::parse_retry_after;
 
 /// Bodies larger than this are not read: an SDP answer with simulcast is a
@@ -101,6 +103,7 @@ pub(crate) async fn exchange(
     token: Option<AuthToken>,
     timeout: Duration,
     max_redirects: usize,
+    redirect_auth: RedirectAuth,
     url: &Url,
     request: Request,
 ) -> Result<Reply, ProtocolError> {
@@ -114,7 +117,14 @@ pub(crate) async fn exchange(
         Some(token) => Some(bearer(token)?),
         None => None,
     };
-    let run = follow(http, authorization, max_redirects, url, request);
+    let run = follow(
+        http,
+        authorization,
+        max_redirects,
+        redirect_auth,
+        url,
+        request,
+    );
     match tokio::time::timeout(timeout, run).await {
         Ok(result) => result.map(|mut reply| {
             reply.token = token;
@@ -145,8 +155,9 @@ fn bearer(token: &AuthToken) -> Result<HeaderValue, ProtocolError> {
 
 async fn follow(
     http: &reqwest::Client,
-    authorization: Option<HeaderValue>,
+    mut authorization: Option<HeaderValue>,
     max_redirects: usize,
+    redirect_auth: RedirectAuth,
     url: &Url,
     request: Request,
 ) -> Result<Reply, ProtocolError> {
@@ -178,7 +189,7 @@ async fn follow(
                     max: max_redirects,
                 });
             }
-            current = match response.headers().get(LOCATION) {
+            let next = match response.headers().get(LOCATION) {
                 Some(value) if !is_blank(value) => {
                     resolve_location(&current, value).map_err(|message| {
                         ProtocolError::InvalidResponse {
@@ -194,6 +205,21 @@ async fn follow(
                     })
                 }
             };
+            match redirect_hop(redirect_auth, &current, &next) {
+                Hop::KeepToken => {}
+                // Once dropped, the token stays off for the later hops: a
+                // server we did not choose must not pick where it goes.
+                Hop::DropToken => authorization = None,
+                Hop::Refuse(reason) => {
+                    return Err(ProtocolError::RedirectRefused {
+                        status: status.as_u16(),
+                        from: redact_url(&current),
+                        to: redact_url(&next),
+                        reason,
+                    })
+                }
+            }
+            current = next;
             redirects += 1;
             continue;
         }
