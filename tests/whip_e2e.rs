@@ -169,6 +169,44 @@ fn token_is_dropped_on_a_cross_origin_redirect_to_http() {
 }
 
 #[test]
+fn an_answer_accepting_none_of_the_offered_codecs_is_an_error_and_deleted() {
+    let server = WhipServer::start("");
+    // The answer's video formats are renamed to a codec nobody offered.
+    let front = RT.block_on(Front::start_with(
+        server.base.clone(),
+        |loc| loc.to_string(),
+        |sdp| {
+            if !sdp.contains("a=sendonly") {
+                // Only the answer (recvonly) is mangled; the offer passes.
+                sdp.replace(" VP8/90000", " MANGLED/90000")
+            } else {
+                sdp.to_string()
+            }
+        },
+    ));
+    let client = Client::start(&format!(
+        "{VP8_SRC} ! {}",
+        whipsink(&format!("{}/whip/cam", front.base()), "")
+    ));
+    let err = client.wait_error(Duration::from_secs(8)).expect("an ERROR");
+    assert!(
+        err.contains("the answer accepts none of the offered codecs"),
+        "{err}"
+    );
+    assert!(err.contains("VP8/90000 pt 96"), "{err}");
+    assert!(err.contains("MANGLED/90000"), "{err}");
+    assert!(
+        wait_until(Duration::from_secs(3), || front
+            .passed()
+            .iter()
+            .any(|p| p.method == "DELETE" && p.status == 200)),
+        "the session was not DELETEd: {:?}",
+        front.passed()
+    );
+    assert_eq!(server.counters.video(), 0);
+}
+
+#[test]
 fn relative_location_is_resolved_and_deleted() {
     let server = WhipServer::start("");
     // whipserversrc answers "/whip/cam/<id>"; the front makes it "cam/<id>",
