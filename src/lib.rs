@@ -22,6 +22,9 @@ pub mod whipserversrc;
 pub mod whipsink;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    use gst::prelude::*;
+    session::settings::RedirectAuthMode::static_type()
+        .mark_as_plugin_api(gst::PluginAPIFlags::empty());
     whipsink::register(plugin)?;
     whipserversrc::register(plugin)?;
     whepserversink::register(plugin)?;

@@ -264,8 +264,9 @@ async fn missing_location_gives_none() {
 async fn redirect_307_and_308_resend_body_and_token() {
     let origin = TestServer::start().await;
     let other_host = TestServer::start().await;
-    // 307 to another host, then 308 back by a relative path, then 301 and
-    // 302 on the same host: method, body and token survive every hop.
+    // 307 to another origin, then 308 on by a relative path, then 301 and
+    // 302 on the same origin: method and body survive every hop; the token
+    // stops at the origin change (http, docs/protocol.md P6).
     origin.on(
         "POST",
         "/whip",
@@ -290,7 +291,10 @@ async fn redirect_307_and_308_resend_body_and_token() {
         assert_eq!(request.method, "POST");
         assert_eq!(request.body_text(), OFFER);
         assert_eq!(request.header("content-type"), Some("application/sdp"));
-        assert_eq!(request.header("authorization"), Some("Bearer tok"));
+    }
+    assert_eq!(requests[0].header("authorization"), Some("Bearer tok"));
+    for request in &requests[1..] {
+        assert_eq!(request.header("authorization"), None, "{}", request.target);
     }
 
     // PATCH and DELETE are redirected the same way.
@@ -298,6 +302,159 @@ async fn redirect_307_and_308_resend_body_and_token() {
     origin.on("DELETE", "/t", Reply::new(200));
     let outcome = client().delete(&origin.url("/s")).await.unwrap();
     assert_eq!(outcome, DeleteOutcome::Deleted);
+}
+
+fn client_with_redirect_auth(token: &str, redirect_auth: RedirectAuth) -> Client {
+    Client::new(ClientConfig {
+        auth_token: Some(AuthToken::new(token)),
+        timeout: Duration::from_secs(5),
+        redirect_auth,
+        ..ClientConfig::default()
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn token_is_kept_on_a_same_origin_redirect() {
+    let server = TestServer::start().await;
+    server.on("POST", "/whip", Reply::new(307).header("location", "/a"));
+    server.on(
+        "POST",
+        "/a",
+        Reply::new(308).header("location", server.url("/b?k=1").as_str()),
+    );
+    server.on("POST", "/b", Reply::new(301).header("location", "c"));
+    server.on("POST", "/c", Reply::new(302).header("location", "/final"));
+    server.on("POST", "/final", created("/final/1"));
+    server.on(
+        "DELETE",
+        "/final/1",
+        Reply::new(307).header("location", "/gone"),
+    );
+    server.on("DELETE", "/gone", Reply::new(200));
+    // Every policy keeps it: the policies are about other origins.
+    for policy in [
+        RedirectAuth::Https,
+        RedirectAuth::Drop,
+        RedirectAuth::Keep,
+        RedirectAuth::Refuse,
+    ] {
+        let client = client_with_redirect_auth("tok", policy);
+        let answer = client
+            .post_offer(&server.url("/whip"), OFFER)
+            .await
+            .unwrap();
+        client.delete(&answer.session_url.unwrap()).await.unwrap();
+    }
+    let requests = server.requests();
+    assert_eq!(requests.len(), 4 * 7);
+    for request in &requests {
+        assert_eq!(
+            request.header("authorization"),
+            Some("Bearer tok"),
+            "{} {}",
+            request.method,
+            request.target
+        );
+    }
+}
+
+#[tokio::test]
+async fn token_is_dropped_on_a_cross_origin_redirect_to_http() {
+    // Another port on 127.0.0.1 is another origin.
+    let origin = TestServer::start().await;
+    let other = TestServer::start().await;
+    origin.on(
+        "POST",
+        "/whip",
+        Reply::new(307).header("location", other.url("/whip").as_str()),
+    );
+    // Back to the origin: the token, once dropped, stays off.
+    other.on(
+        "POST",
+        "/whip",
+        Reply::new(307).header("location", origin.url("/back").as_str()),
+    );
+    origin.on("POST", "/back", created("/s/1"));
+    for policy in [RedirectAuth::Https, RedirectAuth::Drop] {
+        let answer = client_with_redirect_auth("tok", policy)
+            .post_offer(&origin.url("/whip"), OFFER)
+            .await
+            .unwrap();
+        assert_eq!(answer.answered_url, origin.url("/back"));
+    }
+    let mut requests = origin.requests();
+    requests.extend(other.requests());
+    let carried: Vec<(&str, Option<&str>)> = requests
+        .iter()
+        .map(|r| (r.target.as_str(), r.header("authorization")))
+        .collect();
+    assert_eq!(
+        carried,
+        [
+            ("/whip", Some("Bearer tok")),
+            ("/back", None),
+            ("/whip", Some("Bearer tok")),
+            ("/back", None),
+            ("/whip", None),
+            ("/whip", None),
+        ]
+    );
+    for request in &requests {
+        assert_eq!(request.body_text(), OFFER);
+    }
+}
+
+#[tokio::test]
+async fn token_is_kept_on_a_cross_origin_redirect_with_redirect_auth_keep() {
+    let origin = TestServer::start().await;
+    let other = TestServer::start().await;
+    origin.on(
+        "POST",
+        "/whip",
+        Reply::new(308).header("location", other.url("/whip").as_str()),
+    );
+    other.on("POST", "/whip", created("/s/1"));
+    client_with_redirect_auth("tok", RedirectAuth::Keep)
+        .post_offer(&origin.url("/whip"), OFFER)
+        .await
+        .unwrap();
+    assert_eq!(
+        other.requests()[0].header("authorization"),
+        Some("Bearer tok")
+    );
+}
+
+#[tokio::test]
+async fn cross_origin_redirect_is_refused_with_redirect_auth_refuse() {
+    const TOKEN: &str = "tok-SECRET-123";
+    let origin = TestServer::start().await;
+    let other = TestServer::start().await;
+    let target = other.url(&format!("/whip?token={TOKEN}"));
+    origin.on(
+        "POST",
+        "/whip",
+        Reply::new(307).header("location", target.as_str()),
+    );
+    let error = client_with_redirect_auth(TOKEN, RedirectAuth::Refuse)
+        .post_offer(&origin.url("/whip"), OFFER)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ProtocolError::RedirectRefused { status: 307, .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "refused the 307 redirect from {}/whip to {}/whip?token=***: it leaves the origin \
+             and redirect-auth is \"refuse\"",
+            origin.base(),
+            other.base()
+        )
+    );
+    assert!(!format!("{error:?}").contains(TOKEN));
+    assert!(other.requests().is_empty());
 }
 
 #[tokio::test]
@@ -740,6 +897,92 @@ async fn plain_text_error_body() {
             "HTTP 500 Internal Server Error from {}/empty",
             server.base()
         )
+    );
+}
+
+#[tokio::test]
+async fn token_echoed_at_the_end_of_a_long_detail_is_redacted() {
+    const TOKEN: &str = "tok-SECRET-123";
+    let server = TestServer::start().await;
+    let detail = format!("{}{TOKEN}", "x".repeat(290));
+    server.on(
+        "POST",
+        "/whip",
+        Reply::new(503).json(&format!(r#"{{"title":"Unavailable","detail":"{detail}"}}"#)),
+    );
+    server.on(
+        "POST",
+        "/plain",
+        Reply::new(503)
+            .header("content-type", "text/plain")
+            .body(detail.clone()),
+    );
+    let client = client_with_token(TOKEN);
+    for path in ["/whip", "/plain"] {
+        let error = client
+            .post_offer(&server.url(path), OFFER)
+            .await
+            .unwrap_err();
+        assert_eq!(error.status(), Some(503));
+        for text in [error.to_string(), format!("{error:?}")] {
+            for end in 4..=TOKEN.len() {
+                assert!(
+                    !text.contains(&TOKEN[..end]),
+                    "{:?} survived in {text}",
+                    &TOKEN[..end]
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_refusal_with_a_huge_body_keeps_its_status() {
+    let server = TestServer::start().await;
+    // Over the 1 MiB the client reads.
+    let huge = "x".repeat(4 * 1024 * 1024);
+    server.on(
+        "POST",
+        "/whip",
+        Reply::new(503)
+            .header("content-type", "text/html")
+            .header("retry-after", "7")
+            .body(huge.clone()),
+    );
+    let error = client()
+        .post_offer(&server.url("/whip"), OFFER)
+        .await
+        .unwrap_err();
+    assert_eq!(error.status(), Some(503), "{error:?}");
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(7)));
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "HTTP 503 Service Unavailable from {}/whip (its body, larger than 1048576 bytes, \
+             was not read) (retry after 7 s)",
+            server.base()
+        )
+    );
+
+    // An answer cannot do without its body: still an error, with the status.
+    server.on(
+        "POST",
+        "/big",
+        Reply::new(201).sdp(&format!("{ANSWER}{huge}")),
+    );
+    let error = client()
+        .post_offer(&server.url("/big"), OFFER)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ProtocolError::InvalidResponse { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("status 201 with a body larger than 1048576 bytes"),
+        "{error}"
     );
 }
 

@@ -130,14 +130,80 @@ fn redirect_307_is_followed_with_body_and_token() {
         "/whip/old",
         Reply::new(307).header("location", &format!("{}/whip/cam", server.base)),
     );
+    // Another port is another origin, and http: the token goes along only
+    // because redirect-auth says so (docs/protocol.md P6).
     let client = Client::start(&format!(
         "{VP8_SRC} ! {}",
-        whipsink(&format!("{}/whip/old", front.base()), "auth-token=s3cret")
+        whipsink(
+            &format!("{}/whip/old", front.base()),
+            "auth-token=s3cret redirect-auth=keep"
+        )
     ));
     publish_and_count(&server, &client, 10, 0);
     let reqs = front.requests();
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0].header("authorization"), Some("Bearer s3cret"));
+}
+
+#[test]
+fn token_is_dropped_on_a_cross_origin_redirect_to_http() {
+    let server = WhipServer::start("auth-token=s3cret");
+    let front = RT.block_on(TestServer::start());
+    front.on(
+        "POST",
+        "/whip/old",
+        Reply::new(307).header("location", &format!("{}/whip/cam", server.base)),
+    );
+    let client = Client::start(&format!(
+        "{VP8_SRC} ! {}",
+        whipsink(&format!("{}/whip/old", front.base()), "auth-token=s3cret")
+    ));
+    // The server never saw the token, so it refused.
+    let err = client.wait_error(Duration::from_secs(5)).expect("an ERROR");
+    assert!(err.contains("401"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+    assert_eq!(
+        front.requests()[0].header("authorization"),
+        Some("Bearer s3cret")
+    );
+}
+
+#[test]
+fn an_answer_accepting_none_of_the_offered_codecs_is_an_error_and_deleted() {
+    let server = WhipServer::start("");
+    // The answer's video formats are renamed to a codec nobody offered.
+    let front = RT.block_on(Front::start_with(
+        server.base.clone(),
+        |loc| loc.to_string(),
+        |sdp| {
+            if !sdp.contains("a=sendonly") {
+                // Only the answer (recvonly) is mangled; the offer passes.
+                sdp.replace(" VP8/90000", " MANGLED/90000")
+            } else {
+                sdp.to_string()
+            }
+        },
+    ));
+    let client = Client::start(&format!(
+        "{VP8_SRC} ! {}",
+        whipsink(&format!("{}/whip/cam", front.base()), "")
+    ));
+    let err = client.wait_error(Duration::from_secs(8)).expect("an ERROR");
+    assert!(
+        err.contains("the answer accepts none of the offered codecs"),
+        "{err}"
+    );
+    assert!(err.contains("VP8/90000 pt 96"), "{err}");
+    assert!(err.contains("MANGLED/90000"), "{err}");
+    assert!(
+        wait_until(Duration::from_secs(3), || front
+            .passed()
+            .iter()
+            .any(|p| p.method == "DELETE" && p.status == 200)),
+        "the session was not DELETEd: {:?}",
+        front.passed()
+    );
+    assert_eq!(server.counters.video(), 0);
 }
 
 #[test]

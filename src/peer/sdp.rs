@@ -265,6 +265,94 @@ pub fn remote_sending_media(sdp: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Encodings that carry no media of their own: an answer keeping only these
+/// accepts nothing we send.
+const NOT_MEDIA: [&str; 6] = [
+    "rtx",
+    "red",
+    "ulpfec",
+    "flexfec-03",
+    "telephone-event",
+    "cn",
+];
+
+/// One format of an m-line: payload type and `NAME/clock` from its rtpmap
+/// (none for a static payload type without one).
+fn media_formats(sdp: &gst_sdp::SDPMessageRef) -> Vec<(String, Option<String>)> {
+    sdp.medias()
+        .filter(|m| m.port() != 0 && matches!(m.media(), Some("audio" | "video")))
+        .flat_map(|m| {
+            m.formats()
+                .map(|pt| {
+                    let encoding = m.attributes().find_map(|a| {
+                        let value = a.value().filter(|_| a.key() == "rtpmap")?;
+                        let (p, rest) = value.split_once(' ')?;
+                        let mut parts = rest.trim().split('/');
+                        let name = parts.next()?;
+                        let clock = parts.next().unwrap_or("");
+                        (p == pt).then(|| format!("{name}/{clock}"))
+                    });
+                    (pt.to_string(), encoding)
+                })
+                .collect::<Vec<_>>()
+        })
+        .filter(|(_, encoding)| {
+            encoding.as_deref().is_none_or(|e| {
+                let name = e.split('/').next().unwrap_or("");
+                !NOT_MEDIA.iter().any(|n| n.eq_ignore_ascii_case(name))
+            })
+        })
+        .collect()
+}
+
+fn describe(formats: &[(String, Option<String>)]) -> String {
+    if formats.is_empty() {
+        return "none".into();
+    }
+    formats
+        .iter()
+        .map(|(pt, encoding)| match encoding {
+            Some(e) => format!("{e} pt {pt}"),
+            None => format!("pt {pt}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether the answer accepts at least one media codec of the offer: a
+/// format with the same encoding name and clock rate, or, without an rtpmap,
+/// the same (static) payload type. webrtcbin takes an answer whose codecs
+/// are mangled and then sends nothing, with no error; this makes it one,
+/// naming both sides. An offer or answer that does not parse, or an offer
+/// without audio/video formats, passes: there is nothing to judge.
+pub fn answer_accepts_an_offered_codec(offer: &str, answer: &str) -> Result<(), String> {
+    let (Ok(offer), Ok(answer)) = (
+        gst_sdp::SDPMessage::parse_buffer(offer.as_bytes()),
+        gst_sdp::SDPMessage::parse_buffer(answer.as_bytes()),
+    ) else {
+        return Ok(());
+    };
+    let offered = media_formats(&offer);
+    if offered.is_empty() {
+        return Ok(());
+    }
+    let answered = media_formats(&answer);
+    let accepted = answered.iter().any(|(pt, encoding)| match encoding {
+        Some(e) => offered
+            .iter()
+            .any(|(_, o)| o.as_deref().is_some_and(|o| o.eq_ignore_ascii_case(e))),
+        None => offered.iter().any(|(o, _)| o == pt),
+    });
+    if accepted {
+        return Ok(());
+    }
+    Err(format!(
+        "the answer accepts none of the offered codecs (offered {}; answered {})",
+        describe(&offered),
+        describe(&answered)
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,5 +462,64 @@ a=rtpmap:108 H264/90000\r\na=fmtp:108 packetization-mode=1;profile-level-id=42e0
                 ("video".to_string(), "H264".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn an_answer_with_an_offered_codec_is_accepted() {
+        gst::init().unwrap();
+        let offer = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111 0\r\na=rtpmap:111 OPUS/48000/2\r\n";
+        // Same codec under another payload type, any case.
+        let answer = "v=0\r\no=- 2 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 100\r\na=rtpmap:100 vp8/90000\r\n\
+            m=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 OPUS/48000/2\r\n";
+        assert_eq!(answer_accepts_an_offered_codec(offer, answer), Ok(()));
+        // Only audio accepted, by a static payload type without rtpmap.
+        let answer = "v=0\r\no=- 2 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+            m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 0\r\n";
+        assert_eq!(answer_accepts_an_offered_codec(offer, answer), Ok(()));
+        // Nothing to judge.
+        assert_eq!(answer_accepts_an_offered_codec("garbage", answer), Ok(()));
+    }
+
+    #[test]
+    fn an_answer_with_none_of_the_offered_codecs_is_refused() {
+        gst::init().unwrap();
+        let offer = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\n\
+            a=fmtp:97 apt=96\r\n";
+        for (answer, answered) in [
+            // Payload types rewritten to a codec we never offered.
+            (
+                "m=video 9 UDP/TLS/RTP/SAVPF 120\r\na=rtpmap:120 FOO/90000\r\n",
+                "FOO/90000 pt 120",
+            ),
+            // Same payload type, another codec.
+            (
+                "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 H264/90000\r\n",
+                "H264/90000 pt 96",
+            ),
+            // Only the retransmission format left.
+            (
+                "m=video 9 UDP/TLS/RTP/SAVPF 97\r\na=rtpmap:97 rtx/90000\r\n",
+                "none",
+            ),
+            // Every m-line rejected.
+            (
+                "m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n",
+                "none",
+            ),
+        ] {
+            let answer = format!("v=0\r\no=- 2 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n{answer}");
+            assert_eq!(
+                answer_accepts_an_offered_codec(offer, &answer),
+                Err(format!(
+                    "the answer accepts none of the offered codecs (offered VP8/90000 pt 96; \
+                     answered {answered})"
+                ))
+            );
+        }
     }
 }

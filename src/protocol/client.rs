@@ -14,6 +14,7 @@ use super::exchange::{exchange, Reply, Request};
 use super::link::{parse_link_headers, Extension};
 use super::location::{is_blank, resolve_location};
 use super::proxy::env_proxy;
+use super::redirect::RedirectAuth;
 use super::responses::{
     AnswerKind, DeleteOutcome, IceRestartAnswer, OfferResponse, OptionsResponse, TrickleOutcome,
 };
@@ -30,6 +31,9 @@ pub struct ClientConfig {
     /// For each exchange as a whole, redirects included.
     pub timeout: Duration,
     pub max_redirects: usize,
+    /// Whether the token follows a redirect to another origin
+    /// (docs/protocol.md P6); same-origin redirects always keep it.
+    pub redirect_auth: RedirectAuth,
 }
 
 impl Default for ClientConfig {
@@ -38,6 +42,7 @@ impl Default for ClientConfig {
             auth_token: None,
             timeout: Duration::from_secs(15),
             max_redirects: 5,
+            redirect_auth: RedirectAuth::default(),
         }
     }
 }
@@ -55,6 +60,7 @@ struct Inner {
     token: RwLock<Option<AuthToken>>,
     timeout: Duration,
     max_redirects: usize,
+    redirect_auth: RedirectAuth,
 }
 
 impl std::fmt::Debug for Client {
@@ -63,6 +69,7 @@ impl std::fmt::Debug for Client {
             .field("auth_token", &self.token())
             .field("timeout", &self.inner.timeout)
             .field("max_redirects", &self.inner.max_redirects)
+            .field("redirect_auth", &self.inner.redirect_auth)
             .finish_non_exhaustive()
     }
 }
@@ -86,6 +93,7 @@ impl Client {
                 token: RwLock::new(config.auth_token),
                 timeout: config.timeout,
                 max_redirects: config.max_redirects,
+                redirect_auth: config.redirect_auth,
             }),
         })
     }
@@ -118,6 +126,7 @@ impl Client {
             self.token(),
             self.inner.timeout,
             self.inner.max_redirects,
+            self.inner.redirect_auth,
             url,
             request,
         )

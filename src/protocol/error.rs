@@ -19,6 +19,8 @@ pub enum ProtocolError {
         url: String,
         problem: Problem,
         retry_after: Option<Duration>,
+        /// The body was larger than the client reads (1 MiB) and was dropped.
+        body_too_large: bool,
     },
     /// The whole exchange, redirects included, took longer than the timeout.
     Timeout {
@@ -33,6 +35,14 @@ pub enum ProtocolError {
     TooManyRedirects {
         url: String,
         max: usize,
+    },
+    /// A redirect that was not followed (docs/protocol.md P6): an https→http
+    /// downgrade, or a cross-origin one with `redirect-auth` "refuse".
+    RedirectRefused {
+        status: u16,
+        from: String,
+        to: String,
+        reason: &'static str,
     },
     /// A 2xx without an SDP body, an unparseable Location, a redirect
     /// without Location, and the like.
@@ -82,6 +92,7 @@ impl fmt::Display for ProtocolError {
                 url,
                 problem,
                 retry_after,
+                body_too_large,
             } => {
                 write!(f, "HTTP {status}")?;
                 if let Some(reason) = reqwest::StatusCode::from_u16(*status)
@@ -93,6 +104,13 @@ impl fmt::Display for ProtocolError {
                 write!(f, " from {url}")?;
                 if !problem.is_empty() {
                     write!(f, ": {problem}")?;
+                }
+                if *body_too_large {
+                    write!(
+                        f,
+                        " (its body, larger than {} bytes, was not read)",
+                        super::exchange::MAX_BODY
+                    )?;
                 }
                 if let Some(after) = retry_after {
                     write!(f, " (retry after {} s)", after.as_secs())?;
@@ -111,6 +129,17 @@ impl fmt::Display for ProtocolError {
             }
             ProtocolError::TooManyRedirects { url, max } => {
                 write!(f, "more than {max} redirects from {url}")
+            }
+            ProtocolError::RedirectRefused {
+                status,
+                from,
+                to,
+                reason,
+            } => {
+                write!(
+                    f,
+                    "refused the {status} redirect from {from} to {to}: {reason}"
+                )
             }
             ProtocolError::InvalidResponse { url, message } => {
                 write!(f, "invalid response from {url}: {message}")

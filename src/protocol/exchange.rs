@@ -4,10 +4,11 @@
 //! reqwest's own redirect policy is off (`Policy::none()` in `Client::new`)
 //! and redirects are followed here, by hand: RFC 9725 §4.5 (docs/protocol.md
 //! P6) wants 307/308 to re-send the same body and the same `Authorization`,
-//! and reqwest's policy drops `Authorization` when a redirect leaves the
-//! host. 301 and 302 are followed the same way (method and body kept; reqwest
-//! would turn the POST into a GET), since a WHIP endpoint has no use for a
-//! GET. 303 is not followed.
+//! and reqwest's policy decides on `Authorization` by host alone. 301 and
+//! 302 are followed the same way (method and body kept; reqwest would turn
+//! the POST into a GET), since a WHIP endpoint has no use for a GET. 303 is
+//! not followed. Whether the token goes along is `redirect_hop`'s decision
+//! (same origin: yes; another origin: `RedirectAuth`; https→http: refused).
 
 use std::time::Duration;
 
@@ -19,12 +20,14 @@ use url::Url;
 use super::auth::{redact_url, AuthToken};
 use super::error::ProtocolError;
 use super::location::{is_blank, resolve_location};
-use super::problem::parse_error_body;
+use super::problem::parse_error_body_redacted;
+use super::redirect::{redirect_hop, Hop, RedirectAuth};
 use super::retry_after::parse_retry_after;
 
 /// Bodies larger than this are not read: an SDP answer with simulcast is a
-/// few tens of kilobytes, and an error page needs only its start.
-const MAX_BODY: usize = 1024 * 1024;
+/// few tens of kilobytes. An error body that large is dropped, and the error
+/// is the status alone (`ProtocolError::Http` with `body_too_large`).
+pub(crate) const MAX_BODY: usize = 1024 * 1024;
 
 /// What to send.
 pub(crate) struct Request {
@@ -41,6 +44,8 @@ pub(crate) struct Reply {
     pub url: Url,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The body was over [`MAX_BODY`] and not read (`body` is empty).
+    pub body_too_large: bool,
     /// The token the request carried, to scrub it from error texts.
     token: Option<AuthToken>,
 }
@@ -77,16 +82,17 @@ impl Reply {
     /// accept), with the body's explanation and `Retry-After`
     /// (docs/protocol.md P8, P9, P18).
     pub fn into_http_error(self) -> ProtocolError {
-        let mut problem = parse_error_body(self.header("content-type"), &self.body);
-        if let Some(token) = &self.token {
-            // Trimmed as in `bearer`: that is what the server saw.
-            problem.scrub(token.expose().trim());
-        }
+        // Trimmed as in `bearer`: that is what the server saw. Scrubbed
+        // before the texts are cut to length, so that an echo near the cut
+        // cannot leave the token's first characters behind.
+        let secret = self.token.as_ref().map(|t| t.expose().trim());
+        let problem = parse_error_body_redacted(self.header("content-type"), &self.body, secret);
         ProtocolError::Http {
             status: self.status.as_u16(),
             url: self.redacted_url(),
             problem,
             retry_after: self.header("retry-after").and_then(parse_retry_after),
+            body_too_large: self.body_too_large,
         }
     }
 }
@@ -97,6 +103,7 @@ pub(crate) async fn exchange(
     token: Option<AuthToken>,
     timeout: Duration,
     max_redirects: usize,
+    redirect_auth: RedirectAuth,
     url: &Url,
     request: Request,
 ) -> Result<Reply, ProtocolError> {
@@ -110,7 +117,14 @@ pub(crate) async fn exchange(
         Some(token) => Some(bearer(token)?),
         None => None,
     };
-    let run = follow(http, authorization, max_redirects, url, request);
+    let run = follow(
+        http,
+        authorization,
+        max_redirects,
+        redirect_auth,
+        url,
+        request,
+    );
     match tokio::time::timeout(timeout, run).await {
         Ok(result) => result.map(|mut reply| {
             reply.token = token;
@@ -141,8 +155,9 @@ fn bearer(token: &AuthToken) -> Result<HeaderValue, ProtocolError> {
 
 async fn follow(
     http: &reqwest::Client,
-    authorization: Option<HeaderValue>,
+    mut authorization: Option<HeaderValue>,
     max_redirects: usize,
+    redirect_auth: RedirectAuth,
     url: &Url,
     request: Request,
 ) -> Result<Reply, ProtocolError> {
@@ -174,7 +189,7 @@ async fn follow(
                     max: max_redirects,
                 });
             }
-            current = match response.headers().get(LOCATION) {
+            let next = match response.headers().get(LOCATION) {
                 Some(value) if !is_blank(value) => {
                     resolve_location(&current, value).map_err(|message| {
                         ProtocolError::InvalidResponse {
@@ -190,21 +205,47 @@ async fn follow(
                     })
                 }
             };
+            match redirect_hop(redirect_auth, &current, &next) {
+                Hop::KeepToken => {}
+                // Once dropped, the token stays off for the later hops: a
+                // server we did not choose must not pick where it goes.
+                Hop::DropToken => authorization = None,
+                Hop::Refuse(reason) => {
+                    return Err(ProtocolError::RedirectRefused {
+                        status: status.as_u16(),
+                        from: redact_url(&current),
+                        to: redact_url(&next),
+                        reason,
+                    })
+                }
+            }
+            current = next;
             redirects += 1;
             continue;
         }
         let headers = std::mem::take(response.headers_mut());
         let mut body = Vec::new();
+        let mut body_too_large = false;
         while let Some(chunk) = response
             .chunk()
             .await
             .map_err(|e| transport_error(&current, e))?
         {
             if body.len() + chunk.len() > MAX_BODY {
-                return Err(ProtocolError::InvalidResponse {
-                    url: redact_url(&current),
-                    message: format!("response body larger than {MAX_BODY} bytes"),
-                });
+                // A refusal keeps its status (the body is only its
+                // explanation); an answer without its body is no answer.
+                if status.is_success() {
+                    return Err(ProtocolError::InvalidResponse {
+                        url: redact_url(&current),
+                        message: format!(
+                            "status {} with a body larger than {MAX_BODY} bytes",
+                            status.as_u16()
+                        ),
+                    });
+                }
+                body.clear();
+                body_too_large = true;
+                break;
             }
             body.extend_from_slice(&chunk);
         }
@@ -213,6 +254,7 @@ async fn follow(
             url: current,
             headers,
             body: Bytes::from(body),
+            body_too_large,
             token: None,
         });
     }

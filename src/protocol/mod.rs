@@ -15,6 +15,7 @@ mod link;
 mod location;
 mod problem;
 mod proxy;
+mod redirect;
 mod responses;
 mod retry_after;
 mod sdpfrag;
@@ -25,6 +26,7 @@ pub use error::ProtocolError;
 pub use ice_server::IceServer;
 pub use link::{parse_link_headers, Extension};
 pub use problem::{parse_error_body, Problem};
+pub use redirect::RedirectAuth;
 pub use responses::{
     AnswerKind, DeleteOutcome, IceRestartAnswer, OfferResponse, OptionsResponse, TrickleOutcome,
 };

@@ -28,19 +28,6 @@ impl Problem {
     pub fn is_empty(&self) -> bool {
         self.title.is_none() && self.detail.is_none()
     }
-
-    /// Replaces every occurrence of `secret` (a server may echo the token it
-    /// rejected) so that it cannot reach an error message.
-    pub(crate) fn scrub(&mut self, secret: &str) {
-        if secret.is_empty() {
-            return;
-        }
-        for text in [&mut self.title, &mut self.detail].into_iter().flatten() {
-            if text.contains(secret) {
-                *text = text.replace(secret, "<redacted>");
-            }
-        }
-    }
 }
 
 /// "title: detail", "title", "detail" or "" depending on what is known.
@@ -56,6 +43,21 @@ impl fmt::Display for Problem {
 
 /// Reads an error body. `content_type` is the raw header value, if any.
 pub fn parse_error_body(content_type: Option<&str>, body: &[u8]) -> Problem {
+    parse_error_body_redacted(content_type, body, None)
+}
+
+/// [`parse_error_body`], with every occurrence of `secret` (a server may
+/// echo the token it rejected) replaced by `<redacted>` in each text before
+/// it is cut to [`MAX_CHARS`]: cut first, an echo across the cut would leave
+/// the token's first characters in the message.
+pub(crate) fn parse_error_body_redacted(
+    content_type: Option<&str>,
+    body: &[u8],
+    secret: Option<&str>,
+) -> Problem {
+    let texts = Texts {
+        secret: secret.filter(|s| !s.is_empty()),
+    };
     let text = String::from_utf8_lossy(body);
     let trimmed = text.trim();
     if trimmed.is_empty() {
@@ -66,7 +68,7 @@ pub fn parse_error_body(content_type: Option<&str>, body: &[u8]) -> Problem {
         .unwrap_or(false);
     if says_json || trimmed.starts_with('{') || trimmed.starts_with('[') {
         if let Ok(value) = serde_json::from_str::<Value>(trimmed) {
-            let problem = from_json(&value);
+            let problem = texts.of_json(&value);
             if !problem.is_empty() {
                 return problem;
             }
@@ -74,54 +76,73 @@ pub fn parse_error_body(content_type: Option<&str>, body: &[u8]) -> Problem {
     }
     Problem {
         title: None,
-        detail: clean(trimmed),
+        detail: texts.clean(trimmed),
     }
 }
 
-fn from_json(value: &Value) -> Problem {
-    match value {
-        Value::Object(object) => from_object(object),
-        Value::String(text) => Problem {
-            title: None,
-            detail: clean(text),
-        },
-        // A bare array: some APIs send the JSON:API `errors` list alone.
-        Value::Array(items) => items.first().map(from_json).unwrap_or_default(),
-        _ => Problem::default(),
-    }
+/// Turns server texts into message texts: scrubbed, then cleaned.
+struct Texts<'a> {
+    secret: Option<&'a str>,
 }
 
-fn from_object(object: &Map<String, Value>) -> Problem {
-    // JSON:API (Ring): the first error carries the message.
-    if let Some(first) = object
-        .get("errors")
-        .and_then(Value::as_array)
-        .and_then(|errors| errors.first())
-    {
-        let problem = from_json(first);
-        if !problem.is_empty() {
-            return problem;
+impl Texts<'_> {
+    fn of_json(&self, value: &Value) -> Problem {
+        match value {
+            Value::Object(object) => self.of_object(object),
+            Value::String(text) => Problem {
+                title: None,
+                detail: self.clean(text),
+            },
+            // A bare array: some APIs send the JSON:API `errors` list alone.
+            Value::Array(items) => items.first().map(|v| self.of_json(v)).unwrap_or_default(),
+            _ => Problem::default(),
         }
     }
-    let title = string_field(object, "title");
-    // RFC 9457 `detail`; MediaMTX's `error`; generic `message`.
-    let detail = string_field(object, "detail")
-        .or_else(|| string_field(object, "error"))
-        .or_else(|| string_field(object, "message"))
-        .or_else(|| string_field(object, "error_description"));
-    let mut problem = Problem { title, detail };
-    // `{"error": {"message": ..}}` (Google-style) nests the explanation.
-    if problem.detail.is_none() {
-        if let Some(Value::Object(nested)) = object.get("error") {
-            let inner = from_object(nested);
-            problem.detail = inner.detail.or(inner.title);
+
+    fn of_object(&self, object: &Map<String, Value>) -> Problem {
+        // JSON:API (Ring): the first error carries the message.
+        if let Some(first) = object
+            .get("errors")
+            .and_then(Value::as_array)
+            .and_then(|errors| errors.first())
+        {
+            let problem = self.of_json(first);
+            if !problem.is_empty() {
+                return problem;
+            }
+        }
+        let title = self.string_field(object, "title");
+        // RFC 9457 `detail`; MediaMTX's `error`; generic `message`.
+        let detail = self
+            .string_field(object, "detail")
+            .or_else(|| self.string_field(object, "error"))
+            .or_else(|| self.string_field(object, "message"))
+            .or_else(|| self.string_field(object, "error_description"));
+        let mut problem = Problem { title, detail };
+        // `{"error": {"message": ..}}` (Google-style) nests the explanation.
+        if problem.detail.is_none() {
+            if let Some(Value::Object(nested)) = object.get("error") {
+                let inner = self.of_object(nested);
+                problem.detail = inner.detail.or(inner.title);
+            }
+        }
+        problem
+    }
+
+    fn string_field(&self, object: &Map<String, Value>, key: &str) -> Option<String> {
+        object
+            .get(key)
+            .and_then(Value::as_str)
+            .and_then(|t| self.clean(t))
+    }
+
+    /// The secret replaced on the whole text, then [`clean`]ed.
+    fn clean(&self, text: &str) -> Option<String> {
+        match self.secret {
+            Some(secret) if text.contains(secret) => clean(&text.replace(secret, "<redacted>")),
+            _ => clean(text),
         }
     }
-    problem
-}
-
-fn string_field(object: &Map<String, Value>, key: &str) -> Option<String> {
-    object.get(key).and_then(Value::as_str).and_then(clean)
 }
 
 /// One line, no control characters, at most [`MAX_CHARS`] characters, or
@@ -176,6 +197,24 @@ mod tests {
             .detail
             .unwrap();
         assert_eq!(detail.chars().count(), MAX_CHARS + 1);
+    }
+
+    #[test]
+    fn an_echoed_token_is_redacted_before_the_text_is_cut() {
+        const TOKEN: &str = "tok-SECRET-123";
+        // The token straddles the cut at MAX_CHARS.
+        let body = format!("{}{TOKEN} rejected", "x".repeat(MAX_CHARS - 6));
+        for body in [
+            body.clone(),
+            format!(r#"{{"detail":"{body}","title":"{TOKEN}"}}"#),
+        ] {
+            let p = parse_error_body_redacted(None, body.as_bytes(), Some(TOKEN));
+            let text = p.to_string();
+            for end in 4..=TOKEN.len() {
+                assert!(!text.contains(&TOKEN[..end]), "{} in {text}", &TOKEN[..end]);
+            }
+            assert!(text.contains("<redac"), "{text}");
+        }
     }
 
     #[test]

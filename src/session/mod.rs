@@ -86,6 +86,9 @@ pub enum SessionError {
     Peer(#[from] PeerError),
     #[error("the server's answer was rejected by webrtcbin: {0}")]
     BadAnswer(PeerError),
+    /// The answer accepts none of the offered codecs: nothing would flow.
+    #[error("{0}")]
+    NoCommonCodec(String),
     #[error("the server answered with a counter-offer, which WHIP does not allow")]
     UnexpectedCounterOffer,
     #[error("ICE/DTLS connection failed (no usable candidate pair, or the DTLS handshake failed)")]
@@ -261,6 +264,9 @@ impl Negotiation<'_> {
             .set_remote(WebRTCSDPType::Answer, &resp.sdp)
             .await
             .map_err(SessionError::BadAnswer)?;
+        // webrtcbin takes such an answer and then sends nothing, silently.
+        crate::peer::sdp::answer_accepts_an_offered_codec(&offer, &resp.sdp)
+            .map_err(SessionError::NoCommonCodec)?;
         if !local.gathering_complete {
             if let Some(url) = resp.session_url.clone() {
                 RUNTIME.spawn(trickle_late_candidates(

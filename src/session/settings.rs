@@ -7,17 +7,53 @@ use gst::prelude::*;
 use gst_webrtc::WebRTCICETransportPolicy;
 
 use crate::peer::PeerSettings;
-use crate::protocol::{AuthToken, Client, ClientConfig, ProtocolError};
+use crate::protocol::{AuthToken, Client, ClientConfig, ProtocolError, RedirectAuth};
 
 pub const DEFAULT_TIMEOUT_S: u32 = 15;
 /// Enough for host and server-reflexive candidates on any sane network, short
 /// enough not to dominate time to first frame when a STUN server is silent.
 pub const DEFAULT_GATHER_TIMEOUT_MS: u32 = 1000;
 
+/// The `redirect-auth` property: whether the token follows a redirect to
+/// another origin (docs/protocol.md P6). Same-origin redirects always keep
+/// it; an https→http redirect is always refused.
+#[derive(Debug, Default, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstWhipWhepRedirectAuth")]
+pub enum RedirectAuthMode {
+    #[default]
+    #[enum_value(
+        name = "Kept if the new target is https, dropped if it is http",
+        nick = "https"
+    )]
+    Https = 0,
+    #[enum_value(name = "Never sent to another origin", nick = "drop")]
+    Drop = 1,
+    #[enum_value(
+        name = "Kept on every redirect (RFC 9725 as written), except https to http",
+        nick = "keep"
+    )]
+    Keep = 2,
+    #[enum_value(name = "A redirect to another origin is an error", nick = "refuse")]
+    Refuse = 3,
+}
+
+impl From<RedirectAuthMode> for RedirectAuth {
+    fn from(mode: RedirectAuthMode) -> Self {
+        match mode {
+            RedirectAuthMode::Https => RedirectAuth::Https,
+            RedirectAuthMode::Drop => RedirectAuth::Drop,
+            RedirectAuthMode::Keep => RedirectAuth::Keep,
+            RedirectAuthMode::Refuse => RedirectAuth::Refuse,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct ClientSettings {
     pub endpoint: Option<String>,
     pub auth_token: Option<AuthToken>,
+    pub redirect_auth: RedirectAuthMode,
     pub use_link_headers: bool,
     pub stun_server: Option<String>,
     pub turn_server: Option<String>,
@@ -60,6 +96,7 @@ impl ClientSettings {
         Self {
             endpoint: None,
             auth_token: None,
+            redirect_auth: RedirectAuthMode::Https,
             use_link_headers: false,
             stun_server: None,
             turn_server: None,
@@ -126,6 +163,18 @@ impl ClientSettings {
                 )
                 .write_only()
                 .mutable_playing()
+                .build(),
+            glib::ParamSpecEnum::builder_with_default("redirect-auth", RedirectAuthMode::Https)
+                .nick("Token on redirects")
+                .blurb(
+                    "Whether auth-token follows a redirect to another origin (scheme, host \
+                     and port): \"https\" keeps it if the new target is https and drops it \
+                     if it is http; \"drop\" never sends it to another origin; \"keep\" always \
+                     does (RFC 9725 as written); \"refuse\" makes such a redirect an error. \
+                     Same-origin redirects always keep it, and a redirect from https to http \
+                     is always refused.",
+                )
+                .mutable_ready()
                 .build(),
             glib::ParamSpecBoolean::builder("use-link-headers")
                 .nick("Use Link headers")
@@ -278,6 +327,7 @@ impl ClientSettings {
                     .filter(|t| !t.is_empty())
                     .map(AuthToken::new)
             }
+            "redirect-auth" => self.redirect_auth = value.get().unwrap(),
             "use-link-headers" => self.use_link_headers = value.get().unwrap(),
             "stun-server" => self.stun_server = value.get().unwrap(),
             "turn-server" => self.turn_server = value.get().unwrap(),
@@ -303,6 +353,7 @@ impl ClientSettings {
     pub fn get(&self, pspec: &glib::ParamSpec) -> Option<glib::Value> {
         Some(match pspec.name() {
             "whip-endpoint" | "whep-endpoint" => self.endpoint.to_value(),
+            "redirect-auth" => self.redirect_auth.to_value(),
             "use-link-headers" => self.use_link_headers.to_value(),
             "stun-server" => self.stun_server.to_value(),
             "turn-server" => self.turn_server.to_value(),
@@ -395,6 +446,7 @@ impl ClientSettings {
         Client::new(ClientConfig {
             auth_token: self.auth_token.clone(),
             timeout: self.timeout(),
+            redirect_auth: self.redirect_auth.into(),
             ..ClientConfig::default()
         })
     }
