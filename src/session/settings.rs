@@ -111,7 +111,9 @@ impl ClientSettings {
             max_session_duration_s: 0,
             renew_lead_ms: 3000,
             media_timeout_ms: kind.default_media_timeout_ms(),
-            publisher_wait_s: -1,
+            // WHEP's 409 means "no publisher yet": a player waits. WHIP's
+            // means the endpoint is taken: a publisher must be told.
+            publisher_wait_s: if kind == Kind::Whep { -1 } else { 0 },
         }
     }
 }
