@@ -13,6 +13,11 @@ pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8190";
 /// Enough to reorder a few packets on a LAN; webrtcbin's 200 ms default
 /// would add 200 ms to every stream's first frame.
 pub const DEFAULT_LATENCY_MS: u32 = 50;
+/// A client that sent nothing for this long is gone (killed, unplugged):
+/// well above the 0.5 to 1 s at which browsers and our clients report.
+pub const DEFAULT_PEER_TIMEOUT_MS: u32 = 5000;
+/// Sessions an element serves at once.
+pub const DEFAULT_MAX_SESSIONS: u32 = 100;
 
 #[derive(Clone)]
 pub struct ServerSettings {
@@ -22,6 +27,10 @@ pub struct ServerSettings {
     pub ice_addresses: Vec<String>,
     pub latency_ms: u32,
     pub max_session_duration_s: u32,
+    /// 0: only a failed or closed connection ends a silent client.
+    pub peer_timeout_ms: u32,
+    /// 0: no limit.
+    pub max_sessions: u32,
     /// whipserversrc only.
     pub allow_multiple_publishers: bool,
 }
@@ -35,6 +44,8 @@ impl Default for ServerSettings {
             ice_addresses: Vec::new(),
             latency_ms: DEFAULT_LATENCY_MS,
             max_session_duration_s: 0,
+            peer_timeout_ms: DEFAULT_PEER_TIMEOUT_MS,
+            max_sessions: DEFAULT_MAX_SESSIONS,
             allow_multiple_publishers: false,
         }
     }
@@ -136,6 +147,33 @@ impl ServerSettings {
                 .default_value(0)
                 .mutable_playing()
                 .build(),
+            glib::ParamSpecUInt::builder("peer-timeout")
+                .nick("Peer timeout")
+                .blurb(
+                    "Milliseconds without any packet from a connected client (media, RTCP \
+                     reports, ICE checks) after which the server ends its session, as for a \
+                     client that was killed or lost its network; posted with reason \
+                     \"nothing received for ... (peer-timeout)\". A client that reports less \
+                     often gets three times its own longest recent gap. whepsrc and whipsink \
+                     report every 0.5 s, browsers about every second. 0: only a failed or \
+                     closed connection ends a session. Applies to sessions that start after \
+                     it is set.",
+                )
+                .maximum(600_000)
+                .default_value(DEFAULT_PEER_TIMEOUT_MS)
+                .mutable_playing()
+                .build(),
+            glib::ParamSpecUInt::builder("max-sessions")
+                .nick("Maximum sessions")
+                .blurb(
+                    "Sessions the element serves at once, counting offers being answered: \
+                     an offer beyond it gets 503 Service Unavailable with Retry-After and a \
+                     JSON problem body naming the limit. 0: no limit.",
+                )
+                .maximum(100_000)
+                .default_value(DEFAULT_MAX_SESSIONS)
+                .mutable_playing()
+                .build(),
         ]
     }
 
@@ -165,6 +203,8 @@ impl ServerSettings {
             }
             "latency" => self.latency_ms = value.get().unwrap(),
             "max-session-duration" => self.max_session_duration_s = value.get().unwrap(),
+            "peer-timeout" => self.peer_timeout_ms = value.get().unwrap(),
+            "max-sessions" => self.max_sessions = value.get().unwrap(),
             "allow-multiple-publishers" => self.allow_multiple_publishers = value.get().unwrap(),
             _ => return false,
         }
@@ -178,6 +218,8 @@ impl ServerSettings {
             "ice-addresses" => self.ice_addresses.join(",").to_value(),
             "latency" => self.latency_ms.to_value(),
             "max-session-duration" => self.max_session_duration_s.to_value(),
+            "peer-timeout" => self.peer_timeout_ms.to_value(),
+            "max-sessions" => self.max_sessions.to_value(),
             "allow-multiple-publishers" => self.allow_multiple_publishers.to_value(),
             _ => pspec.default_value().clone(),
         }
@@ -220,6 +262,10 @@ impl ServerSettings {
     pub fn max_session(&self) -> Option<Duration> {
         (self.max_session_duration_s > 0)
             .then(|| Duration::from_secs(self.max_session_duration_s.into()))
+    }
+
+    pub fn peer_timeout(&self) -> Option<Duration> {
+        (self.peer_timeout_ms > 0).then(|| Duration::from_millis(self.peer_timeout_ms.into()))
     }
 
     pub fn peer_settings(&self) -> PeerSettings {

@@ -109,6 +109,9 @@ pub struct Peer {
     bye: Arc<std::sync::atomic::AtomicBool>,
     /// When RTCP came from the remote, and how far apart.
     last_rtcp: Arc<Mutex<RtcpClock>>,
+    /// When any packet (RTP, RTCP, DTLS, STUN) came from the remote, and how
+    /// far apart.
+    heard: Arc<Mutex<RtcpClock>>,
     failure: Arc<Failure>,
 }
 
@@ -284,6 +287,25 @@ impl Peer {
             None
         });
 
+        // Every packet from the remote passes a nicesrc (one per transport):
+        // its pace tells whether the remote is still there (`Peer::silence`).
+        let heard = Arc::new(Mutex::new(RtcpClock::default()));
+        let clock = heard.clone();
+        webrtcbin.connect("deep-element-added", false, move |args| {
+            let el = args[2].get::<gst::Element>().ok()?;
+            if el.factory().is_some_and(|f| f.name() == "nicesrc") {
+                let clock = clock.clone();
+                el.static_pad("src")?.add_probe(
+                    gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+                    move |_, _| {
+                        clock.lock().unwrap().heard(std::time::Instant::now());
+                        gst::PadProbeReturn::Ok
+                    },
+                );
+            }
+            None
+        });
+
         let candidates = Arc::new(Mutex::new(Vec::new()));
         let sink = candidates.clone();
         webrtcbin.connect("on-ice-candidate", false, move |args| {
@@ -324,6 +346,7 @@ impl Peer {
             candidates,
             bye,
             last_rtcp,
+            heard,
         })
     }
 
@@ -446,6 +469,18 @@ impl Peer {
             .lock()
             .unwrap()
             .silence(std::time::Instant::now())
+    }
+
+    /// How long nothing at all (media, RTCP, DTLS, ICE checks) came from the
+    /// remote, once that is at least `floor` and three times the longest
+    /// gap it left lately (a viewer that reports every 5 s is not silent
+    /// after 5 s): the remote is gone (killed, unplugged). None while it is
+    /// not, or before anything came.
+    pub fn silence(&self, floor: Duration) -> Option<Duration> {
+        let clock = self.heard.lock().unwrap();
+        let idle = std::time::Instant::now().saturating_duration_since(clock.last?);
+        let longest = clock.gaps.iter().max().copied().unwrap_or_default();
+        (idle >= floor.max(longest * RtcpClock::MISSED)).then_some(idle)
     }
 
     /// Sends RTCP reports at least every `interval` (RTP's default minimum is

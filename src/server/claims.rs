@@ -41,6 +41,39 @@ impl Drop for Claim {
     }
 }
 
+/// The sessions an element serves, live or being answered, against its
+/// `max-sessions`.
+#[derive(Default, Clone)]
+pub struct Slots(Arc<Mutex<usize>>);
+
+/// One session's place among `Slots`; freed when dropped.
+pub struct Slot(Slots);
+
+impl Slots {
+    /// A place for one more session, or 503 with Retry-After naming the
+    /// limit (0: none).
+    pub fn take(&self, max: u32) -> Result<Slot, Refusal> {
+        let mut used = self.0.lock().unwrap();
+        if max > 0 && *used >= max as usize {
+            let mut r = Refusal::new(
+                503,
+                "Service Unavailable",
+                format!("this endpoint serves at most {max} sessions at once (max-sessions)"),
+            );
+            r.retry_after = Some(5);
+            return Err(r);
+        }
+        *used += 1;
+        Ok(Slot(self.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        *self.0 .0.lock().unwrap() -= 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +88,18 @@ mod tests {
         assert_eq!(r.detail, "/whip/test already has a publisher");
         drop(a);
         assert!(claims.claim("/whip/test").is_ok());
+    }
+
+    #[test]
+    fn slots_up_to_the_limit_until_dropped() {
+        let slots = Slots::default();
+        let a = slots.take(2).unwrap();
+        let _b = slots.take(2).unwrap();
+        let r = slots.take(2).err().unwrap();
+        assert_eq!((r.status, r.retry_after), (503, Some(5)));
+        assert!(r.detail.contains("at most 2 sessions"), "{}", r.detail);
+        drop(a);
+        assert!(slots.take(2).is_ok());
+        assert!(slots.take(0).is_ok());
     }
 }

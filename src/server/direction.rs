@@ -16,6 +16,14 @@ pub enum Endpoint {
     Whep,
 }
 
+/// m-sections an offer may have: each unbundled one costs the server an
+/// ICE agent and a DTLS connection with their threads (400 of them made
+/// 1208 threads), and no WHIP or WHEP client needs more than a few.
+pub const MAX_MEDIA: usize = 8;
+
+/// m-sections an offer may have without `a=group:BUNDLE`.
+pub const MAX_UNBUNDLED: usize = 2;
+
 /// What an offer's m-sections do, from the client's side.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Directions {
@@ -25,6 +33,8 @@ pub struct Directions {
     pub receives: bool,
     /// How many m-sections there are.
     pub media: usize,
+    /// Whether the offer has an `a=group:BUNDLE` line.
+    pub bundle: bool,
 }
 
 /// Reads the direction attributes of `sdp` (RFC 8866 §6.7: a media-level
@@ -50,6 +60,9 @@ pub fn directions(sdp: &str) -> Directions {
         }
     }
     for line in sdp.lines() {
+        if line.trim_end().starts_with("a=group:BUNDLE") {
+            out.bundle = true;
+        }
         if line.starts_with("m=") {
             finish(current.take(), &mut out);
             current = Some(session);
@@ -65,12 +78,34 @@ pub fn directions(sdp: &str) -> Directions {
 }
 
 /// Ok if `offer` fits `endpoint`; else a 422 saying which endpoint it is
-/// for. An offer without m-sections passes: the element refuses it anyway,
-/// with its own reason.
+/// for, or naming the limit it exceeds (`MAX_MEDIA`, `MAX_UNBUNDLED`). An
+/// offer without m-sections passes: the element refuses it anyway, with its
+/// own reason. Called before anything is made for the offer.
 pub fn check_offer(endpoint: Endpoint, offer: &str) -> Result<(), Refusal> {
     let d = directions(offer);
     if d.media == 0 {
         return Ok(());
+    }
+    if d.media > MAX_MEDIA {
+        return Err(Refusal::new(
+            422,
+            "Unprocessable Content",
+            format!(
+                "the offer has {} media sections; this server takes at most {MAX_MEDIA}",
+                d.media
+            ),
+        ));
+    }
+    if d.media > MAX_UNBUNDLED && !d.bundle {
+        return Err(Refusal::new(
+            422,
+            "Unprocessable Content",
+            format!(
+                "the offer has {} media sections and no a=group:BUNDLE; this server takes \
+                 at most {MAX_UNBUNDLED} unbundled",
+                d.media
+            ),
+        ));
     }
     let detail = match endpoint {
         Endpoint::Whip if d.sends => return Ok(()),
@@ -131,6 +166,28 @@ mod tests {
                    m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n";
         let d = directions(sdp);
         assert_eq!((d.sends, d.receives, d.media), (true, true, 2));
+    }
+
+    #[test]
+    fn too_many_or_unbundled_media_are_refused() {
+        let offer = |n: usize, bundle: bool| {
+            let mut sdp = String::from("v=0\r\ns=-\r\n");
+            if bundle {
+                sdp.push_str("a=group:BUNDLE 0 1 2\r\n");
+            }
+            for _ in 0..n {
+                sdp.push_str("m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\n");
+            }
+            sdp
+        };
+        assert!(check_offer(Endpoint::Whep, &offer(MAX_MEDIA, true)).is_ok());
+        assert!(check_offer(Endpoint::Whep, &offer(MAX_UNBUNDLED, false)).is_ok());
+        let r = check_offer(Endpoint::Whep, &offer(400, true)).unwrap_err();
+        assert_eq!(r.status, 422);
+        assert!(r.detail.contains("400 media sections"), "{}", r.detail);
+        assert!(r.detail.contains("at most 8"), "{}", r.detail);
+        let r = check_offer(Endpoint::Whep, &offer(3, false)).unwrap_err();
+        assert!(r.detail.contains("no a=group:BUNDLE"), "{}", r.detail);
     }
 
     #[test]

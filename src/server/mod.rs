@@ -3,10 +3,13 @@
 //! Bearer auth, CORS for browser pages. What a POST does is up to the
 //! element, through `Handler`.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Weak};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -17,6 +20,17 @@ use crate::runtime::RUNTIME;
 
 pub mod claims;
 pub mod direction;
+
+/// The HTTP server's own category: one INFO line per request (method, path
+/// with query values redacted, status, time taken), connection limits and
+/// accept failures.
+pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "whipwhep-http",
+        gst::DebugColorFlags::empty(),
+        Some("WHIP/WHEP server elements' HTTP server"),
+    )
+});
 
 /// Offers are a few KiB; anything far larger is not an offer.
 const MAX_BODY: usize = 256 * 1024;
@@ -207,35 +221,11 @@ impl HttpServer {
             task: Default::default(),
         });
         // The accept loop holds the listener weakly: dropping the last
-        // registration ends it.
+        // registration ends it. Aborting it drops its `JoinSet`, which
+        // aborts every connection task: connections in flight are closed
+        // with the socket, none is left running.
         let weak = Arc::downgrade(&listener);
-        let task = RUNTIME.spawn(async move {
-            let mut connections = tokio::task::JoinSet::new();
-            loop {
-                tokio::select! {
-                    accepted = socket.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
-                        let weak = weak.clone();
-                        connections.spawn(async move {
-                            let io = hyper_util::rt::TokioIo::new(stream);
-                            let service = hyper::service::service_fn(move |req| {
-                                let weak = weak.clone();
-                                async move {
-                                    Ok::<_, Infallible>(match weak.upgrade() {
-                                        Some(l) => handle(&l, req).await,
-                                        None => problem(&Refusal::new(503, "Service Unavailable", "the server is stopping")),
-                                    })
-                                }
-                            });
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(io, service)
-                                .await;
-                        });
-                    }
-                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                }
-            }
-        });
+        let task = RUNTIME.spawn(accept_loop(socket, weak));
         *listener.task.lock().unwrap() = Some(task);
         Ok(listener)
     }
@@ -252,6 +242,186 @@ impl Drop for HttpServer {
             .write()
             .unwrap()
             .retain(|r| r.id != self.route);
+    }
+}
+
+/// How long a connection may take to send a request's head, from when it
+/// connects or from its previous response: a client that sends part of a
+/// header and stalls (slow-loris) is closed then, and so is an idle
+/// keep-alive connection.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a request's body (an offer) may take to arrive once its head did.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections served at once on one listener. At the limit a new
+/// connection takes the place of the oldest idle one (no request in
+/// progress); with none idle it is closed at once.
+pub const MAX_CONNECTIONS: usize = 128;
+
+/// Pause after a failed accept (EMFILE: out of file descriptors), so that
+/// the loop does not spin on an error that will not go away at once.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Logs the first of a burst of like events, and how many followed, at most
+/// once per `PERIOD`.
+#[derive(Default)]
+struct Burst {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Burst {
+    const PERIOD: Duration = Duration::from_secs(5);
+
+    /// `Some(n)` when this event is to be logged, `n` the ones not logged
+    /// since the last.
+    fn tick(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Self::PERIOD)
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+/// A connection being served, for the connection limit.
+struct Conn {
+    abort: tokio::task::AbortHandle,
+    /// A request is in progress on it.
+    busy: Arc<AtomicBool>,
+    accepted: Instant,
+}
+
+async fn accept_loop(socket: tokio::net::TcpListener, weak: Weak<Listener>) {
+    let local = socket.local_addr().ok();
+    let mut connections = tokio::task::JoinSet::new();
+    let mut live: HashMap<u64, Conn> = HashMap::new();
+    let mut next_id = 0u64;
+    let (mut accept_errors, mut over_limit) = (Burst::default(), Burst::default());
+    loop {
+        tokio::select! {
+            accepted = socket.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        if let Some(more) = accept_errors.tick() {
+                            gst::warning!(CAT, "{local:?}: accept failed: {e} ({more} more failures since the last report); pausing {} ms", ACCEPT_BACKOFF.as_millis());
+                        }
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
+                };
+                if live.len() >= MAX_CONNECTIONS {
+                    let idle = live
+                        .iter()
+                        .filter(|(_, c)| !c.busy.load(Ordering::Acquire))
+                        .min_by_key(|(_, c)| c.accepted)
+                        .map(|(id, _)| *id);
+                    let evicted = idle.and_then(|id| live.remove(&id));
+                    if let Some(more) = over_limit.tick() {
+                        gst::warning!(
+                            CAT,
+                            "{local:?}: {MAX_CONNECTIONS} connections open: {} ({more} more since the last report)",
+                            if evicted.is_some() { "closed the oldest idle one for a new one" } else { "none idle, closed a new one" }
+                        );
+                    }
+                    match evicted {
+                        Some(c) => c.abort.abort(),
+                        // Dropped: closed at once, nothing spent on it.
+                        None => continue,
+                    }
+                }
+                let _ = stream.set_nodelay(true);
+                let busy = Arc::new(AtomicBool::new(false));
+                let id = next_id;
+                next_id += 1;
+                let abort = connections.spawn(serve(stream, weak.clone(), busy.clone(), id));
+                live.insert(id, Conn { abort, busy, accepted: Instant::now() });
+            }
+            Some(done) = connections.join_next(), if !connections.is_empty() => {
+                if let Ok(id) = done {
+                    live.remove(&id);
+                }
+            }
+        }
+    }
+}
+
+/// Marks a connection busy while a request is handled.
+struct Busy(Arc<AtomicBool>);
+
+impl Busy {
+    fn new(flag: &Arc<AtomicBool>) -> Busy {
+        flag.store(true, Ordering::Release);
+        Busy(flag.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// Serves one connection; returns its id when it ends.
+async fn serve(
+    stream: tokio::net::TcpStream,
+    weak: Weak<Listener>,
+    busy: Arc<AtomicBool>,
+    id: u64,
+) -> u64 {
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let service = hyper::service::service_fn(move |req| {
+        let weak = weak.clone();
+        let busy = busy.clone();
+        async move {
+            let _busy = Busy::new(&busy);
+            let started = Instant::now();
+            let (method, shown) = (req.method().clone(), shown_path(req.uri()));
+            let resp = match weak.upgrade() {
+                Some(l) => handle(&l, req).await,
+                None => problem(&Refusal::new(
+                    503,
+                    "Service Unavailable",
+                    "the server is stopping",
+                )),
+            };
+            gst::info!(
+                CAT,
+                "{method} {shown} {} {:.1} ms",
+                resp.status().as_u16(),
+                started.elapsed().as_secs_f64() * 1000.0
+            );
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let result = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(io, service)
+        .await;
+    if let Err(e) = result {
+        gst::debug!(CAT, "connection closed: {e}");
+    }
+    id
+}
+
+/// A request's path and query for the log: query values redacted (a token
+/// may be in one), as client URLs are (`redact_url`).
+fn shown_path(uri: &hyper::Uri) -> String {
+    let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    match url::Url::parse("http://server").and_then(|base| base.join(pq)) {
+        Ok(url) => {
+            let redacted = crate::protocol::redact_url(&url);
+            redacted["http://server".len()..].to_string()
+        }
+        Err(_) => uri.path().to_string(),
     }
 }
 
@@ -370,10 +540,21 @@ async fn handle(listener: &Listener, req: Request<hyper::body::Incoming>) -> Res
                     "the offer must be application/sdp",
                 ));
             }
-            let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(_) => {
+            let body = Limited::new(req.into_body(), MAX_BODY).collect();
+            let body = match tokio::time::timeout(BODY_TIMEOUT, body).await {
+                Ok(Ok(b)) => b.to_bytes(),
+                Ok(Err(_)) => {
                     return problem(&Refusal::new(413, "Content Too Large", "offer too large"))
+                }
+                Err(_) => {
+                    return problem(&Refusal::new(
+                        408,
+                        "Request Timeout",
+                        format!(
+                            "the offer did not arrive within {} s",
+                            BODY_TIMEOUT.as_secs()
+                        ),
+                    ))
                 }
             };
             let offer = String::from_utf8_lossy(&body).into_owned();
@@ -418,15 +599,20 @@ async fn handle(listener: &Listener, req: Request<hyper::body::Incoming>) -> Res
 }
 
 /// How long a client may take to connect after its answer.
-const CONNECT_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
+const CONNECT_LIMIT: Duration = Duration::from_secs(15);
+
+/// How often `peer_lifetime` looks at a peer's silence.
+const SILENCE_CHECK: Duration = Duration::from_millis(250);
 
 /// A server-side peer's life after its answer. Resolves with why it ended:
-/// its connection failed or closed, or `max` passed, in which case
-/// `at_cap` runs first (and is awaited). `on_connected` runs once connected.
-/// None: the peer was closed by us.
+/// its connection failed or closed, nothing came from it for `timeout`
+/// (see `Peer::silence`), or `max` passed, in which case `at_cap` runs first
+/// (and is awaited). `on_connected` runs once connected. None: the peer was
+/// closed by us.
 pub async fn peer_lifetime<C>(
     peer: &crate::peer::Peer,
-    max: Option<std::time::Duration>,
+    max: Option<Duration>,
+    timeout: Option<Duration>,
     on_connected: impl FnOnce(),
     at_cap: C,
 ) -> Option<String>
@@ -451,9 +637,24 @@ where
             None => std::future::pending::<()>().await,
         }
     };
+    let silent = async {
+        let Some(timeout) = timeout else {
+            return std::future::pending::<Duration>().await;
+        };
+        let mut tick = tokio::time::interval(SILENCE_CHECK);
+        loop {
+            tick.tick().await;
+            if let Some(idle) = peer.silence(timeout) {
+                return idle;
+            }
+        }
+    };
     tokio::select! {
         state = peer.wait_disconnected() => {
             Some(peer.failure().unwrap_or_else(|| format!("connection {state:?}")))
+        }
+        idle = silent => {
+            Some(format!("nothing received for {:.1} s (peer-timeout)", idle.as_secs_f64()))
         }
         _ = cap => {
             at_cap.await;

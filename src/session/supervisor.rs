@@ -20,6 +20,8 @@ use crate::peer::{Peer, PeerError};
 use crate::protocol::{redact_url, Client};
 use crate::runtime::RUNTIME;
 
+/// How often our clients send RTCP reports once negotiated.
+const CLIENT_RTCP_INTERVAL: Duration = Duration::from_millis(500);
 /// How long a new session may take to deliver its first media.
 const FIRST_MEDIA_GRACE: Duration = Duration::from_secs(2);
 
@@ -207,7 +209,14 @@ impl<R: Role> Supervisor<R> {
                 peer.clone(),
                 negotiated.response.sdp.clone(),
             );
-            let _ = tokio::task::spawn_blocking(move || role.answered(&answered_peer, &sdp)).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                // Servers judge whether a client is still there by what it
+                // sends (whepserversink's and whipserversrc's peer-timeout):
+                // a viewer sends nothing but RTCP, which RTP paces at 5 s.
+                answered_peer.set_rtcp_interval(CLIENT_RTCP_INTERVAL);
+                role.answered(&answered_peer, &sdp)
+            })
+            .await;
             self.host
                 .with(|obj| messages::post_session_started(obj, &negotiated.response));
             match super::wait_connected(&peer, self.policy.connect_timeout).await {

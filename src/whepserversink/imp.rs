@@ -11,6 +11,7 @@ use gst_webrtc::WebRTCRTPTransceiverDirection;
 use crate::codec::{self, Codec};
 use crate::peer::{sdp, Peer};
 use crate::runtime::RUNTIME;
+use crate::server::claims::{Slot, Slots};
 use crate::server::direction::{check_offer, Endpoint};
 use crate::server::{BoxFuture, Handler, HttpServer, Refusal};
 use crate::server_settings::ServerSettings;
@@ -48,6 +49,8 @@ struct Branch {
 struct Viewer {
     peer: Arc<Peer>,
     branches: Vec<Branch>,
+    /// Its place among max-sessions.
+    _slot: Slot,
 }
 
 #[derive(Default)]
@@ -63,6 +66,7 @@ struct State {
 pub struct WhepServerSink {
     settings: Mutex<ServerSettings>,
     state: Mutex<State>,
+    slots: Slots,
 }
 
 #[glib::object_subclass]
@@ -339,6 +343,7 @@ impl WhepServerSink {
     ) -> Result<String, Refusal> {
         let settings = self.settings.lock().unwrap().clone();
         check_offer(Endpoint::Whep, &offer)?;
+        let slot = self.slots.take(settings.max_sessions)?;
         let (inputs, name) = {
             let mut state = self.state.lock().unwrap();
             state.next_peer += 1;
@@ -423,12 +428,13 @@ impl WhepServerSink {
             Viewer {
                 peer: peer.clone(),
                 branches,
+                _slot: slot,
             },
         );
         gst::info!(CAT, imp = self, "viewer on {path} at {location}");
         self.post_viewer_message("viewer-added", &location, None);
         let weak = obj.downgrade();
-        let max = settings.max_session();
+        let (max, timeout) = (settings.max_session(), settings.peer_timeout());
         RUNTIME.spawn(async move {
             let at_cap = async {
                 if let Some(obj) = weak.upgrade() {
@@ -442,6 +448,7 @@ impl WhepServerSink {
             let reason = crate::server::peer_lifetime(
                 &peer,
                 max,
+                timeout,
                 || {
                     connected.store(true, Ordering::Release);
                     peer.request_keyframes();

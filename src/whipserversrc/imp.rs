@@ -8,7 +8,7 @@ use gst::subclass::prelude::*;
 use crate::codec;
 use crate::peer::Peer;
 use crate::runtime::RUNTIME;
-use crate::server::claims::{Claim, PathClaims};
+use crate::server::claims::{Claim, PathClaims, Slot, Slots};
 use crate::server::direction::{check_offer, Endpoint};
 use crate::server::{BoxFuture, Handler, HttpServer, Refusal};
 use crate::server_settings::ServerSettings;
@@ -32,6 +32,8 @@ struct Publisher {
     elements: Vec<gst::Element>,
     /// Its path, unless allow-multiple-publishers.
     _claim: Option<Claim>,
+    /// Its place among max-sessions.
+    _slot: Slot,
 }
 
 #[derive(Default)]
@@ -49,6 +51,7 @@ pub struct WhipServerSrc {
     settings: Mutex<ServerSettings>,
     state: Mutex<State>,
     claims: PathClaims,
+    slots: Slots,
     /// The flows of all src pads, combined (see `combine_flow`).
     flows: Mutex<gst_base::UniqueFlowCombiner>,
     /// Whether the user was told that no pad is linked.
@@ -261,6 +264,7 @@ impl WhipServerSrc {
     ) -> Result<String, Refusal> {
         let settings = self.settings.lock().unwrap().clone();
         check_offer(Endpoint::Whip, &offer)?;
+        let slot = self.slots.take(settings.max_sessions)?;
         let claim = match settings.allow_multiple_publishers {
             true => None,
             false => Some(self.claims.claim(&path)?),
@@ -303,14 +307,16 @@ impl WhipServerSrc {
                         pads: Vec::new(),
                         elements: Vec::new(),
                         _claim: claim,
+                        _slot: slot,
                     },
                 );
                 peer.set_rtcp_interval(RTCP_INTERVAL);
                 self.post_publisher_message("publisher-added", &path, &location, None);
                 let weak = obj.downgrade();
-                let max = settings.max_session();
+                let (max, timeout) = (settings.max_session(), settings.peer_timeout());
                 RUNTIME.spawn(async move {
-                    let reason = crate::server::peer_lifetime(&peer, max, || (), async {}).await;
+                    let reason =
+                        crate::server::peer_lifetime(&peer, max, timeout, || (), async {}).await;
                     if let (Some(reason), Some(obj)) = (reason, weak.upgrade()) {
                         // State changes: not on a runtime worker.
                         // The publisher hears of the end at once (DTLS
