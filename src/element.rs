@@ -70,3 +70,13 @@ pub fn dispose_client(
         let _ = child.set_state(gst::State::Null);
     }
 }
+
+/// Stops `element`, which its bin is about to lose, for good: locked
+/// first, so that the bin changing state at the same time (stopping, say)
+/// cannot start it again between this and its removal. Such an element,
+/// left running outside any bin, kept its streaming threads, and
+/// `gst_deinit` at the end of gst-launch-1.0 waited for them forever.
+pub fn stop(element: &gst::Element) {
+    element.set_locked_state(true);
+    let _ = element.set_state(gst::State::Null);
+}

@@ -369,7 +369,7 @@ impl Peer {
 
     /// Stops this peer's webrtcbin and takes it out of `bin`.
     pub fn remove_from(&self, bin: &gst::Bin) {
-        let _ = self.webrtcbin.set_state(gst::State::Null);
+        crate::element::stop(&self.webrtcbin);
         let _ = bin.remove(&self.webrtcbin);
     }
 

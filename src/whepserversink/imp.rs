@@ -215,6 +215,11 @@ impl BinImpl for WhepServerSink {
     }
 }
 
+/// The refusal of an offer that came while the element stops.
+fn stopping() -> Refusal {
+    Refusal::new(503, "Service Unavailable", "the server is stopping")
+}
+
 struct WhepHandler(glib::WeakRef<super::WhepServerSink>);
 
 impl Handler for WhepHandler {
@@ -423,14 +428,27 @@ impl WhepServerSink {
                 .await)
             }
         };
-        self.state.lock().unwrap().viewers.insert(
-            location.clone(),
-            Viewer {
-                peer: peer.clone(),
-                branches,
-                _slot: slot,
-            },
-        );
+        // Stopped meanwhile (READY→NULL took the viewers already): this one
+        // would be left running, its threads holding the process.
+        let refused = {
+            let mut state = self.state.lock().unwrap();
+            if state.server.is_none() {
+                Some(branches)
+            } else {
+                state.viewers.insert(
+                    location.clone(),
+                    Viewer {
+                        peer: peer.clone(),
+                        branches,
+                        _slot: slot,
+                    },
+                );
+                None
+            }
+        };
+        if let Some(branches) = refused {
+            return Err(fail(peer, branches, stopping()).await);
+        }
         gst::info!(CAT, imp = self, "viewer on {path} at {location}");
         self.post_viewer_message("viewer-added", &location, None);
         let weak = obj.downgrade();
@@ -650,7 +668,7 @@ impl WhepServerSink {
             }
             branch.tee.release_request_pad(&branch.tee_pad);
             for el in &branch.elements {
-                let _ = el.set_state(gst::State::Null);
+                crate::element::stop(el);
                 let _ = bin.remove(el);
             }
         }

@@ -517,7 +517,7 @@ impl WhepSrc {
             // thread in preroll, with the jitterbuffer's stream lock, and
             // webrtcbin could not deactivate that pad (a deadlock).
             for el in info.elements.iter().rev() {
-                let _ = el.set_state(gst::State::Null);
+                crate::element::stop(el);
                 let _ = bin.remove(el);
             }
             info.peer.remove_from(bin);
@@ -627,7 +627,7 @@ impl WhepSrc {
             flows.remove_pad(&o.ghost);
             let _ = o.ghost.set_active(false);
             let _ = obj.remove_pad(&o.ghost);
-            let _ = o.appsrc.set_state(gst::State::Null);
+            crate::element::stop(o.appsrc.upcast_ref());
             let _ = obj.remove(&o.appsrc);
         }
         flows.reset();

@@ -298,18 +298,37 @@ impl WhipServerSrc {
         match peer.answer(&offer, settings.gather_timeout()).await {
             Ok(answer) => {
                 let answer = answer.sdp;
+                // Stopped meanwhile (READY→NULL took the publishers
+                // already): this one would be left running.
+                let stopped = {
+                    let mut state = self.state.lock().unwrap();
+                    let stopped = state.server.is_none();
+                    if !stopped {
+                        state.publishers.insert(
+                            location.clone(),
+                            Publisher {
+                                path: path.clone(),
+                                peer: peer.clone(),
+                                pads: Vec::new(),
+                                elements: Vec::new(),
+                                _claim: claim,
+                                _slot: slot,
+                            },
+                        );
+                    }
+                    stopped
+                };
+                if stopped {
+                    let bin = obj.clone();
+                    let _ = crate::server::off_runtime(move || peer.remove_from(bin.upcast_ref()))
+                        .await;
+                    return Err(Refusal::new(
+                        503,
+                        "Service Unavailable",
+                        "the server is stopping",
+                    ));
+                }
                 gst::info!(CAT, imp = self, "publisher on {path} at {location}");
-                self.state.lock().unwrap().publishers.insert(
-                    location.clone(),
-                    Publisher {
-                        path: path.clone(),
-                        peer: peer.clone(),
-                        pads: Vec::new(),
-                        elements: Vec::new(),
-                        _claim: claim,
-                        _slot: slot,
-                    },
-                );
                 peer.set_rtcp_interval(RTCP_INTERVAL);
                 self.post_publisher_message("publisher-added", &path, &location, None);
                 let weak = obj.downgrade();
@@ -457,7 +476,7 @@ impl WhipServerSrc {
         }
         p.peer.remove_from(self.obj().upcast_ref());
         for el in &p.elements {
-            let _ = el.set_state(gst::State::Null);
+            crate::element::stop(el);
         }
         for pad in &p.pads {
             if eos {

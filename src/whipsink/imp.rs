@@ -211,7 +211,7 @@ impl ElementImpl for WhipSink {
         let (stream, peer) = stream;
         let _ = stream.ghost.set_target(None::<&gst::Pad>);
         for el in &stream.elements {
-            let _ = el.set_state(gst::State::Null);
+            crate::element::stop(el);
             let _ = self.obj().remove(el);
         }
         if let (Some(wpad), Some(peer)) = (stream.out.and_then(|o| o.peer()), peer) {
