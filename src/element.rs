@@ -1,5 +1,6 @@
 //! What the four elements do alike as bins: flags, and pad names.
 
+use gst::glib;
 use gst::prelude::*;
 
 /// A bin element's setup in `constructed()`: it is a source or a sink to its
@@ -79,4 +80,28 @@ pub fn dispose_client(
 pub fn stop(element: &gst::Element) {
     element.set_locked_state(true);
     let _ = element.set_state(gst::State::Null);
+}
+
+/// Parses a comma-separated list property.
+pub fn split_list(s: Option<&str>) -> Vec<String> {
+    s.unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// The ICE address-pinning property, shared by all four elements.
+pub fn ice_addresses_pspec() -> glib::ParamSpec {
+    glib::ParamSpecString::builder("ice-addresses")
+        .nick("ICE local addresses")
+        .blurb(
+            "Comma-separated local IP addresses that ICE gathers host candidates on, \
+             e.g. \"127.0.0.1\" or \"192.0.2.10,::1\". When set, only these are used and \
+             UPnP discovery is switched off (multi-homed hosts, privacy, tests). \
+             Empty: every interface but loopback, libnice's default.",
+        )
+        .mutable_ready()
+        .build()
 }

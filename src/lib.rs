@@ -9,12 +9,11 @@
 use gst::glib;
 
 pub mod codec;
-mod element;
+pub(crate) mod element;
 pub mod peer;
 pub mod protocol;
 pub mod runtime;
 pub mod server;
-pub mod server_settings;
 pub mod session;
 pub mod whepserversink;
 pub mod whepsrc;

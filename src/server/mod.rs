@@ -20,6 +20,7 @@ use crate::runtime::RUNTIME;
 
 pub mod claims;
 pub mod direction;
+pub mod settings;
 
 /// The HTTP server's own category: one INFO line per request (method, path
 /// with query values redacted, status, time taken), connection limits and

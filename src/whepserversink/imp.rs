@@ -13,8 +13,8 @@ use crate::peer::{sdp, Peer};
 use crate::runtime::RUNTIME;
 use crate::server::claims::{Slot, Slots};
 use crate::server::direction::{check_offer, Endpoint};
+use crate::server::settings::ServerSettings;
 use crate::server::{BoxFuture, Handler, HttpServer, Refusal};
-use crate::server_settings::ServerSettings;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(

@@ -10,8 +10,8 @@ use crate::peer::Peer;
 use crate::runtime::RUNTIME;
 use crate::server::claims::{Claim, PathClaims, Slot, Slots};
 use crate::server::direction::{check_offer, Endpoint};
+use crate::server::settings::ServerSettings;
 use crate::server::{BoxFuture, Handler, HttpServer, Refusal};
-use crate::server_settings::ServerSettings;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(

@@ -5,9 +5,9 @@ use std::time::Duration;
 use gst::glib;
 use gst::prelude::*;
 
+use crate::element::{ice_addresses_pspec, split_list};
 use crate::peer::PeerSettings;
 use crate::protocol::AuthToken;
-use crate::session::settings::{ice_addresses_pspec, split_list};
 
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8190";
 /// Enough to reorder a few packets on a LAN; webrtcbin's 200 ms default
@@ -240,7 +240,7 @@ impl ServerSettings {
         ) {
             Ok(server) => {
                 gst::info!(
-                    crate::session::CAT,
+                    super::CAT,
                     obj = element,
                     "serving http://{}{}",
                     server.local_addr(),
