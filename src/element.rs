@@ -8,10 +8,27 @@ use gst::prelude::*;
 /// would otherwise make a source bin a sink too, and the pipeline would wait
 /// for an EOS from it that never comes.
 pub fn set_up_bin(bin: &gst::Bin, role: gst::ElementFlags) {
-    // As early as an application can let us: see `prewarm`.
-    crate::peer::certificate::prewarm();
+    // As early as an application can let us.
+    prewarm();
     bin.set_suppressed_flags(gst::ElementFlags::SINK | gst::ElementFlags::SOURCE);
     bin.set_element_flags(role);
+}
+
+/// Moves one-off costs off the first session's critical path, once per
+/// process, on a thread of its own: the shared HTTP client (the system's CA
+/// certificates) and the DTLS certificate work (`certificate::prepare`).
+/// Elements call it when they are created, so a session started a moment
+/// later finds both ready.
+pub fn prewarm() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = std::thread::Builder::new()
+            .name("whipwhep-prewarm".into())
+            .spawn(|| {
+                crate::protocol::prewarm_http();
+                crate::peer::certificate::prepare();
+            });
+    });
 }
 
 /// The name for a new request pad: the one asked for, if it fits the

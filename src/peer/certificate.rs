@@ -89,41 +89,33 @@ impl Certificate {
 pub static CERTIFICATE: LazyLock<Option<Certificate>> =
     LazyLock::new(|| Certificate::generate().ok());
 
-/// A `dtlsdec` holding our PEM's agent; see `prewarm`.
+/// A `dtlsdec` holding our PEM's agent; see `prepare`.
 static AGENT_HOLDER: std::sync::OnceLock<gst::Element> = std::sync::OnceLock::new();
 
-/// Moves one-off costs off the first session's critical path: our key, and
-/// the RSA-2048 key the first `dtlsdec` of a process always generates, even
-/// when a PEM is set afterwards (OpenSSL 3: 0.2 to 0.9 s here). Runs once per
-/// process, on a thread of its own; elements call it when they are created,
-/// so a session started a moment later finds both ready. Nothing here
-/// touches process-wide state: only an element and a key of our own.
-pub fn prewarm() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = std::thread::Builder::new()
-            .name("whipwhep-prewarm".into())
-            .spawn(|| {
-                LazyLock::force(&CERTIFICATE);
-                let start = std::time::Instant::now();
-                let dec = gst::ElementFactory::make("dtlsdec").build().ok();
-                // dtlsdec shares one agent (OpenSSL context) per PEM through a
-                // table that forgets it, by weak reference, when the last
-                // user goes; a new session looking it up while the last old
-                // one finalizes it races with that. Holding ours for the
-                // process's life keeps it from ever being finalized, and
-                // spares later sessions making it again.
-                if let (Some(dec), Some(cert)) = (dec, CERTIFICATE.as_ref()) {
-                    gst::prelude::ObjectExt::set_property(&dec, "pem", cert.pem());
-                    let _ = AGENT_HOLDER.set(dec);
-                }
-                gst::debug!(
-                    super::CAT,
-                    "first dtlsdec ready after {:?}",
-                    start.elapsed()
-                );
-            });
-    });
+/// Makes the one-off things a process's first session would otherwise wait
+/// for: our key, and the RSA-2048 key the first `dtlsdec` of a process
+/// always generates, even when a PEM is set afterwards (OpenSSL 3: 0.2 to
+/// 0.9 s here). Blocking: `crate::element::prewarm` runs it on a thread of
+/// its own. Nothing here touches process-wide state: only an element and a
+/// key of our own.
+pub fn prepare() {
+    LazyLock::force(&CERTIFICATE);
+    let start = std::time::Instant::now();
+    let dec = gst::ElementFactory::make("dtlsdec").build().ok();
+    // dtlsdec shares one agent (OpenSSL context) per PEM through a table
+    // that forgets it, by weak reference, when the last user goes; a new
+    // session looking it up while the last old one finalizes it races with
+    // that. Holding ours for the process's life keeps it from ever being
+    // finalized, and spares later sessions making it again.
+    if let (Some(dec), Some(cert)) = (dec, CERTIFICATE.as_ref()) {
+        gst::prelude::ObjectExt::set_property(&dec, "pem", cert.pem());
+        let _ = AGENT_HOLDER.set(dec);
+    }
+    gst::debug!(
+        super::CAT,
+        "first dtlsdec ready after {:?}",
+        start.elapsed()
+    );
 }
 
 #[cfg(test)]

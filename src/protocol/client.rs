@@ -74,8 +74,12 @@ impl std::fmt::Debug for Client {
     }
 }
 
-impl Client {
-    pub fn new(config: ClientConfig) -> Result<Client, ProtocolError> {
+/// The HTTP client every element's `Client` shares, made once: making one
+/// loads the system's CA certificates (~50 ms here), which would otherwise
+/// block each element's start. Everything per element (token, timeouts,
+/// redirect policy) is in `Client`, not here. See `prewarm`.
+static HTTP: std::sync::LazyLock<Result<reqwest::Client, String>> =
+    std::sync::LazyLock::new(|| {
         let mut builder = reqwest::Client::builder()
             // Redirects are followed by hand, see `exchange`.
             .redirect(reqwest::redirect::Policy::none())
@@ -84,9 +88,20 @@ impl Client {
         if let Some(proxy) = env_proxy() {
             builder = builder.proxy(proxy);
         }
-        let http = builder
+        builder
             .build()
-            .map_err(|e| ProtocolError::Client(format!("the HTTP client could not start: {e}")))?;
+            .map_err(|e| format!("the HTTP client could not start: {e}"))
+    });
+
+/// Makes the shared HTTP client now (on the caller's thread), so that the
+/// first element to start does not wait for it.
+pub fn prewarm() {
+    std::sync::LazyLock::force(&HTTP);
+}
+
+impl Client {
+    pub fn new(config: ClientConfig) -> Result<Client, ProtocolError> {
+        let http = HTTP.clone().map_err(ProtocolError::Client)?;
         Ok(Client {
             inner: Arc::new(Inner {
                 http,

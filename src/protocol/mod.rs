@@ -8,6 +8,7 @@
 
 mod auth;
 mod client;
+pub use client::prewarm as prewarm_http;
 mod error;
 mod exchange;
 mod ice_server;
