@@ -39,8 +39,20 @@ const MAX_BODY: usize = 256 * 1024;
 /// Browser pages (plain JavaScript, nothing loaded from elsewhere) that the
 /// server elements answer a GET of their path with: each POSTs to the path
 /// it was loaded from, so the page's URL is the endpoint's URL.
-pub const WHEP_PLAYER_PAGE: &str = include_str!("pages/whep-player.html");
-pub const WHIP_PUBLISHER_PAGE: &str = include_str!("pages/whip-publisher.html");
+pub static WHEP_PLAYER_PAGE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| with_hints(include_str!("pages/whep-player.html")));
+pub static WHIP_PUBLISHER_PAGE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| with_hints(include_str!("pages/whip-publisher.html")));
+
+/// Both pages say why a session does not connect the same way: that script
+/// is kept once, and put into each page where its marker is.
+fn with_hints(page: &str) -> String {
+    page.replacen(
+        "/* hints.js: inserted by the server (src/server/pages/hints.js) */",
+        include_str!("pages/hints.js"),
+        1,
+    )
+}
 pub const HTML: &str = "text/html; charset=utf-8";
 
 /// Why the element refused an offer; sent as an RFC 9457 problem+json body.
@@ -660,6 +672,17 @@ where
         _ = cap => {
             at_cap.await;
             Some(format!("max-session-duration ({} s) reached", max.unwrap_or_default().as_secs()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod page_tests {
+    #[test]
+    fn both_pages_carry_the_connection_hints() {
+        for page in [&*super::WHEP_PLAYER_PAGE, &*super::WHIP_PUBLISHER_PAGE] {
+            assert!(page.contains("function armHint("));
+            assert!(!page.contains("inserted by the server"));
         }
     }
 }
