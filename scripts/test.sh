@@ -51,6 +51,11 @@ cargo fmt --all --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
+step "cargo build --examples"
+# The tests run the example programs themselves (relay, play, publish, demo):
+# `cargo test --all-targets` builds examples only as test harnesses.
+cargo build --examples
+
 step "cargo test --all-targets"
 # Bounded, so that a hang fails the run at once instead of eating CI's time.
 timeout 1200 cargo test --all-targets
