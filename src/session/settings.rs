@@ -268,7 +268,9 @@ impl ClientSettings {
                 .blurb(
                     "Milliseconds after which a silent session counts as cut by the server, and a \
                      new one starts: without media for whepsrc, without RTCP reports from the \
-                     server for whipsink. 0: ICE/DTLS state, the server's DTLS close_notify and \
+                     server for whipsink, and in both cases without any packet from the server \
+                     either (media late while packets still arrive is this process running \
+                     behind, not a cut). 0: ICE/DTLS state, the server's DTLS close_notify and \
                      RTCP BYE tell, and for whipsink a silence of the server's RTCP of three times \
                      the interval it uses (at least 1.5 s).",
                 )

@@ -287,7 +287,11 @@ impl<R: Role> Supervisor<R> {
                     None => (active.started, limit.max(FIRST_MEDIA_GRACE)),
                 };
                 let idle = now.saturating_duration_since(last);
-                if idle >= limit {
+                // Media late while packets still arrive is this process
+                // running behind (many streams decoding on few cores), not a
+                // cut: a new session would cost the server one, and the
+                // stream would be no sooner back.
+                if idle >= limit && active.peer.silence(limit).is_some() {
                     return End::NoMedia(idle);
                 }
             }
