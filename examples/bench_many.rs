@@ -401,6 +401,36 @@ struct Run {
     rss_made_per_element: f64,
     rss_playing_per_element: f64,
     errors: f64,
+    /// The server process (this one), % of one core, over the run.
+    server_cpu: f64,
+    /// All cores, over the run: how busy the machine was (others included).
+    machine_busy_percent: f64,
+    load_before: f64,
+}
+
+/// The 1-minute load average.
+fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
+        .unwrap_or(f64::NAN)
+}
+
+/// (busy, total) jiffies of all cores, from /proc/stat.
+fn machine_busy() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: f64 = v.iter().sum();
+    // idle and iowait are fields 4 and 5.
+    let idle = v.get(3).copied().unwrap_or(0.0) + v.get(4).copied().unwrap_or(0.0);
+    (total - idle, total)
 }
 
 fn run_once(
@@ -411,6 +441,9 @@ fn run_once(
     seconds: u64,
 ) -> Run {
     *server.lock().unwrap() = ServerCounts::default();
+    let load_before = loadavg();
+    let (clk, busy0) = (clk_tck(), machine_busy());
+    let (cpu0, wall0) = (cpu_seconds(clk), Instant::now());
     let mut child = spawn_self(&[
         "--child",
         endpoint,
@@ -438,6 +471,9 @@ fn run_once(
             }
         }
     }
+    let server_cpu = (cpu_seconds(clk) - cpu0) / wall0.elapsed().as_secs_f64() * 100.0;
+    let busy1 = machine_busy();
+    let machine_busy_percent = (busy1.0 - busy0.0) / (busy1.1 - busy0.1) * 100.0;
     // Counted before the child stops: its DELETEs are not sessions lost.
     let (viewers_added, viewers_removed) = {
         let s = server.lock().unwrap();
@@ -468,6 +504,9 @@ fn run_once(
         rss_made_per_element: num("rss_made_kib") / n as f64,
         rss_playing_per_element: num("rss_playing_kib") / n as f64,
         errors: num("errors"),
+        server_cpu,
+        machine_busy_percent,
+        load_before,
     }
 }
 
@@ -482,7 +521,7 @@ fn parent(n: usize, stagger: u64, runs: usize, seconds: u64) {
         let ff = Stats(r.first_frame_ms.clone());
         let no_frame = r.first_frame_ms.iter().filter(|x| !x.is_finite()).count();
         eprintln!(
-            "run {i}: set_state median {:.1} max {:.1} ms, all started {:.2} s, first frame median {:.0} ms ({} without), reconnects {} {:?}, viewer-added {} of {n}, fps min {:.1}, cpu {:.0}%/{:.0}%, rss {:.0} KiB/element",
+            "run {i}: set_state median {:.1} max {:.1} ms, all started {:.2} s, first frame median {:.0} ms ({} without), reconnects {} {:?}, viewer-added {} of {n}, fps min {:.1}, cpu {:.0}%/{:.0}%, rss {:.0} KiB/element, server cpu {:.0}%, machine busy {:.0}%, load before {:.1}",
             ss.median(),
             r.set_state_ms.iter().cloned().fold(f64::NAN, f64::max),
             r.all_started_s,
@@ -495,9 +534,12 @@ fn parent(n: usize, stagger: u64, runs: usize, seconds: u64) {
             r.cpu_start,
             r.cpu_steady,
             r.rss_playing_per_element,
+            r.server_cpu,
+            r.machine_busy_percent,
+            r.load_before,
         );
         per_run.push(format!(
-            "    {{\"set_state_playing_ms\": {}, \"all_started_s\": {:.3}, \"first_frame_ms\": {}, \"elements_without_frame\": {no_frame}, \"spurious_reconnects\": {}, \"reconnects_during_start\": {}, \"reconnect_reasons\": {}, \"sessions_started\": {}, \"server_viewer_added\": {}, \"server_viewer_removed_before_stop\": {}, \"decoded_fps\": {}, \"child_cpu_percent_start_phase\": {:.1}, \"child_cpu_percent_steady\": {:.1}, \"child_rss_kib_per_element_made\": {:.0}, \"child_rss_kib_per_element_playing\": {:.0}, \"errors\": {}}}",
+            "    {{\"set_state_playing_ms\": {}, \"all_started_s\": {:.3}, \"first_frame_ms\": {}, \"elements_without_frame\": {no_frame}, \"spurious_reconnects\": {}, \"reconnects_during_start\": {}, \"reconnect_reasons\": {}, \"sessions_started\": {}, \"server_viewer_added\": {}, \"server_viewer_removed_before_stop\": {}, \"decoded_fps\": {}, \"child_cpu_percent_start_phase\": {:.1}, \"child_cpu_percent_steady\": {:.1}, \"child_rss_kib_per_element_made\": {:.0}, \"child_rss_kib_per_element_playing\": {:.0}, \"errors\": {}, \"server_cpu_percent_of_one_core\": {:.1}, \"machine_busy_percent_all_cores\": {:.1}, \"loadavg_1min_before\": {:.2}}}",
             pooled(&r.set_state_ms),
             r.all_started_s,
             pooled(&r.first_frame_ms),
@@ -513,6 +555,9 @@ fn parent(n: usize, stagger: u64, runs: usize, seconds: u64) {
             r.rss_made_per_element,
             r.rss_playing_per_element,
             r.errors,
+            r.server_cpu,
+            r.machine_busy_percent,
+            r.load_before,
         ));
         all.push(r);
     }
@@ -533,7 +578,7 @@ fn parent(n: usize, stagger: u64, runs: usize, seconds: u64) {
         }
     }
     println!(
-        "{{\n  \"count\": {n},\n  \"stagger_ms\": {stagger},\n  \"runs\": {runs},\n  \"seconds\": {seconds},\n  \"start_schedule\": \"set_state(PLAYING) of element i is called at i*stagger ms after the first, or at once if the previous call returned later\",\n  \"set_state_playing_ms_all_elements\": {},\n  \"set_state_playing_ms_median\": {},\n  \"set_state_playing_ms_max\": {},\n  \"all_started_s\": {},\n  \"first_frame_ms_all_elements\": {},\n  \"first_frame_ms_median\": {},\n  \"first_frame_ms_max\": {},\n  \"elements_without_frame\": {},\n  \"spurious_reconnects\": {},\n  \"reconnects_during_start\": {},\n  \"reconnect_reasons_total\": {},\n  \"server_viewer_added\": {},\n  \"decoded_fps_min\": {},\n  \"decoded_fps_median\": {},\n  \"child_cpu_percent_of_one_core_start_phase\": {},\n  \"child_cpu_percent_of_one_core_steady\": {},\n  \"child_rss_kib_per_element_made\": {},\n  \"child_rss_kib_per_element_playing\": {},\n  \"per_run\": [\n{}\n  ]\n}}",
+        "{{\n  \"count\": {n},\n  \"stagger_ms\": {stagger},\n  \"runs\": {runs},\n  \"seconds\": {seconds},\n  \"start_schedule\": \"set_state(PLAYING) of element i is called at i*stagger ms after the first, or at once if the previous call returned later\",\n  \"set_state_playing_ms_all_elements\": {},\n  \"set_state_playing_ms_median\": {},\n  \"set_state_playing_ms_max\": {},\n  \"all_started_s\": {},\n  \"first_frame_ms_all_elements\": {},\n  \"first_frame_ms_median\": {},\n  \"first_frame_ms_max\": {},\n  \"elements_without_frame\": {},\n  \"spurious_reconnects\": {},\n  \"reconnects_during_start\": {},\n  \"reconnect_reasons_total\": {},\n  \"server_viewer_added\": {},\n  \"decoded_fps_min\": {},\n  \"decoded_fps_median\": {},\n  \"child_cpu_percent_of_one_core_start_phase\": {},\n  \"child_cpu_percent_of_one_core_steady\": {},\n  \"child_rss_kib_per_element_made\": {},\n  \"child_rss_kib_per_element_playing\": {},\n  \"server_cpu_percent_of_one_core\": {},\n  \"machine_busy_percent_all_cores\": {},\n  \"per_run\": [\n{}\n  ]\n}}",
         pool(&|r| &r.set_state_ms),
         over(&|r| Stats(r.set_state_ms.clone()).median()),
         over(&|r| r.set_state_ms.iter().cloned().fold(f64::NAN, f64::max)),
@@ -552,6 +597,8 @@ fn parent(n: usize, stagger: u64, runs: usize, seconds: u64) {
         over(&|r| r.cpu_steady),
         over(&|r| r.rss_made_per_element),
         over(&|r| r.rss_playing_per_element),
+        over(&|r| r.server_cpu),
+        over(&|r| r.machine_busy_percent),
         per_run.join(",\n"),
     );
 }
