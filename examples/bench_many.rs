@@ -401,6 +401,8 @@ struct Run {
     rss_made_per_element: f64,
     rss_playing_per_element: f64,
     errors: f64,
+    /// Reconnections per second since the first set_state.
+    reconnects_per_second: Vec<u64>,
     /// The server process (this one), % of one core, over the run.
     server_cpu: f64,
     /// All cores, over the run: how busy the machine was (others included).
@@ -504,6 +506,19 @@ fn run_once(
         rss_made_per_element: num("rss_made_kib") / n as f64,
         rss_playing_per_element: num("rss_playing_kib") / n as f64,
         errors: num("errors"),
+        reconnects_per_second: {
+            let mut h = Vec::new();
+            for at in floats(get("reconnect_at_ms")) {
+                if at.is_finite() {
+                    let b = (at / 1000.0) as usize;
+                    if h.len() <= b {
+                        h.resize(b + 1, 0);
+                    }
+                    h[b] += 1;
+                }
+            }
+            h
+        },
         server_cpu,
         machine_busy_percent,
         load_before,
@@ -539,13 +554,14 @@ fn parent(n: usize, stagger: u64, runs: usize, seconds: u64) {
             r.load_before,
         );
         per_run.push(format!(
-            "    {{\"set_state_playing_ms\": {}, \"all_started_s\": {:.3}, \"first_frame_ms\": {}, \"elements_without_frame\": {no_frame}, \"spurious_reconnects\": {}, \"reconnects_during_start\": {}, \"reconnect_reasons\": {}, \"sessions_started\": {}, \"server_viewer_added\": {}, \"server_viewer_removed_before_stop\": {}, \"decoded_fps\": {}, \"child_cpu_percent_start_phase\": {:.1}, \"child_cpu_percent_steady\": {:.1}, \"child_rss_kib_per_element_made\": {:.0}, \"child_rss_kib_per_element_playing\": {:.0}, \"errors\": {}, \"server_cpu_percent_of_one_core\": {:.1}, \"machine_busy_percent_all_cores\": {:.1}, \"loadavg_1min_before\": {:.2}}}",
+            "    {{\"set_state_playing_ms\": {}, \"all_started_s\": {:.3}, \"first_frame_ms\": {}, \"elements_without_frame\": {no_frame}, \"spurious_reconnects\": {}, \"reconnects_during_start\": {}, \"reconnect_reasons\": {}, \"reconnects_per_second_since_first_start\": {:?}, \"sessions_started\": {}, \"server_viewer_added\": {}, \"server_viewer_removed_before_stop\": {}, \"decoded_fps\": {}, \"child_cpu_percent_start_phase\": {:.1}, \"child_cpu_percent_steady\": {:.1}, \"child_rss_kib_per_element_made\": {:.0}, \"child_rss_kib_per_element_playing\": {:.0}, \"errors\": {}, \"server_cpu_percent_of_one_core\": {:.1}, \"machine_busy_percent_all_cores\": {:.1}, \"loadavg_1min_before\": {:.2}}}",
             pooled(&r.set_state_ms),
             r.all_started_s,
             pooled(&r.first_frame_ms),
             r.reconnects,
             r.reconnects_during_start,
             reasons_json(&r.reasons),
+            r.reconnects_per_second,
             r.sessions_started,
             r.viewers_added,
             reasons_json(&r.viewers_removed),
