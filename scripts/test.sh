@@ -52,8 +52,8 @@ step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
 step "cargo build --examples"
-# The tests run the example programs themselves (relay, play, publish, demo):
-# `cargo test --all-targets` builds examples only as test harnesses.
+# Tests run the example programs themselves (relay, play...): `cargo test
+# --all-targets` builds examples only as test harnesses.
 cargo build --examples
 
 step "cargo test --all-targets"

@@ -154,6 +154,10 @@ const DTLS_CLOSED: i32 = 1;
 const DTLS_FAILED: i32 = 2;
 const DTLS_CONNECTED: i32 = 4;
 
+/// How long an alert that left dtlsenc takes to reach the network (funnel,
+/// ICE sink): µs on loopback; a margin for a loaded machine.
+const CLOSE_NOTIFY_FLIGHT: Duration = Duration::from_millis(15);
+
 /// How long `close_notify` waits for the alert to leave.
 const CLOSE_NOTIFY_WAIT: Duration = Duration::from_millis(100);
 
@@ -512,37 +516,43 @@ impl Peer {
     /// than after its timeouts; waits (briefly) until it went out. For
     /// sessions ended from this side; the webrtcbin is stopped after.
     pub fn close_notify(&self) {
-        let Some(enc) = self.webrtcbin.downcast_ref::<gst::Bin>().and_then(|b| {
-            b.iterate_recurse()
-                .into_iter()
-                .flatten()
-                .find(|e| e.factory().is_some_and(|f| f.name() == "dtlsenc"))
-        }) else {
+        let Some(bin) = self.webrtcbin.downcast_ref::<gst::Bin>() else {
             return;
         };
-        // Only an established connection has anything to close (dtlsenc
-        // asserts on one that never started).
-        if dtls_state(&enc) != DTLS_CONNECTED {
-            return;
-        }
-        let (Some(src), Some(sink)) = (
-            enc.static_pad("src"),
-            enc.static_pad("sink")
-                .or_else(|| enc.request_pad_simple("sink")),
-        ) else {
-            return;
-        };
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let probe = src.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            let _ = tx.try_send(());
-            gst::PadProbeReturn::Remove
-        });
-        // dtlsenc answers EOS on its data pad with close_notify.
-        if sink.send_event(gst::event::Eos::new()) {
-            let sent = rx.recv_timeout(CLOSE_NOTIFY_WAIT).is_ok();
-            gst::debug!(CAT, obj = self.webrtcbin, "close_notify sent: {sent}");
-        } else if let Some(probe) = probe {
-            src.remove_probe(probe);
+        // Every connected transport: before BUNDLE is settled webrtcbin may
+        // have made others that never connected.
+        let encs: Vec<gst::Element> = bin
+            .iterate_recurse()
+            .into_iter()
+            .flatten()
+            .filter(|e| e.factory().is_some_and(|f| f.name() == "dtlsenc"))
+            .filter(|e| dtls_state(e) == DTLS_CONNECTED)
+            .collect();
+        for enc in encs {
+            let (Some(src), Some(sink)) = (
+                enc.static_pad("src"),
+                enc.static_pad("sink")
+                    .or_else(|| enc.request_pad_simple("sink")),
+            ) else {
+                continue;
+            };
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            let probe = src.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                let _ = tx.try_send(());
+                gst::PadProbeReturn::Remove
+            });
+            // dtlsenc answers EOS on its data pad with close_notify.
+            if sink.send_event(gst::event::Eos::new()) {
+                let sent = rx.recv_timeout(CLOSE_NOTIFY_WAIT).is_ok();
+                // The alert has left dtlsenc; stopping the webrtcbin at once
+                // would flush it at the ICE sink before it is sent.
+                if sent {
+                    std::thread::sleep(CLOSE_NOTIFY_FLIGHT);
+                }
+                gst::debug!(CAT, obj = enc, "close_notify sent: {sent}");
+            } else if let Some(probe) = probe {
+                src.remove_probe(probe);
+            }
         }
     }
 

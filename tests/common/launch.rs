@@ -13,13 +13,25 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Where cargo put our plugin (`libgstwhipwhep.so`): `cargo test` builds it
-/// with the tests.
-pub fn plugin_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
-        .join("debug")
+/// Our plugin as cargo built it with the tests (`deps/libgstwhipwhep.so`,
+/// made with the rlib they link; `target/debug/` has it only after `cargo
+/// build`), copied into `dir/plugins`: a directory with nothing else, since
+/// GStreamer scans GST_PLUGIN_PATH recursively and would open every other
+/// `.so` under `target/`.
+pub fn plugin_dir(dir: &Path) -> PathBuf {
+    const PLUGIN: &str = "libgstwhipwhep.so";
+    let build = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
+        .expect("target/<profile>/");
+    let plugin = [build.join("deps").join(PLUGIN), build.join(PLUGIN)]
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{PLUGIN} not found under {}", build.display()));
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(&plugin, plugins.join(PLUGIN)).unwrap();
+    plugins
 }
 
 /// `gst-launch-1.0 -e -v <args>` with our plugin, its output to a file.
@@ -49,7 +61,7 @@ impl Launch {
             .arg("-e")
             .arg("-v")
             .args(args)
-            .env("GST_PLUGIN_PATH", plugin_dir())
+            .env("GST_PLUGIN_PATH", plugin_dir(dir))
             .env("GST_REGISTRY", dir.join("registry.bin"))
             .env_remove("GST_PLUGIN_PATH_1_0")
             .env_remove("GST_REGISTRY_1_0")
@@ -121,7 +133,10 @@ pub fn tail(out: &str) -> String {
 /// A fresh directory under target/ for one test's files.
 pub fn tempdir() -> PathBuf {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let dir = root().join("target").join("readme-pipelines").join(format!(
+    let base = option_env!("CARGO_TARGET_TMPDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target").join("tmp"));
+    let dir = base.join(format!(
         "{}-{}",
         std::process::id(),
         N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
