@@ -241,7 +241,7 @@ impl Handler for WhepHandler {
     fn delete(&self, location: &str) -> bool {
         self.0
             .upgrade()
-            .is_some_and(|obj| obj.imp().remove_viewer(location, "DELETE"))
+            .is_some_and(|obj| obj.imp().remove_viewer(location, "DELETE", false))
     }
 
     /// The player page (plays this path).
@@ -478,8 +478,7 @@ impl WhepServerSink {
                 // State changes: not on a runtime worker. The viewer hears of
                 // the end at once (DTLS close_notify), not by its timeouts.
                 tokio::task::spawn_blocking(move || {
-                    peer.close_notify();
-                    obj.imp().remove_viewer(&location, &reason)
+                    obj.imp().remove_viewer(&location, &reason, true)
                 });
             }
         });
@@ -645,12 +644,17 @@ impl WhepServerSink {
     }
 
     /// Forgets the viewer at `location` and tears it down; false if unknown.
-    fn remove_viewer(&self, location: &str, reason: &str) -> bool {
+    /// `notify`: the end is ours, tell the viewer (DTLS close_notify) once
+    /// it is out of the map, so that the DELETE it answers with finds nothing.
+    fn remove_viewer(&self, location: &str, reason: &str, notify: bool) -> bool {
         let viewer = self.state.lock().unwrap().viewers.remove(location);
         let Some(viewer) = viewer else { return false };
         gst::info!(CAT, imp = self, "viewer {location} removed: {reason}");
-        self.remove_viewer_elements(viewer);
         self.post_viewer_message("viewer-removed", location, Some(reason));
+        if notify {
+            viewer.peer.close_notify();
+        }
+        self.remove_viewer_elements(viewer);
         true
     }
 

@@ -243,7 +243,7 @@ impl Handler for WhipHandler {
         let Some(obj) = self.0.upgrade() else {
             return false;
         };
-        obj.imp().end_publisher(location, "DELETE")
+        obj.imp().end_publisher(location, "DELETE", false)
     }
 
     /// The publisher page (camera → this path).
@@ -341,8 +341,7 @@ impl WhipServerSrc {
                         // The publisher hears of the end at once (DTLS
                         // close_notify), not by its timeouts.
                         tokio::task::spawn_blocking(move || {
-                            peer.close_notify();
-                            obj.imp().end_publisher(&location, &reason)
+                            obj.imp().end_publisher(&location, &reason, true)
                         });
                     }
                 });
@@ -493,11 +492,19 @@ impl WhipServerSrc {
 
     /// Forgets the publisher at `location` and tears it down (its streams
     /// end with EOS); false if unknown.
-    fn end_publisher(&self, location: &str, reason: &str) -> bool {
+    /// `notify`: the end is ours, tell the publisher (DTLS close_notify) once
+    /// it is out of the map, so that the DELETE it answers with finds nothing.
+    fn end_publisher(&self, location: &str, reason: &str, notify: bool) -> bool {
         let publisher = self.state.lock().unwrap().publishers.remove(location);
-        let Some(p) = publisher else { return false };
+        let Some(mut p) = publisher else { return false };
+        // The path is free for the publisher's next session at once: it
+        // POSTs again as soon as it hears the close_notify below.
+        p._claim = None;
         gst::info!(CAT, imp = self, "publisher {location} removed: {reason}");
         self.post_publisher_message("publisher-removed", &p.path, location, Some(reason));
+        if notify {
+            p.peer.close_notify();
+        }
         self.remove_publisher(p, true);
         true
     }
