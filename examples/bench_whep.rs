@@ -11,7 +11,6 @@
 //! before set_state(PLAYING) to the first buffer reaching its fakesink.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +19,7 @@ use gst::prelude::*;
 
 #[path = "common/bench.rs"]
 mod bench;
-use bench::{read_line_after, read_value, spawn_self, Stats};
+use bench::{clk_tck, cpu_seconds, read_line_after, read_value, rss_kib, spawn_self, Stats};
 
 const VIDEO: &str = "videotestsrc is-live=true ! video/x-raw,width=640,height=360,framerate=30/1 ! vp8enc deadline=1 cpu-used=8";
 const VIEWERS: usize = 20;
@@ -202,36 +201,6 @@ fn run_whepsrc(endpoint: &str, expect_media: bool, hold: Duration, mode: &str) -
     let stop = read_value(&mut lines, "stop_ms");
     let _ = child.wait();
     (ttff, stop)
-}
-
-/// utime + stime of this process, in seconds.
-fn cpu_seconds(clk_tck: f64) -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    // Fields after the command name, which may hold spaces: state is field
-    // 3, utime 14 and stime 15.
-    let rest = &stat[stat.rfind(')').unwrap() + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / clk_tck
-}
-
-/// VmRSS of this process, in KiB.
-fn rss_kib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(f64::NAN)
-}
-
-fn clk_tck() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
 }
 
 /// One run of `VIEWERS` viewers in one child process.

@@ -15,6 +15,10 @@ use std::time::Duration;
 
 use gst::prelude::*;
 
+#[path = "common/bench.rs"]
+mod bench;
+use bench::rss_kib;
+
 const VIDEO: &str = "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! vp8enc deadline=1 cpu-used=8";
 
 fn arg(args: &[String], name: &str, default: u64) -> u64 {
@@ -57,17 +61,6 @@ fn client(endpoint: &str, cycles: u64, seed: u64) {
 
 fn proc_count(dir: &str) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn main() {

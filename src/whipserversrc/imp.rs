@@ -31,7 +31,7 @@ struct Publisher {
     pads: Vec<gst::GhostPad>,
     elements: Vec<gst::Element>,
     /// Its path, unless allow-multiple-publishers.
-    _claim: Option<Claim>,
+    claim: Option<Claim>,
     /// Its place among max-sessions.
     _slot: Slot,
 }
@@ -311,7 +311,7 @@ impl WhipServerSrc {
                                 peer: peer.clone(),
                                 pads: Vec::new(),
                                 elements: Vec::new(),
-                                _claim: claim,
+                                claim,
                                 _slot: slot,
                             },
                         );
@@ -499,7 +499,7 @@ impl WhipServerSrc {
         let Some(mut p) = publisher else { return false };
         // The path is free for the publisher's next session at once: it
         // POSTs again as soon as it hears the close_notify below.
-        p._claim = None;
+        p.claim = None;
         gst::info!(CAT, imp = self, "publisher {location} removed: {reason}");
         self.post_publisher_message("publisher-removed", &p.path, location, Some(reason));
         if notify {
