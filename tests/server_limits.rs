@@ -334,3 +334,25 @@ fn killed_viewer_and_publisher_are_reaped_within_seconds() {
     assert!(reason.contains("peer-timeout"), "{reason}");
     assert!(took < Duration::from_secs(8), "{took:?}");
 }
+
+#[test]
+fn the_port_is_free_as_soon_as_the_server_reaches_null() {
+    gst::init().unwrap();
+    gstwhipwhep::plugin_register_static().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for _ in 0..5 {
+        let server = gst::ElementFactory::make("whipserversrc")
+            .property("address", format!("127.0.0.1:{port}"))
+            .build()
+            .unwrap();
+        server.set_state(gst::State::Ready).unwrap();
+        server.set_state(gst::State::Null).unwrap();
+        // What the relay example does: bind the port again at once.
+        std::net::TcpListener::bind(("127.0.0.1", port))
+            .expect("the port is still taken after NULL");
+    }
+}

@@ -125,9 +125,21 @@ struct Listener {
 }
 
 impl Drop for Listener {
+    /// The socket closes when the aborted accept task is dropped, on a
+    /// runtime worker: off the runtime (an element going to NULL), wait for
+    /// that, briefly, so the port is free when the state change returns (a
+    /// new element binding it at once got "Address in use").
     fn drop(&mut self) {
-        if let Some(task) = self.task.lock().unwrap().take() {
-            task.abort();
+        let Some(task) = self.task.lock().unwrap().take() else {
+            return;
+        };
+        task.abort();
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_millis(500);
+        while !task.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 }
