@@ -7,6 +7,7 @@
 
 pub mod certificate;
 pub mod sdp;
+pub mod timeline;
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,7 @@ use gst_webrtc::{WebRTCICETransportPolicy, WebRTCPeerConnectionState, WebRTCSDPT
 use tokio::sync::{oneshot, watch};
 
 use crate::protocol::IceServer;
+use timeline::{Phase, Timeline};
 
 pub static CAT: std::sync::LazyLock<gst::DebugCategory> = std::sync::LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -113,6 +115,7 @@ pub struct Peer {
     /// far apart.
     heard: Arc<Mutex<RtcpClock>>,
     failure: Arc<Failure>,
+    timeline: Arc<Timeline>,
 }
 
 /// The connection state as the owner sees it: webrtcbin's, unless an ERROR
@@ -261,19 +264,24 @@ impl Peer {
         // any timeout would tell. webrtcbin 1.22 still calls such a
         // connection "connected" (a closed DTLS transport counts as up), so
         // it is watched on the DTLS element itself.
+        let timeline = Arc::new(Timeline::default());
         let remote_closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let closed = remote_closed.clone();
         let watched = failure.clone();
+        let times = timeline.clone();
         webrtcbin.connect("deep-element-added", false, move |args| {
             let el = args[2].get::<gst::Element>().ok()?;
             if el.factory().is_some_and(|f| f.name() == "dtlssrtpdec") {
-                let (closed, watched) = (closed.clone(), watched.clone());
+                let (closed, watched, times) = (closed.clone(), watched.clone(), times.clone());
                 let was_up = std::sync::atomic::AtomicBool::new(false);
                 el.connect_notify(Some("connection-state"), move |dec, _| {
                     let state = dtls_state(dec);
                     gst::debug!(CAT, obj = dec, "DTLS connection {state}");
                     match state {
-                        DTLS_CONNECTED => was_up.store(true, Ordering::Relaxed),
+                        DTLS_CONNECTED => {
+                            times.mark(Phase::DtlsConnected);
+                            was_up.store(true, Ordering::Relaxed)
+                        }
                         DTLS_CLOSED | DTLS_FAILED if was_up.load(Ordering::Relaxed) => {
                             closed.store(true, Ordering::Relaxed);
                             if watched.reason.lock().unwrap().is_none() {
@@ -308,6 +316,35 @@ impl Peer {
                 );
             }
             None
+        });
+
+        let times = timeline.clone();
+        webrtcbin.connect_notify(Some("ice-connection-state"), move |bin, _| {
+            use gst_webrtc::WebRTCICEConnectionState as Ice;
+            let state = bin.property::<Ice>("ice-connection-state");
+            if matches!(state, Ice::Connected | Ice::Completed) {
+                times.mark(Phase::IceConnected);
+            }
+        });
+        // The first RTP: out of webrtcbin (received), or into it once DTLS
+        // is up (sent: what came before was dropped at the DTLS encoder).
+        let times = timeline.clone();
+        webrtcbin.connect_pad_added(move |_, pad| {
+            let times = times.clone();
+            let sending = pad.direction() == gst::PadDirection::Sink;
+            let data = gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST;
+            pad.add_probe(data, move |_, _| {
+                if !sending {
+                    times.mark(Phase::FirstRtp);
+                    return gst::PadProbeReturn::Remove;
+                }
+                if !times.has(Phase::DtlsConnected) {
+                    return gst::PadProbeReturn::Ok;
+                }
+                times.mark(Phase::FirstRtp);
+                times.mark(Phase::FirstFrame);
+                gst::PadProbeReturn::Remove
+            });
         });
 
         let candidates = Arc::new(Mutex::new(Vec::new()));
@@ -351,7 +388,13 @@ impl Peer {
             bye,
             last_rtcp,
             heard,
+            timeline,
         })
+    }
+
+    /// This session's start, phase by phase.
+    pub fn timeline(&self) -> &Arc<Timeline> {
+        &self.timeline
     }
 
     /// A configured peer of no bin yet. Its DTLS transport is to be made
@@ -702,6 +745,7 @@ impl Peer {
         field: &str,
     ) -> Result<gst_webrtc::WebRTCSessionDescription, PeerError> {
         let reply = self.call(what, signal, None).await?;
+        self.timeline.mark(Phase::DescriptionCreated);
         reply
             .and_then(|s| s.get::<gst_webrtc::WebRTCSessionDescription>(field).ok())
             .ok_or_else(|| PeerError::Negotiation {
@@ -736,8 +780,11 @@ impl Peer {
             "set-remote-description",
             Some(&desc),
         )
-        .await
-        .map(|_| ())
+        .await?;
+        if kind == WebRTCSDPType::Answer {
+            self.timeline.mark(Phase::AnswerApplied);
+        }
+        Ok(())
     }
 
     /// Waits for ICE gathering to complete, at most `limit`. Returns whether
@@ -745,9 +792,11 @@ impl Peer {
     /// late candidates to follow by trickle).
     async fn wait_gathering(&self, limit: Duration) -> bool {
         let mut rx = self.gathering_complete.clone();
-        tokio::time::timeout(limit, rx.wait_for(|done| *done))
+        let complete = tokio::time::timeout(limit, rx.wait_for(|done| *done))
             .await
-            .is_ok_and(|r| r.is_ok())
+            .is_ok_and(|r| r.is_ok());
+        self.timeline.mark(Phase::Gathered);
+        complete
     }
 
     /// The local description as text for the HTTP peer: our fingerprint, the

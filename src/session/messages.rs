@@ -19,6 +19,14 @@
 //! - `session-ended`: a session is over and its DELETE was sent (or there
 //!   was nothing to DELETE).
 //!   - `location` (string or null), `reason` (string).
+//! - `session-timeline`: where a session's start went, once its first
+//!   frame came out (whepsrc) or was sent (whipsink). Fields in ms (double)
+//!   since the session's start, each present once reached:
+//!   `peer-ready-ms`, `description-created-ms`, `gathered-ms`,
+//!   `post-sent-ms`, `answer-received-ms`, `answer-applied-ms`,
+//!   `ice-connected-ms`, `dtls-connected-ms`, `first-rtp-ms`,
+//!   `first-frame-ms`; and `first-of-process` (boolean). Also logged in the
+//!   `whipwhep-timeline` debug category (INFO).
 //! - `session-reconnecting`: another attempt is coming.
 //!   - `attempt` (uint, from 1): one counter for POST retries and
 //!     reconnections, reset when a session connects.
@@ -139,4 +147,9 @@ pub fn post_renewed(obj: &gst::Element, gap: std::time::Duration, frames_lost: u
         .field("planned", planned)
         .build();
     let _ = obj.post_message(gst::message::Element::builder(s).src(obj).build());
+}
+
+/// `session-timeline`: see `crate::peer::timeline::Timeline::to_structure`.
+pub fn post_session_timeline(obj: &gst::Element, timeline: gst::Structure) {
+    let _ = obj.post_message(gst::message::Element::builder(timeline).src(obj).build());
 }

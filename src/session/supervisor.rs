@@ -16,6 +16,7 @@ use super::{
     delete_and_report, messages, new_peer_off_runtime, post_error, Host, MakePeer, Negotiation,
     Resource, SessionError, CAT,
 };
+use crate::peer::timeline::Phase;
 use crate::peer::{Peer, PeerError};
 use crate::protocol::{redact_url, Client};
 use crate::runtime::RUNTIME;
@@ -179,9 +180,12 @@ impl<R: Role> Supervisor<R> {
 
     /// Negotiates and connects one session (`renewal`: see `Role::new_peer`).
     async fn establish(&self, sessions: &Sessions, renewal: bool) -> Result<Active, SessionError> {
+        let start = Instant::now();
         let role = self.role.clone();
         let make_peer: MakePeer = Arc::new(move || role.new_peer(renewal));
         let peer = new_peer_off_runtime(make_peer.clone()).await?;
+        peer.timeline().set_origin(start);
+        peer.timeline().mark(Phase::PeerReady);
         let resource = Resource::new(self.client.clone());
         sessions.lock().unwrap().push(resource.clone());
         let result = async {
@@ -220,11 +224,14 @@ impl<R: Role> Supervisor<R> {
             self.host
                 .with(|obj| messages::post_session_started(obj, &negotiated.response));
             match super::wait_connected(&peer, self.policy.connect_timeout).await {
-                Ok(true) => Ok(Active {
-                    peer,
-                    resource: resource.clone(),
-                    started: Instant::now(),
-                }),
+                Ok(true) => {
+                    RUNTIME.spawn(report_timeline(self.host.clone(), peer.clone()));
+                    Ok(Active {
+                        peer,
+                        resource: resource.clone(),
+                        started: Instant::now(),
+                    })
+                }
                 Ok(false) => Err(SessionError::ConnectionFailed),
                 Err(e) => Err(e),
             }
@@ -407,4 +414,18 @@ impl<R: Role> Supervisor<R> {
             }
         }
     }
+}
+
+/// How long a connected session's first frame is awaited for its timeline.
+const FIRST_FRAME_WAIT: Duration = Duration::from_secs(10);
+
+/// Posts `session-timeline` once the session's first frame came (see
+/// `crate::peer::timeline`), and logs it in the `whipwhep-timeline` category.
+async fn report_timeline(host: Host, peer: Arc<Peer>) {
+    if !peer.timeline().first_frame(FIRST_FRAME_WAIT).await {
+        return;
+    }
+    let s = peer.timeline().to_structure();
+    gst::info!(crate::peer::timeline::CAT, id = host.name(), "{s}");
+    host.with(|obj| messages::post_session_timeline(obj, s));
 }

@@ -11,6 +11,7 @@ use gst_webrtc::WebRTCRTPTransceiverDirection;
 use super::output::{Fed, Output, OutputKind, SessionId};
 use super::Media;
 use crate::codec::{self, Codec};
+use crate::peer::timeline::Phase;
 use crate::peer::{Peer, PeerError};
 use crate::protocol::Client;
 use crate::session::supervisor::{Role, Sessions, Supervisor};
@@ -825,12 +826,12 @@ impl WhepSrc {
                 c
             }
         };
-        let last_media = {
+        let (last_media, timeline) = {
             let state = self.state.lock().unwrap();
             state
                 .sessions
                 .get(&id)
-                .map(|s| s.last_media.clone())
+                .map(|s| (s.last_media.clone(), s.peer.timeline().clone()))
                 .ok_or("session already retired")?
         };
         let weak = self.obj().downgrade();
@@ -847,6 +848,7 @@ impl WhepSrc {
                             .pull_sample()
                             .map_err(|_| gst::FlowError::Flushing)?;
                         last_media.store(EPOCH.elapsed().as_millis() as u64, Ordering::Relaxed);
+                        timeline.mark(Phase::FirstFrame);
                         let fed = output.feed(id, &sample);
                         if let Some(obj) = weak.upgrade() {
                             obj.imp().after_feed(appsink, fed);
