@@ -87,9 +87,8 @@ fn fd_kinds() -> String {
             .map(|t| t.to_string_lossy().into_owned())
             .unwrap_or_default();
         let kind = target.split(':').next().unwrap_or("").to_string();
-        let kind = if kind.starts_with('/') {
-            target
-        } else if kind == "anon_inode" {
+        // Paths and anonymous inodes by name; sockets, pipes by kind.
+        let kind = if kind.starts_with('/') || kind == "anon_inode" {
             target
         } else {
             kind
@@ -213,9 +212,9 @@ fn main() {
         .iter()
         .map(|(k, v)| format!("{:?}: {v}", k))
         .collect();
-    let series = |f: &dyn Fn(&((usize, usize, f64), String)) -> String| {
-        samples.iter().map(f).collect::<Vec<_>>().join(", ")
-    };
+    type Sample = ((usize, usize, f64), String);
+    let series =
+        |f: &dyn Fn(&Sample) -> String| samples.iter().map(f).collect::<Vec<_>>().join(", ");
     println!(
         "{{\n  \"server\": \"{server}\",\n  \"cycles_per_batch\": {cycles},\n  \"batches\": {batches},\n  \"seed\": {seed},\n  \"server_sessions_created\": {added},\n  \"server_sessions_ended\": {},\n  \"ended_by_reason\": {{{}}},\n  \"server_threads_start_then_per_batch\": [{}],\n  \"server_fds_start_then_per_batch\": [{}],\n  \"server_rss_kib_start_then_per_batch\": [{}],\n  \"server_fd_kinds_start_then_per_batch\": [{}]\n}}",
         removed.len(),
