@@ -347,13 +347,101 @@ fn the_offer_asks_for_nack_and_offers_rtx_for_video() {
         .sdp()
         .as_text()
         .unwrap();
-    let video = offer.split("m=audio").next().unwrap();
-    assert!(video.contains("m=video"), "{offer}");
+    // The video m-section, whichever stream's caps came first.
+    let at = offer.find("m=video").expect("a video m-section");
+    let video = &offer[at..];
+    let video = &video[..video[2..].find("m=").map_or(video.len(), |e| e + 2)];
     assert!(video.contains("a=rtcp-fb:96 nack\r\n"), "{offer}");
     assert!(video.contains("a=rtcp-fb:96 nack pli"), "{offer}");
-    assert!(video.contains(" rtx/90000"), "{offer}");
+    // webrtcbin 1.22 adds RTX for the first codec offered.
+    assert!(video.contains(" rtx/90000\r\na=fmtp:97 apt=96"), "{offer}");
     // Every codec that can be encoded here is offered, in preference order.
     let m = video.lines().find(|l| l.starts_with("m=video")).unwrap();
     assert!(m.contains(" 96 ") && m.contains(" 102"), "{m}");
     client.stop();
+}
+
+#[test]
+fn the_next_session_may_pick_another_codec_and_the_encoder_follows() {
+    common::e2e::init();
+    if gst::ElementFactory::find("vp9enc").is_none() {
+        eprintln!("vp9enc is not installed: nothing to test");
+        return;
+    }
+    // The server ends each session after 2 s; whipsink publishes again.
+    let server = WhipServer::start("max-session-duration=2");
+    let client = Client::start(&format!("{RAW_VIDEO} ! {}", whipsink(&server, "")));
+    assert!(
+        wait_until(MEDIA_WAIT, || server.counters.video() >= 20),
+        "no video: {:?}",
+        client.messages.errors()
+    );
+    // From the next session on, this server takes VP9 only.
+    let server_el = server.pipeline.by_name("server").unwrap();
+    server_el.set_property("video-caps", gst::Caps::new_empty_simple("video/x-vp9"));
+    assert!(
+        wait_until(MEDIA_WAIT, || server_caps(&server)
+            .iter()
+            .any(|c| c.starts_with("video/x-vp9"))),
+        "no VP9 after the reconnection: caps {:?}, errors {:?}",
+        server_caps(&server),
+        client.messages.errors()
+    );
+    let vp9_from = server.counters.video();
+    assert!(
+        wait_until(MEDIA_WAIT, || server.counters.video() >= vp9_from + 20),
+        "VP9 did not keep flowing"
+    );
+    let chosen: Vec<String> = client
+        .messages
+        .element("encoder-selected")
+        .iter()
+        .map(|s| s.get::<String>("encoding-name").unwrap())
+        .collect();
+    assert_eq!(
+        chosen.first().map(String::as_str),
+        Some("VP8"),
+        "{chosen:?}"
+    );
+    assert_eq!(chosen.last().map(String::as_str), Some("VP9"), "{chosen:?}");
+    assert!(
+        client.messages.errors().is_empty(),
+        "{:?}",
+        client.messages.errors()
+    );
+}
+
+#[test]
+fn a_reconnection_with_the_same_codec_keeps_the_encoder() {
+    let server = WhipServer::start("max-session-duration=2");
+    let client = Client::start(&format!("{RAW_VIDEO} ! {}", whipsink(&server, "")));
+    assert!(
+        wait_until(MEDIA_WAIT, || server.counters.video() >= 20),
+        "no video: {:?}",
+        client.messages.errors()
+    );
+    let whip = client
+        .pipeline
+        .by_name("whip")
+        .unwrap()
+        .downcast::<gstwhipwhep::whipsink::WhipSink>()
+        .unwrap();
+    let first = whip.encoders();
+    assert_eq!(first.len(), 1);
+    assert!(
+        wait_until(MEDIA_WAIT, || server
+            .messages
+            .element("publisher-added")
+            .len()
+            >= 2),
+        "no second session"
+    );
+    let at = server.counters.video();
+    assert!(
+        wait_until(MEDIA_WAIT, || server.counters.video() >= at + 20),
+        "video did not flow in the second session: {:?}",
+        client.messages.errors()
+    );
+    assert_eq!(whip.encoders(), first, "the encoder was replaced");
+    assert_eq!(client.messages.element("encoder-selected").len(), 1);
 }

@@ -577,16 +577,21 @@ impl WhipSink {
         };
         // Keeps upstream live and unblocked while the stream moves between
         // webrtcbins (republishing), and, for raw input, while the encoder
-        // falls behind: the oldest frames go.
+        // falls behind: the oldest frames go. Raw video keeps 2 frames at
+        // most: a full queue stays full once the encoder catches up, and
+        // each frame in it would be latency for good (and a late key frame
+        // on request).
+        let (buffers, time) = match (raw, media) {
+            (true, "video") => (2u32, 0u64),
+            (true, _) => (0, 100_000_000),
+            (false, _) => (0, 300_000_000),
+        };
         chain.push(
             gst::ElementFactory::make("queue")
                 .property_from_str("leaky", "downstream")
-                .property("max-size-buffers", 0u32)
+                .property("max-size-buffers", buffers)
                 .property("max-size-bytes", 0u32)
-                .property(
-                    "max-size-time",
-                    if raw { 200_000_000u64 } else { 300_000_000u64 },
-                )
+                .property("max-size-time", time)
                 .build()
                 .map_err(|_| "queue missing")?,
         );
