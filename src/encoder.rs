@@ -214,8 +214,10 @@ pub fn make_encoder(
             set_if_present(&enc, "gop-size", key_dist);
         }
         "opusenc" => {
-            // Speech and music modes both, 20 ms frames, in-band FEC
-            // (we offer useinbandfec=1).
+            // 20 ms frames (WebRTC's usual packet time) and in-band FEC (we
+            // offer useinbandfec=1). Not audio-type=restricted-lowdelay: it
+            // saves about 20 ms of look-ahead but allows only the CELT mode,
+            // and in-band FEC exists only in the SILK and hybrid modes.
             set_if_present(&enc, "frame-size", 20i32);
             set_if_present(&enc, "inband-fec", true);
             set_if_present(&enc, "packet-loss-percentage", 5i32);

@@ -766,12 +766,32 @@ impl WhipSink {
             .emit_by_name::<()>("encoder-setup", &[&ghost.name().to_string(), &enc]);
         let bin = self.obj();
         bin.add_many(&chain).map_err(|e| e.to_string())?;
-        gst::Element::link_many(&chain).map_err(|e| e.to_string())?;
         let out = chain.last().unwrap().static_pad("src").unwrap();
-        out.link(wpad)
-            .map_err(|e| format!("cannot link the payloader to webrtcbin: {e:?}"))?;
-        for el in chain.iter().rev() {
-            el.sync_state_with_parent().map_err(|e| e.to_string())?;
+        let started = gst::Element::link_many(&chain)
+            .map_err(|e| e.to_string())
+            .and_then(|_| {
+                out.link(wpad)
+                    .map_err(|e| format!("cannot link the payloader to webrtcbin: {e:?}"))
+            })
+            .and_then(|_| {
+                // Downstream first: each element is ready for what the
+                // one before it pushes.
+                chain
+                    .iter()
+                    .rev()
+                    .try_for_each(|el| el.sync_state_with_parent().map(|_| ()))
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = started {
+            for el in &chain {
+                crate::element::stop(el);
+                let _ = bin.remove(el);
+            }
+            return Err(format!(
+                "cannot start the {} encoder for {}: {e}",
+                format.codec.encoding_name,
+                ghost.name()
+            ));
         }
         // The queue moves to the new encoder between two frames; the old
         // chain is stopped only after that, so no frame is pushed into a
