@@ -115,6 +115,23 @@ pub fn h264_profile_name(profile_level_id: &str) -> Option<&'static str> {
     })
 }
 
+/// The H.264 profiles (caps names) the encoder may make for an answer
+/// naming `profile`: those its decoders decode. Constrained Baseline, a
+/// subset of them all, comes first: x264enc at `ultrafast` makes it
+/// whatever it is allowed, and openh264enc 2.3 fails to start when asked
+/// for Main (cmInitParaError), though its caps list it. x264enc has no
+/// constrained-high.
+pub fn h264_profiles_within(profile: &str) -> &'static [&'static str] {
+    match profile {
+        "baseline" => &["constrained-baseline", "baseline"],
+        "main" => &["constrained-baseline", "main"],
+        "extended" => &["constrained-baseline", "baseline", "extended"],
+        "constrained-high" => &["constrained-baseline", "constrained-high"],
+        "high" => &["constrained-baseline", "main", "high"],
+        _ => &["constrained-baseline"],
+    }
+}
+
 /// Frames in `MAX_KEY_FRAME_INTERVAL_S` at the rate of `raw` caps.
 fn key_frame_distance(raw: &gst::CapsRef) -> u32 {
     let fps = raw
@@ -268,7 +285,10 @@ pub fn encode_chain(
         filter.set_property(
             "caps",
             gst::Caps::builder("video/x-h264")
-                .field("profile", profile)
+                .field(
+                    "profile",
+                    gst::List::new(h264_profiles_within(profile).iter().copied()),
+                )
                 .build(),
         );
         chain.push(filter);
@@ -316,6 +336,89 @@ mod tests {
                 .or_else(|_| v.get::<u32>().map(|v| v as u64))
                 .unwrap();
             assert_eq!(got, expected, "{factory}");
+        }
+    }
+
+    /// Encodes a few frames with the chain for `profile` and returns the
+    /// H.264 caps the parser read from the stream.
+    fn h264_caps_for(encoder: &str, profile: &str) -> Option<String> {
+        gst::init().unwrap();
+        gst::ElementFactory::find(encoder)?;
+        let format = Format {
+            codec: &codec::H264,
+            payload_type: 102,
+            profile: Some(profile.into()),
+        };
+        let raw = gst::Caps::builder("video/x-raw")
+            .field("width", 320)
+            .field("height", 240)
+            .field("framerate", gst::Fraction::new(30, 1))
+            .build();
+        let (chain, enc) = encode_chain(&format, Some(encoder), &raw).unwrap();
+        assert_eq!(enc.factory().unwrap().name(), encoder);
+        let pipeline = gst::Pipeline::new();
+        let src = gst::ElementFactory::make("videotestsrc")
+            .property("num-buffers", 5)
+            .build()
+            .unwrap();
+        let filter = gst::ElementFactory::make("capsfilter")
+            .property("caps", &raw)
+            .build()
+            .unwrap();
+        let sink = gst::ElementFactory::make("fakesink").build().unwrap();
+        pipeline.add_many([&src, &filter]).unwrap();
+        pipeline.add_many(&chain).unwrap();
+        pipeline.add(&sink).unwrap();
+        gst::Element::link_many([&src, &filter, &chain[0]]).unwrap();
+        gst::Element::link_many(&chain).unwrap();
+        chain.last().unwrap().link(&sink).unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let bus = pipeline.bus().unwrap();
+        let msg = bus.timed_pop_filtered(
+            gst::ClockTime::from_seconds(10),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        );
+        let parser = chain
+            .iter()
+            .find(|e| e.factory().is_some_and(|f| f.name() == "h264parse"))?;
+        let caps = parser
+            .static_pad("src")?
+            .current_caps()
+            .map(|c| c.to_string());
+        pipeline.set_state(gst::State::Null).unwrap();
+        assert!(
+            matches!(msg.map(|m| m.type_()), Some(gst::MessageType::Eos)),
+            "the chain did not run"
+        );
+        caps
+    }
+
+    #[test]
+    fn h264_is_encoded_within_the_profile_the_answer_names() {
+        gst::init().unwrap();
+        for (id, name) in [
+            ("42e01f", "constrained-baseline"),
+            ("42001f", "baseline"),
+            ("4d001f", "main"),
+            ("640c1f", "constrained-high"),
+            ("640028", "high"),
+        ] {
+            for encoder in ["x264enc", "openh264enc"] {
+                if gst::ElementFactory::find(encoder).is_none() {
+                    continue;
+                }
+                let caps = h264_caps_for(encoder, id)
+                    .unwrap_or_else(|| panic!("{encoder} {id}: no H.264 came out"));
+                let made = caps
+                    .split("profile=(string)")
+                    .nth(1)
+                    .and_then(|r| r.split(',').next())
+                    .unwrap_or("");
+                assert!(
+                    h264_profiles_within(name).contains(&made),
+                    "{encoder} {id}: {caps}"
+                );
+            }
         }
     }
 }
