@@ -132,6 +132,22 @@ pub fn h264_profiles_within(profile: &str) -> &'static [&'static str] {
     }
 }
 
+/// libvpx threads for `raw` frames: one unless the picture is large and
+/// cores are to spare. A second thread on a 2-core machine made 720p VP8
+/// lose frames when other work took a core (examples/bench_keyframe.rs).
+fn vpx_threads(raw: &gst::CapsRef) -> i32 {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pixels = raw
+        .structure(0)
+        .and_then(|s| Some(s.get::<i32>("width").ok()? * s.get::<i32>("height").ok()?))
+        .unwrap_or(0);
+    match (pixels, cpus) {
+        (p, c) if p >= 1920 * 1080 && c >= 8 => 4,
+        (p, c) if p > 640 * 480 && c >= 4 => 2,
+        _ => 1,
+    }
+}
+
 /// Frames in `MAX_KEY_FRAME_INTERVAL_S` at the rate of `raw` caps.
 fn key_frame_distance(raw: &gst::CapsRef) -> u32 {
     let fps = raw
@@ -190,9 +206,7 @@ pub fn make_encoder(
     let factory = factory_for(codec, preferred).ok_or_else(missing)?;
     let enc = factory.create().build().map_err(|_| missing())?;
     let key_dist = key_frame_distance(raw);
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get().min(8) as i32)
-        .unwrap_or(2);
+    let threads = vpx_threads(raw);
     match factory.name().as_str() {
         "vp8enc" | "vp9enc" => {
             // Realtime deadline, no look-ahead (each frame out as it comes
@@ -213,14 +227,18 @@ pub fn make_encoder(
             }
         }
         "x264enc" => {
-            // zerolatency: no B-frames, no look-ahead; sliced threads off:
+            // zerolatency: no B-frames, no look-ahead. Sliced threads off:
             // a receiver's openh264dec drops every frame after a lost IDR
-            // when slices are threaded.
+            // when slices are threaded. Then one thread: each frame thread
+            // holds a frame back (3 threads cost 3 frames, ~100 ms, before
+            // a requested key frame left), and ultrafast encodes 720p30 on
+            // one core with room to spare.
             enc.set_property_from_str("tune", "zerolatency");
             enc.set_property_from_str("speed-preset", "ultrafast");
             set_if_present(&enc, "bframes", 0u32);
             set_if_present(&enc, "b-adapt", false);
             set_if_present(&enc, "sliced-threads", false);
+            set_if_present(&enc, "threads", 1u32);
             set_if_present(&enc, "key-int-max", key_dist);
             set_if_present(&enc, "aud", false);
         }

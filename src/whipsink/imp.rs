@@ -577,12 +577,13 @@ impl WhipSink {
         };
         // Keeps upstream live and unblocked while the stream moves between
         // webrtcbins (republishing), and, for raw input, while the encoder
-        // falls behind: the oldest frames go. Raw video keeps 2 frames at
-        // most: a full queue stays full once the encoder catches up, and
-        // each frame in it would be latency for good (and a late key frame
-        // on request).
+        // falls behind: the oldest frames go. Raw video keeps 4 frames at
+        // most: enough to ride out a moment without CPU (with 2, 720p VP8
+        // lost frames on a loaded machine, examples/bench_keyframe.rs), and
+        // the most latency it adds when the encoder only just keeps up (a
+        // 200 ms queue left key frames on request 200 ms late).
         let (buffers, time) = match (raw, media) {
-            (true, "video") => (2u32, 0u64),
+            (true, "video") => (4u32, 0u64),
             (true, _) => (0, 100_000_000),
             (false, _) => (0, 300_000_000),
         };
