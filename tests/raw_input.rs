@@ -264,6 +264,9 @@ fn key_frame_on_request(source: &str, extra: &str) -> Duration {
             if enc.find_property("keyframe-max-dist").is_some() {
                 enc.set_property("keyframe-max-dist", 100_000i32);
             }
+            if enc.find_property("key-int-max").is_some() {
+                enc.set_property("key-int-max", 100_000u32);
+            }
             None
         });
     }
@@ -312,6 +315,12 @@ fn key_frame_on_request(source: &str, extra: &str) -> Duration {
 #[test]
 fn a_pli_makes_our_encoder_send_a_key_frame_within_1_s() {
     let took = key_frame_on_request(RAW_VIDEO, "");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+}
+
+#[test]
+fn a_pli_makes_our_h264_encoder_send_a_key_frame_within_1_s() {
+    let took = key_frame_on_request(RAW_VIDEO, "video-caps=video/x-h264");
     assert!(took < Duration::from_secs(1), "{took:?}");
 }
 

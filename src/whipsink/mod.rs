@@ -5,6 +5,12 @@
 //! answer picks (see `crate::encoder`), RTP (drop-in for gst-plugins-rs
 //! whipsink), or encoded H.264, VP8, VP9 and Opus, which it payloads itself.
 //!
+//! For raw input, `video-caps`/`audio-caps` order the codecs offered,
+//! `video-encoder` names the video encoder factory, the `encoder-setup`
+//! signal (pad name, encoder) lets the application adjust an encoder before
+//! it starts, and the `encoder-selected` element message says what each
+//! session's answer picked.
+//!
 //! ```text
 //! gst-launch-1.0 videotestsrc is-live=true ! whipsink whip-endpoint=https://host/whip
 //! gst-launch-1.0 videotestsrc is-live=true ! vp8enc deadline=1 ! whipsink \
