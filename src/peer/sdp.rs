@@ -353,6 +353,143 @@ pub fn answer_accepts_an_offered_codec(offer: &str, answer: &str) -> Result<(), 
     ))
 }
 
+/// A format of one m-section as GStreamer reads it (rtpmap and fmtp as
+/// caps fields): payload type, encoding name (upper case) and H.264
+/// profile-level-id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaFormat {
+    pub payload_type: u32,
+    pub encoding: String,
+    pub profile: Option<String>,
+}
+
+/// The formats of m-section `mline`, in the order given, or None if that
+/// m-section is missing or rejected (port 0). A profile missing from the
+/// answer is taken from `offer`'s format with the same payload type
+/// (webrtcbin's answers leave the fmtp out).
+pub fn formats_of(sdp: &str, offer: Option<&str>, mline: u32) -> Option<Vec<MediaFormat>> {
+    let msg = SDPMessage::parse_buffer(sdp.as_bytes()).ok()?;
+    let m = msg.media(mline)?;
+    if m.port() == 0 {
+        return None;
+    }
+    Some(
+        m.formats()
+            .filter_map(|pt| pt.parse::<i32>().ok())
+            .filter_map(|pt| {
+                let caps = m.caps_from_media(pt)?;
+                let s = caps.structure(0)?;
+                let encoding = s.get::<&str>("encoding-name").ok()?.to_ascii_uppercase();
+                let profile = s
+                    .get::<&str>("profile-level-id")
+                    .ok()
+                    .map(str::to_ascii_lowercase)
+                    .or_else(|| profile_in(offer, &pt.to_string()));
+                Some(MediaFormat {
+                    payload_type: pt as u32,
+                    encoding,
+                    profile,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Restricts the `media` m-sections of an offer to the encodings in
+/// `allowed` (upper case), put first in `allowed`'s order so that an
+/// answer listing them in the offer's order states this preference; the
+/// retransmission formats of removed ones go too. Err names both lists when
+/// an m-section keeps none.
+pub fn keep_encodings(sdp: &str, media: &str, allowed: &[&str]) -> Result<String, String> {
+    let mut msg = SDPMessage::parse_buffer(sdp.as_bytes()).map_err(|e| e.to_string())?;
+    for m in msg.medias_mut() {
+        if m.media() != Some(media) || m.port() == 0 {
+            continue;
+        }
+        let encoding_of = |m: &SDPMediaRef, pt: &str| {
+            attributes_named(m, "rtpmap").find_map(|(_, v)| {
+                let (p, rest) = v.split_once(' ')?;
+                (p == pt).then(|| rest.split('/').next().unwrap_or("").to_ascii_uppercase())
+            })
+        };
+        let apt_of = |m: &SDPMediaRef, pt: &str| {
+            let prefix = format!("{pt} ");
+            attributes_named(m, "fmtp").find_map(|(_, v)| {
+                v.strip_prefix(&prefix)?.split(';').find_map(|p| {
+                    let (k, v) = p.trim().split_once('=')?;
+                    k.eq_ignore_ascii_case("apt").then(|| v.to_string())
+                })
+            })
+        };
+        let formats: Vec<String> = m.formats().map(String::from).collect();
+        let rank = |pt: &str| {
+            let e = encoding_of(m, pt).unwrap_or_default();
+            allowed.iter().position(|a| a.eq_ignore_ascii_case(&e))
+        };
+        let is_media = |pt: &str| {
+            let e = encoding_of(m, pt).unwrap_or_default();
+            !NOT_MEDIA.iter().any(|n| n.eq_ignore_ascii_case(&e))
+        };
+        let mut kept: Vec<(usize, String)> = formats
+            .iter()
+            .filter(|pt| is_media(pt))
+            .filter_map(|pt| rank(pt).map(|r| (r, pt.clone())))
+            .collect();
+        if kept.is_empty() {
+            let offered: Vec<String> = formats
+                .iter()
+                .filter(|pt| is_media(pt))
+                .filter_map(|pt| encoding_of(m, pt))
+                .collect();
+            return Err(format!(
+                "no {media} codec this server accepts (offered {}; accepted {})",
+                if offered.is_empty() {
+                    "none".to_string()
+                } else {
+                    offered.join(", ")
+                },
+                allowed.join(", ")
+            ));
+        }
+        kept.sort_by_key(|(r, _)| *r);
+        let kept: Vec<String> = kept.into_iter().map(|(_, pt)| pt).collect();
+        // The other formats that stay: those not carrying media of their
+        // own, unless they repair a removed one (rtx's apt).
+        let others: Vec<String> = formats
+            .iter()
+            .filter(|pt| !is_media(pt))
+            .filter(|pt| apt_of(m, pt).is_none_or(|apt| kept.contains(&apt)))
+            .cloned()
+            .collect();
+        let order: Vec<String> = kept.into_iter().chain(others).collect();
+        let removed: Vec<String> = formats
+            .iter()
+            .filter(|pt| !order.contains(pt))
+            .cloned()
+            .collect();
+        while m.formats_len() > 0 {
+            let _ = m.remove_format(0);
+        }
+        for pt in &order {
+            m.add_format(pt);
+        }
+        let drop: Vec<u32> = m
+            .attributes()
+            .enumerate()
+            .filter(|(_, a)| matches!(a.key(), "rtpmap" | "fmtp" | "rtcp-fb"))
+            .filter(|(_, a)| {
+                let pt = a.value().unwrap_or("").split(' ').next().unwrap_or("");
+                removed.iter().any(|r| r == pt)
+            })
+            .map(|(i, _)| i as u32)
+            .collect();
+        for i in drop.into_iter().rev() {
+            let _ = m.remove_attribute(i);
+        }
+    }
+    msg.as_text().map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -521,5 +658,52 @@ a=rtpmap:108 H264/90000\r\na=fmtp:108 packetization-mode=1;profile-level-id=42e0
                 ))
             );
         }
+    }
+
+    const VIDEO_OFFER: &str = "v=0\r\no=- 1 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96 97 98 99 102\r\na=mid:video0\r\na=rtpmap:96 VP8/90000\r\na=rtcp-fb:96 nack\r\n\
+a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\na=rtpmap:98 VP9/90000\r\na=rtpmap:99 rtx/90000\r\na=fmtp:99 apt=98\r\n\
+a=rtpmap:102 H264/90000\r\na=fmtp:102 packetization-mode=1;profile-level-id=42e01f\r\n";
+
+    #[test]
+    fn keep_encodings_drops_other_codecs_and_their_rtx() {
+        gst::init().unwrap();
+        let out = keep_encodings(VIDEO_OFFER, "video", &["VP9"]).unwrap();
+        assert!(
+            out.contains("m=video 9 UDP/TLS/RTP/SAVPF 98 99\r\n"),
+            "{out}"
+        );
+        assert!(!out.contains("VP8") && !out.contains("H264") && !out.contains("apt=96"));
+        assert!(out.contains("a=fmtp:99 apt=98"));
+        // Preference order: the server's, not the offer's.
+        let out = keep_encodings(VIDEO_OFFER, "video", &["H264", "VP8"]).unwrap();
+        assert!(
+            out.contains("m=video 9 UDP/TLS/RTP/SAVPF 102 96 97\r\n"),
+            "{out}"
+        );
+        let err = keep_encodings(VIDEO_OFFER, "video", &["AV1"]).unwrap_err();
+        assert!(err.contains("offered VP8, VP9, H264"), "{err}");
+        // Other media untouched.
+        assert_eq!(
+            keep_encodings(VIDEO_OFFER, "audio", &["OPUS"]).unwrap(),
+            VIDEO_OFFER
+        );
+    }
+
+    #[test]
+    fn formats_of_an_answer_take_the_offers_profile() {
+        gst::init().unwrap();
+        let answer = VIDEO_OFFER.replace(
+            "a=fmtp:102 packetization-mode=1;profile-level-id=42e01f\r\n",
+            "",
+        );
+        let f = formats_of(&answer, Some(VIDEO_OFFER), 0).unwrap();
+        assert_eq!(f[0].encoding, "VP8");
+        let h264 = f.iter().find(|f| f.encoding == "H264").unwrap();
+        assert_eq!(
+            (h264.payload_type, h264.profile.as_deref()),
+            (102, Some("42e01f"))
+        );
+        assert_eq!(formats_of(&answer, None, 1), None);
     }
 }

@@ -264,6 +264,9 @@ impl WhipServerSrc {
     ) -> Result<String, Refusal> {
         let settings = self.settings.lock().unwrap().clone();
         check_offer(Endpoint::Whip, &offer)?;
+        let offer = settings
+            .restrict_offer(&offer)
+            .map_err(|e| Refusal::new(400, "Bad Request", format!("offer not acceptable: {e}")))?;
         let slot = self.slots.take(settings.max_sessions)?;
         let claim = match settings.allow_multiple_publishers {
             true => None,
