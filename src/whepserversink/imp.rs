@@ -14,7 +14,7 @@ use crate::runtime::RUNTIME;
 use crate::server::claims::{Slot, Slots};
 use crate::server::direction::{check_offer, Endpoint};
 use crate::server::settings::ServerSettings;
-use crate::server::{BoxFuture, Handler, HttpServer, Refusal};
+use crate::server::{Answered, BoxFuture, Handler, HttpServer, IceSession, Refusal};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -48,6 +48,8 @@ struct Branch {
 
 struct Viewer {
     peer: Arc<Peer>,
+    /// Its trickle and ICE restart PATCHes.
+    ice: Arc<IceSession>,
     branches: Vec<Branch>,
     /// Its place among max-sessions.
     _slot: Slot,
@@ -228,7 +230,7 @@ impl Handler for WhepHandler {
         path: String,
         location: String,
         offer: String,
-    ) -> BoxFuture<Result<String, Refusal>> {
+    ) -> BoxFuture<Result<Answered, Refusal>> {
         let weak = self.0.clone();
         Box::pin(async move {
             let obj = weak.upgrade().ok_or_else(|| {
@@ -236,6 +238,12 @@ impl Handler for WhepHandler {
             })?;
             obj.imp().accept_viewer(path, location, offer).await
         })
+    }
+
+    fn ice(&self, location: &str) -> Option<Arc<IceSession>> {
+        let obj = self.0.upgrade()?;
+        let state = obj.imp().state.lock().unwrap();
+        state.viewers.get(location).map(|s| s.ice.clone())
     }
 
     fn delete(&self, location: &str) -> bool {
@@ -345,7 +353,7 @@ impl WhepServerSink {
         path: String,
         location: String,
         offer: String,
-    ) -> Result<String, Refusal> {
+    ) -> Result<Answered, Refusal> {
         let settings = self.settings.lock().unwrap().clone();
         check_offer(Endpoint::Whep, &offer)?;
         let slot = self.slots.take(settings.max_sessions)?;
@@ -418,7 +426,10 @@ impl WhepServerSink {
             .answer_remote_offer(&offer, settings.gather_timeout())
             .await
         {
-            Ok(a) => a.sdp,
+            Ok(a) => Answered {
+                sdp: a.sdp,
+                ice: IceSession::new(peer.clone(), &offer),
+            },
             Err(e) => {
                 return Err(fail(
                     peer,
@@ -439,6 +450,7 @@ impl WhepServerSink {
                     location.clone(),
                     Viewer {
                         peer: peer.clone(),
+                        ice: answer.ice.clone(),
                         branches,
                         _slot: slot,
                     },
