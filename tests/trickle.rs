@@ -6,186 +6,12 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::e2e::{init, wait_until, WhepServer, WhipServer, RT, VP8_SRC};
-use gst::prelude::*;
-use gstwhipwhep::peer::{ice, Peer, PeerSettings};
+use common::e2e::{wait_until, WhepServer, WhipServer, RT, VP8_SRC};
+use common::peer_client::{post, request, PeerClient, Reply, SDPFRAG};
+use gstwhipwhep::peer::ice;
 use gstwhipwhep::protocol::{parse_sdpfrag, trickle_sdpfrag};
-
-const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
-
-fn settings() -> PeerSettings {
-    PeerSettings {
-        ice_addresses: vec!["127.0.0.1".into()],
-        latency_ms: 0,
-        ..Default::default()
-    }
-}
-
-fn vp8_caps() -> gst::Caps {
-    gst::Caps::builder("application/x-rtp")
-        .field("media", "video")
-        .field("encoding-name", "VP8")
-        .field("payload", 96i32)
-        .field("clock-rate", 90000i32)
-        .build()
-}
-
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    }
-}
-
-fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
-    RT.block_on(async {
-        let client = reqwest::Client::new();
-        let mut req = client.request(method.parse().unwrap(), url);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = req.body(body.to_string()).send().await.unwrap();
-        Reply {
-            status: resp.status().as_u16(),
-            headers: resp.headers().clone(),
-            body: resp.text().await.unwrap(),
-        }
-    })
-}
-
-/// A client: a webrtcbin in its own pipeline, its offer made without
-/// waiting for any candidate, every candidate stripped from it.
-struct TrickleClient {
-    pipeline: gst::Pipeline,
-    peer: Arc<Peer>,
-    frames: Arc<AtomicU64>,
-    offer: String,
-}
-
-impl TrickleClient {
-    /// A WHEP viewer: one recvonly VP8 transceiver, frames counted.
-    fn viewer() -> TrickleClient {
-        init();
-        let pipeline = gst::Pipeline::new();
-        let peer = Peer::new_in(pipeline.upcast_ref(), "client", &settings()).unwrap();
-        let caps = vp8_caps();
-        peer.webrtcbin().emit_by_name::<glib::Object>(
-            "add-transceiver",
-            &[&gst_webrtc::WebRTCRTPTransceiverDirection::Recvonly, &caps],
-        );
-        let frames = Arc::new(AtomicU64::new(0));
-        let (bin, count) = (pipeline.clone(), frames.clone());
-        peer.webrtcbin().connect_pad_added(move |_, pad| {
-            let sink = gst::ElementFactory::make("fakesink")
-                .property("sync", false)
-                .build()
-                .unwrap();
-            bin.add(&sink).unwrap();
-            sink.sync_state_with_parent().unwrap();
-            let count = count.clone();
-            sink.static_pad("sink")
-                .unwrap()
-                .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                    count.fetch_add(1, Ordering::Relaxed);
-                    gst::PadProbeReturn::Ok
-                });
-            pad.link(&sink.static_pad("sink").unwrap()).unwrap();
-        });
-        Self::offer(pipeline, peer, frames)
-    }
-
-    /// A WHIP publisher: VP8 from a test source, sendonly.
-    fn publisher() -> TrickleClient {
-        init();
-        let pipeline = gst::Pipeline::new();
-        let peer = Peer::new_in(pipeline.upcast_ref(), "client", &settings()).unwrap();
-        let src = gst::parse::bin_from_description(&format!("{VP8_SRC} ! rtpvp8pay pt=96"), true)
-            .unwrap();
-        pipeline.add(&src).unwrap();
-        let pad = peer.webrtcbin().request_pad_simple("sink_%u").unwrap();
-        let transceiver = pad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
-        transceiver.set_property(
-            "direction",
-            gst_webrtc::WebRTCRTPTransceiverDirection::Sendonly,
-        );
-        transceiver.set_property("codec-preferences", vp8_caps());
-        src.static_pad("src").unwrap().link(&pad).unwrap();
-        Self::offer(pipeline, peer, Arc::new(AtomicU64::new(0)))
-    }
-
-    fn offer(pipeline: gst::Pipeline, peer: Arc<Peer>, frames: Arc<AtomicU64>) -> TrickleClient {
-        pipeline.set_state(gst::State::Playing).unwrap();
-        let offer = RT.block_on(peer.offer(Duration::ZERO)).unwrap().sdp;
-        let offer = ice::with_candidates(&offer, None, &[]);
-        assert!(!offer.contains("a=candidate"));
-        TrickleClient {
-            pipeline,
-            peer,
-            frames,
-            offer,
-        }
-    }
-
-    fn mid(&self) -> String {
-        ice::mids(&self.offer)[0].clone().unwrap()
-    }
-
-    fn credentials(&self) -> (String, String) {
-        ice::credentials(&self.offer).unwrap()
-    }
-
-    fn apply_answer(&self, answer: &str) {
-        RT.block_on(
-            self.peer
-                .set_remote(gst_webrtc::WebRTCSDPType::Answer, answer),
-        )
-        .unwrap();
-    }
-
-    /// Every candidate, once gathering completed, and end-of-candidates.
-    fn all_candidates(&self) -> String {
-        let (candidates, complete) =
-            RT.block_on(self.peer.late_candidates(0, Duration::from_secs(5)));
-        assert!(complete && !candidates.is_empty());
-        let (ufrag, pwd) = self.credentials();
-        trickle_sdpfrag(&self.mid(), &ufrag, &pwd, &candidates, true)
-    }
-
-    fn frames(&self) -> u64 {
-        self.frames.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for TrickleClient {
-    fn drop(&mut self) {
-        let _ = self.pipeline.set_state(gst::State::Null);
-    }
-}
-
-fn post(endpoint: &str, offer: &str) -> (String, String, Reply) {
-    let reply = request(
-        "POST",
-        endpoint,
-        &[("Content-Type", "application/sdp")],
-        offer,
-    );
-    assert_eq!(reply.status, 201, "{}", reply.body);
-    let location = reply.header("location").unwrap();
-    let etag = reply.header("etag").unwrap();
-    (location, etag, reply)
-}
 
 #[test]
 fn trickle_patch_rules_on_whipserversrc() {
@@ -194,7 +20,7 @@ fn trickle_patch_rules_on_whipserversrc() {
     let options = request("OPTIONS", &endpoint, &[], "");
     assert_eq!(options.header("accept-patch").as_deref(), Some(SDPFRAG));
 
-    let client = TrickleClient::publisher();
+    let client = PeerClient::publisher();
     let (location, etag, created) = post(&endpoint, &client.offer);
     assert_eq!(created.header("accept-patch").as_deref(), Some(SDPFRAG));
     assert!(etag.starts_with('"') && etag.len() > 2, "{etag}");
@@ -281,7 +107,7 @@ fn trickle_patch_rules_on_whipserversrc() {
 #[test]
 fn viewer_trickling_its_candidates_plays() {
     let server = WhepServer::start(&format!("{VP8_SRC} ! server."), "");
-    let client = TrickleClient::viewer();
+    let client = PeerClient::viewer();
     let (location, etag, created) = post(&server.endpoint(), &client.offer);
     client.apply_answer(&created.body);
     let frag = client.all_candidates();
@@ -305,7 +131,7 @@ fn viewer_trickling_its_candidates_plays() {
 #[test]
 fn ice_restart_keeps_the_session_and_its_media() {
     let server = WhepServer::start(&format!("{VP8_SRC} ! server."), "");
-    let client = TrickleClient::viewer();
+    let client = PeerClient::viewer();
     let (location, etag, created) = post(&server.endpoint(), &client.offer);
     client.apply_answer(&created.body);
     let session = format!("{}{location}", server.base);

@@ -19,6 +19,7 @@ use crate::protocol::AuthToken;
 use crate::runtime::RUNTIME;
 
 pub mod claims;
+pub mod codec_params;
 pub mod direction;
 pub mod ice;
 pub mod settings;
