@@ -21,102 +21,19 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::e2e::{init, wait_until, Player, RT, VP8_SRC};
+use common::e2e::{init, wait_until, Player, RT};
 use common::front::Front;
-use common::launch::{tail, tempdir, Launch};
+use common::launch::tail;
+use common::netns::{
+    endpoint, link_down, new_address, server, server_says, A, C, PORT, SERVER_HTTP,
+};
 
-const INSIDE: &str = "WHIPWHEP_TEST_NETNS";
-const A: &str = "10.77.1.1";
-const C: &str = "10.77.1.4";
-const SERVER_ICE: &str = "10.77.1.9";
-const SERVER_HTTP: &str = "10.77.9.9";
-const PORT: u16 = 8190;
-
-/// Runs `test` of this binary in a new network namespace set up as the
-/// module says; true when already inside (run the test's body).
+/// Runs `test` of this binary in its namespaces (see `netns`); true when
+/// already inside (run the test's body).
 fn inside_namespace(test: &str) -> bool {
-    if std::env::var_os(INSIDE).is_some() {
-        return true;
-    }
-    let setup = format!(
-        "ip link set lo up && mount -t tmpfs tmpfs /run && mkdir -p /run/netns && \
-         ip netns add srv && ip netns exec srv ip link set lo up && \
-         ip link add v0 type veth peer name v1 && ip link set v1 netns srv && \
-         ip link add h0 type veth peer name h1 && ip link set h1 netns srv && \
-         ip addr add {A}/24 dev v0 && ip link set v0 up && \
-         ip addr add 10.77.9.1/24 dev h0 && ip link set h0 up && \
-         ip netns exec srv ip addr add {SERVER_ICE}/24 dev v1 && \
-         ip netns exec srv ip link set v1 up && \
-         ip netns exec srv ip addr add {SERVER_HTTP}/24 dev h1 && \
-         ip netns exec srv ip link set h1 up && exec \"$0\" \"$@\""
-    );
-    let exe = std::env::current_exe().unwrap();
-    let status = Command::new("unshare")
-        .args(["-rnm", "sh", "-c", &setup])
-        .arg(exe)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(INSIDE, "1")
-        .status()
-        .expect("unshare");
-    assert!(status.success(), "{test} failed in its network namespace");
-    false
-}
-
-fn ip(args: &str) {
-    let out = Command::new("ip")
-        .args(args.split_whitespace())
-        .output()
-        .expect("ip");
-    assert!(
-        out.status.success(),
-        "ip {args}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The media link is down for `outage`.
-fn link_down(outage: Duration) {
-    ip("link set v0 down");
-    std::thread::sleep(outage);
-    ip("link set v0 up");
-}
-
-/// A goes, C comes.
-fn new_address() {
-    ip(&format!("addr del {A}/24 dev v0"));
-    ip(&format!("addr add {C}/24 dev v0"));
-}
-
-/// whepserversink in the server's namespace, VP8.
-fn server() -> Launch {
-    let args: Vec<String> = format!(
-        "-m {VP8_SRC} ! whepserversink address={SERVER_HTTP}:{PORT} ice-addresses={SERVER_ICE}"
-    )
-    .split_whitespace()
-    .map(str::to_string)
-    .collect();
-    let launch = Launch::start_with(&["ip", "netns", "exec", "srv"], &args, &tempdir());
-    let up = wait_until(Duration::from_secs(10), || {
-        std::net::TcpStream::connect((SERVER_HTTP, PORT)).is_ok()
-    });
-    assert!(up, "server not up: {}", tail(&launch.output()));
-    launch
-}
-
-fn endpoint() -> String {
-    format!("http://{SERVER_HTTP}:{PORT}/whep")
-}
-
-/// How many viewer-added / viewer-removed the server posted.
-fn server_says(server: &Launch, what: &str) -> usize {
-    server
-        .output()
-        .lines()
-        .filter(|l| l.contains(&format!("{what}, location=")))
-        .count()
+    common::netns::inside(&[test, "--exact", "--nocapture", "--test-threads=1"])
 }
 
 fn player(endpoint: &str) -> Player {
