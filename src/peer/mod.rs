@@ -6,6 +6,8 @@
 //! whepserversink request sink pads and set their transceivers.
 
 pub mod certificate;
+pub mod ice;
+mod nice;
 pub mod sdp;
 pub mod timeline;
 
@@ -889,6 +891,93 @@ impl Peer {
                 .collect(),
             complete,
         )
+    }
+
+    /// A remote candidate (`candidate:...`) that came by trickle, for the
+    /// m-section `mline`; an empty one says no more will come.
+    pub fn add_remote_candidate(&self, mline: u32, candidate: &str) {
+        self.webrtcbin
+            .emit_by_name::<()>("add-ice-candidate", &[&mline, &candidate]);
+    }
+
+    /// The local candidates gathered so far (`candidate:...` lines).
+    pub fn local_candidates(&self) -> Vec<String> {
+        let all = self.candidates.lock().unwrap();
+        all.iter().map(|(_, c)| c.clone()).collect()
+    }
+
+    /// The description webrtcbin holds for `property` ("local-description",
+    /// "remote-description"), as text.
+    pub fn description(&self, property: &str) -> Option<String> {
+        self.webrtcbin
+            .property::<Option<gst_webrtc::WebRTCSessionDescription>>(property)
+            .and_then(|d| d.sdp().as_text().ok())
+    }
+
+    /// Starts libnice's ICE over (see `nice`): before the restart's
+    /// descriptions are set.
+    fn restart_agent(&self) -> Result<(), PeerError> {
+        let ice = self
+            .webrtcbin
+            .property::<gst_webrtc::WebRTCICE>("ice-agent");
+        let agent = ice
+            .find_property("agent")
+            .map(|_| ice.property::<glib::Object>("agent"))
+            .ok_or_else(|| PeerError::Negotiation {
+                what: "restart ICE",
+                reason: "the ICE agent is not libnice's".into(),
+            })?;
+        nice::restart(&agent).map_err(|reason| PeerError::Negotiation {
+            what: "restart ICE",
+            reason,
+        })
+    }
+
+    /// Answerer side of an ICE restart (RFC 9725 §4.3.3): `offer` is the
+    /// remote's description with its new credentials and candidates.
+    /// Answers with new credentials of ours, returned as (ufrag, pwd).
+    /// DTLS and media go on: only ICE starts over.
+    pub async fn answer_ice_restart(&self, offer: &str) -> Result<(String, String), PeerError> {
+        self.restart_agent()?;
+        self.set_remote(WebRTCSDPType::Offer, offer).await?;
+        let answer = self
+            .create("create an answer", "create-answer", "answer")
+            .await?;
+        self.set_local_with_new_credentials(&answer).await
+    }
+
+    /// Offerer side of an ICE restart: a new offer with new credentials,
+    /// set locally; returns it as text (its candidates follow by
+    /// `local_candidates`: they are those gathered already).
+    pub async fn offer_ice_restart(&self) -> Result<String, PeerError> {
+        self.restart_agent()?;
+        let offer = self
+            .create("create an offer", "create-offer", "offer")
+            .await?;
+        self.set_local_with_new_credentials(&offer).await?;
+        self.description("local-description")
+            .ok_or_else(|| PeerError::Negotiation {
+                what: "restart ICE",
+                reason: "no local description".into(),
+            })
+    }
+
+    /// `desc` with fresh ICE credentials, set as the local description.
+    async fn set_local_with_new_credentials(
+        &self,
+        desc: &gst_webrtc::WebRTCSessionDescription,
+    ) -> Result<(String, String), PeerError> {
+        let (ufrag, pwd) = ice::new_credentials();
+        let text = desc.sdp().as_text().map_err(|e| PeerError::Negotiation {
+            what: "serialize the local description",
+            reason: e.to_string(),
+        })?;
+        let text = ice::with_credentials(&text, &ufrag, &pwd);
+        let msg = gst_sdp::SDPMessage::parse_buffer(text.as_bytes())
+            .map_err(|e| PeerError::InvalidSdp(e.to_string()))?;
+        let desc = gst_webrtc::WebRTCSessionDescription::new(desc.type_(), msg);
+        self.set_local(&desc).await?;
+        Ok((ufrag, pwd))
     }
 
     /// Asks the encoders upstream of every send pad for a key unit: a viewer

@@ -179,7 +179,7 @@ pub fn add_candidates(sdp: &str, candidates: &[String], complete: bool) -> Strin
     })
 }
 
-/// A format offered in an m-section.
+/// A format offered in an m-section (`offered_formats`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferedFormat {
     /// Index of the m-section.
@@ -189,54 +189,121 @@ pub struct OfferedFormat {
     pub profile: Option<String>,
 }
 
-/// The first format of `encoding` (case-insensitive) in the first
-/// m-section of `media` ("video"/"audio") that offers it. For H.264 only
-/// packetization-mode=1 formats qualify (what our payloader sends), and
-/// Constrained Baseline is preferred.
-pub fn find_format(sdp: &str, media: &str, encoding: &str) -> Option<OfferedFormat> {
-    let msg = SDPMessage::parse_buffer(sdp.as_bytes()).ok()?;
-    // Each format as GStreamer reads it: rtpmap and fmtp as caps fields.
-    let formats = |m: &SDPMediaRef| -> Vec<(u32, gst::Structure)> {
+/// A format's fmtp parameters, as written (keys lower case).
+pub type FmtpParams = Vec<(String, String)>;
+
+/// The formats of `encoding` (case-insensitive) in the first m-section of
+/// `media` ("video"/"audio") that offers it, in the offer's order, with
+/// their fmtp parameters as written (GStreamer's caps from SDP turn an
+/// H.264 profile-level-id into a profile name and drop the level). For
+/// H.264 only packetization-mode=1 formats qualify (what our payloader
+/// sends).
+pub fn offered_formats(sdp: &str, media: &str, encoding: &str) -> Vec<(OfferedFormat, FmtpParams)> {
+    let Ok(msg) = SDPMessage::parse_buffer(sdp.as_bytes()) else {
+        return Vec::new();
+    };
+    let formats = |m: &SDPMediaRef| -> Vec<(u32, FmtpParams)> {
         m.formats()
-            .filter_map(|pt| pt.parse::<i32>().ok())
-            .filter_map(|pt| {
-                let caps = m.caps_from_media(pt)?;
-                let s = caps.structure(0)?.to_owned();
-                let name = s.get::<&str>("encoding-name").ok()?;
-                name.eq_ignore_ascii_case(encoding)
-                    .then_some((pt as u32, s))
+            .filter_map(|pt| pt.parse::<u32>().ok())
+            .filter(|pt| {
+                let prefix = format!("{pt} ");
+                attributes_named(m, "rtpmap").any(|(_, v)| {
+                    v.strip_prefix(&prefix).is_some_and(|codec| {
+                        codec
+                            .split('/')
+                            .next()
+                            .is_some_and(|name| name.trim().eq_ignore_ascii_case(encoding))
+                    })
+                })
+            })
+            .map(|pt| {
+                let prefix = format!("{pt} ");
+                let params = attributes_named(m, "fmtp")
+                    .find_map(|(_, v)| v.strip_prefix(&prefix))
+                    .map(|p| {
+                        p.split(';')
+                            .filter_map(|kv| {
+                                let (k, v) = kv.trim().split_once('=')?;
+                                Some((k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (pt, params)
             })
             .collect()
     };
-    let (mline, found) = msg
+    let Some((mline, found)) = msg
         .medias()
         .enumerate()
         .filter(|(_, m)| m.media() == Some(media))
         .map(|(i, m)| (i as u32, formats(m)))
-        .find(|(_, f)| !f.is_empty())?;
-    let field =
-        |s: &gst::Structure, name: &str| s.get::<&str>(name).ok().map(|v| v.to_ascii_lowercase());
-    let mut found: Vec<OfferedFormat> = found
+        .find(|(_, f)| !f.is_empty())
+    else {
+        return Vec::new();
+    };
+    found
         .into_iter()
-        .filter(|(_, s)| {
+        .filter(|(_, p)| {
             !encoding.eq_ignore_ascii_case("H264")
-                || field(s, "packetization-mode").as_deref() == Some("1")
+                || fmtp_field(p, "packetization-mode").as_deref() == Some("1")
         })
-        .map(|(payload_type, s)| OfferedFormat {
-            mline,
-            payload_type,
-            profile: field(&s, "profile-level-id"),
+        .map(|(payload_type, p)| {
+            let format = OfferedFormat {
+                mline,
+                payload_type,
+                profile: fmtp_field(&p, "profile-level-id"),
+            };
+            (format, p)
         })
-        .collect();
-    let baseline = found.iter().position(|f| {
-        f.profile
-            .as_deref()
-            .is_some_and(|p| p.starts_with("42e0") || p.starts_with("4200"))
-    });
-    match baseline {
-        Some(i) => Some(found.swap_remove(i)),
-        None => found.into_iter().next(),
-    }
+        .collect()
+}
+
+/// An fmtp parameter of a format read by `offered_formats`, lower case.
+pub fn fmtp_field(params: &FmtpParams, name: &str) -> Option<String> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.to_ascii_lowercase())
+}
+
+/// `sdp` with fmtp parameter `key` of payload type `pt` set to `value`
+/// (replaced, or added to the format's fmtp, made if there is none).
+pub fn set_fmtp_param(sdp: &str, pt: u32, key: &str, value: &str) -> String {
+    edit(sdp, |msg| {
+        let prefix = format!("{pt} ");
+        for media in msg.medias_mut() {
+            if !media.formats().any(|f| f == pt.to_string()) {
+                continue;
+            }
+            let fmtp = attributes_named(media, "fmtp")
+                .find(|(_, v)| v.starts_with(&prefix))
+                .map(|(i, v)| (i, v[prefix.len()..].to_string()));
+            let mut params: Vec<String> = fmtp
+                .as_ref()
+                .map(|(_, p)| p.split(';').map(|x| x.trim().to_string()).collect())
+                .unwrap_or_default();
+            params.retain(|p| {
+                !p.is_empty()
+                    && !p
+                        .split('=')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .eq_ignore_ascii_case(key)
+            });
+            params.push(format!("{key}={value}"));
+            let attr = SDPAttribute::new("fmtp", Some(&format!("{pt} {}", params.join(";"))));
+            match fmtp {
+                Some((i, _)) => {
+                    let _ = media.replace_attribute(i, attr);
+                }
+                None => {
+                    media.add_attribute("fmtp", attr.value());
+                }
+            }
+        }
+    })
 }
 
 /// The media the remote will send, from its answer or offer: for each
@@ -531,26 +598,31 @@ m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio1\r\na=rtcp-mux\r\na=rtpmap:111 OP
     }
 
     #[test]
-    fn find_format_picks_packetization_mode_1_and_baseline() {
+    fn offered_formats_keep_packetization_mode_1_and_the_profile_as_written() {
         gst::init().unwrap();
         let offer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n\
 m=video 9 UDP/TLS/RTP/SAVPF 96 102 106 108\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:102 H264/90000\r\n\
 a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42001f\r\n\
 a=rtpmap:106 H264/90000\r\na=fmtp:106 packetization-mode=1;profile-level-id=640c1f\r\n\
-a=rtpmap:108 H264/90000\r\na=fmtp:108 packetization-mode=1;profile-level-id=42e01f\r\n";
-        let h264 = find_format(offer, "video", "H264").unwrap();
-        assert_eq!((h264.mline, h264.payload_type), (1, 108));
-        assert_eq!(h264.profile.as_deref(), Some("42e01f"));
-        assert_eq!(find_format(offer, "video", "vp8").unwrap().payload_type, 96);
+a=rtpmap:108 H264/90000\r\na=fmtp:108 packetization-mode=1;profile-level-id=42E01F\r\n";
+        let h264: Vec<(u32, u32, Option<String>)> = offered_formats(offer, "video", "H264")
+            .into_iter()
+            .map(|(f, _)| (f.mline, f.payload_type, f.profile))
+            .collect();
         assert_eq!(
-            find_format(offer, "audio", "OPUS").unwrap(),
-            OfferedFormat {
-                mline: 0,
-                payload_type: 111,
-                profile: None
-            }
+            h264,
+            vec![
+                (1, 106, Some("640c1f".into())),
+                (1, 108, Some("42e01f".into()))
+            ]
         );
-        assert!(find_format(offer, "video", "VP9").is_none());
+        assert_eq!(offered_formats(offer, "video", "vp8")[0].0.payload_type, 96);
+        let (opus, _) = &offered_formats(offer, "audio", "OPUS")[0];
+        assert_eq!(
+            (opus.mline, opus.payload_type, opus.profile.as_deref()),
+            (0, 111, None)
+        );
+        assert!(offered_formats(offer, "video", "VP9").is_empty());
     }
 
     #[test]

@@ -42,6 +42,18 @@
 //!   - `frames-lost` (uint64): the frames that gap stands for.
 //!   - `planned` (boolean): a make-before-break renewal (true) or a
 //!     reconnection after a cut (false).
+//! - `session-ice-restarted`: the path of a session broke (ICE/DTLS
+//!   disconnected or failed, media-timeout, the server's RTCP silent) and an
+//!   ICE restart was tried first (`ice-restart-timeout`).
+//!   - `outcome` (string): `restarted` (the same session, Location and DTLS
+//!     go on) or `new-session` (the restart was refused or timed out: a new
+//!     session replaced it).
+//!   - `interrupted-ms` (uint64): from the last media (whipsink: the
+//!     server's last RTCP report) before the cut to the first after it;
+//!     posted once media is back.
+//!   - `location` (string or null): the session restarted (or replaced).
+//!   - `reason` (string): why the path was judged broken, and for
+//!     `new-session` why the restart failed.
 //!
 //! whipserversrc (posted by `post_publisher_message` in
 //! `src/whipserversrc/imp.rs`):
@@ -133,6 +145,24 @@ fn human(d: std::time::Duration) -> String {
     } else {
         format!("{:.1} s", d.as_secs_f64())
     }
+}
+
+/// `session-ice-restarted`: outcome (`restarted` / `new-session`),
+/// interrupted-ms, location, reason.
+pub fn post_ice_restarted(
+    obj: &gst::Element,
+    outcome: &str,
+    interrupted: std::time::Duration,
+    location: Option<&url::Url>,
+    reason: &str,
+) {
+    let s = gst::Structure::builder("session-ice-restarted")
+        .field("outcome", outcome)
+        .field("interrupted-ms", interrupted.as_millis() as u64)
+        .field("location", location.map(redact_url))
+        .field("reason", reason)
+        .build();
+    let _ = obj.post_message(gst::message::Element::builder(s).src(obj).build());
 }
 
 /// `session-renewed`: the output moved to a new session. gap-ms is the

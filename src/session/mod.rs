@@ -3,6 +3,7 @@
 //! which differ only in direction and pads.
 
 pub mod backoff;
+pub mod ice_restart;
 pub mod messages;
 pub mod resource;
 pub mod settings;
