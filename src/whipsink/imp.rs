@@ -1037,7 +1037,8 @@ impl Role for WhipRole {
                 Some(raw) => imp.offer_raw(raw, s.media, &peer).map_err(negotiation)?,
                 None => {
                     let Some(out) = s.out.clone() else { continue };
-                    imp.feed_peer(&out, s.media, None, &peer).map_err(negotiation)?;
+                    imp.feed_peer(&out, s.media, None, &peer)
+                        .map_err(negotiation)?;
                     if let Some(id) = s.parked.take() {
                         out.remove_probe(id);
                     }
