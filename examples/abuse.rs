@@ -21,23 +21,11 @@ use gst::prelude::*;
 
 #[path = "common/bench.rs"]
 mod bench;
-use bench::rss_kib;
+use bench::{pipeline_of, rss_kib};
+#[path = "../tests/common/offers.rs"]
+mod offers;
 
 const VIDEO: &str = "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! vp8enc deadline=1 cpu-used=8";
-
-/// An offer of `media` unbundled video m-lines.
-fn offer(media: usize, direction: &str) -> String {
-    let mut sdp = String::from("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n");
-    for i in 0..media {
-        sdp.push_str(&format!(
-            "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:{i}\r\n\
-             a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
-             a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n\
-             a=setup:actpass\r\na=rtcp-mux\r\na={direction}\r\na=rtpmap:96 VP8/90000\r\n"
-        ));
-    }
-    sdp
-}
 
 /// Sends `raw` on a fresh connection and returns the status (0: none, the
 /// server closed the connection without answering).
@@ -106,17 +94,7 @@ fn main() {
         ),
         other => panic!("--server whep or whip, not {other}"),
     };
-    let pipeline = match gst::parse::launch(&desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-    {
-        Ok(p) => p,
-        Err(element) => {
-            let p = gst::Pipeline::new();
-            p.add(&element).unwrap();
-            p
-        }
-    };
+    let pipeline = pipeline_of(&desc);
     pipeline.set_state(gst::State::Playing).unwrap();
     let element = pipeline.by_name("server").unwrap();
     let addr = element.property::<String>("bound-address");
@@ -125,7 +103,7 @@ fn main() {
     let before = measure();
 
     let big = vec![b'v'; 300 * 1024];
-    let many = offer(400, direction);
+    let many = offers::video_offer(400, false, direction);
     let kinds: Vec<(&str, Vec<u8>, bool)> = vec![
         (
             "garbage sdp",

@@ -19,7 +19,7 @@ use gst::prelude::*;
 
 #[path = "common/bench.rs"]
 mod bench;
-use bench::rss_kib;
+use bench::{pipeline_of, rss_kib};
 
 const VIDEO: &str = "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! vp8enc deadline=1 cpu-used=8";
 
@@ -135,19 +135,7 @@ fn main() {
         other => panic!("--server whep or whip, not {other}"),
     };
     init();
-    // A single element (whipserversrc, its publishers' pads left unlinked)
-    // comes back bare: put it in a pipeline of its own.
-    let pipeline = match gst::parse::launch(&desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-    {
-        Ok(p) => p,
-        Err(element) => {
-            let p = gst::Pipeline::new();
-            p.add(&element).unwrap();
-            p
-        }
-    };
+    let pipeline = pipeline_of(&desc);
     let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::<gst::Structure>::new()));
     let sink = messages.clone();
     pipeline.bus().unwrap().set_sync_handler(move |_, msg| {

@@ -278,3 +278,20 @@ impl Phases {
         format!("{{{}}}", fields.join(", "))
     }
 }
+
+/// A pipeline from a gst-launch description; a single element (a server
+/// element whose sometimes pads stay unlinked) comes back bare from the
+/// parser, and goes into a pipeline of its own.
+pub fn pipeline_of(desc: &str) -> gst::Pipeline {
+    match gst::parse::launch(desc)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+    {
+        Ok(p) => p,
+        Err(element) => {
+            let p = gst::Pipeline::new();
+            p.add(&element).unwrap();
+            p
+        }
+    }
+}

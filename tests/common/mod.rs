@@ -5,5 +5,6 @@ pub mod front;
 pub mod http_server;
 pub mod launch;
 pub mod netns;
+pub mod offers;
 pub mod peer_client;
 pub mod stamp;
