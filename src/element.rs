@@ -22,11 +22,17 @@ pub fn set_up_bin(bin: &gst::Bin, role: gst::ElementFlags) {
 pub fn prewarm() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
+        // Two threads: the DTLS key is the long one (see `prepare`); the
+        // HTTP client and the plugins a session's webrtcbin loads go
+        // beside it, not after it.
+        let _ = std::thread::Builder::new()
+            .name("whipwhep-prewarm".into())
+            .spawn(crate::peer::certificate::prepare);
         let _ = std::thread::Builder::new()
             .name("whipwhep-prewarm".into())
             .spawn(|| {
                 crate::protocol::prewarm_http();
-                crate::peer::certificate::prepare();
+                crate::peer::load_plugins();
             });
     });
 }

@@ -428,6 +428,7 @@ impl Peer {
                 reason: e.to_string(),
             })?;
         let _ = self.webrtcbin.sync_state_with_parent();
+        self.timeline.mark(Phase::PeerReady);
         Ok(())
     }
 
@@ -998,6 +999,16 @@ impl Peer {
 impl Drop for Peer {
     fn drop(&mut self) {
         let _ = self.webrtcbin.set_state(gst::State::Null);
+    }
+}
+
+/// Loads the plugins a session's webrtcbin uses (webrtc, nice, srtp,
+/// rtpmanager), so that a session made later does not: ~40 ms of a first
+/// session that found its DTLS key ready (examples/bench_whep.rs, "key
+/// pregenerated"). Blocking; the elements made are dropped at once.
+pub fn load_plugins() {
+    for name in ["webrtcbin", "nicesrc", "srtpenc", "srtpdec"] {
+        let _ = gst::ElementFactory::make(name).build();
     }
 }
 

@@ -22,7 +22,8 @@ pub static CAT: std::sync::LazyLock<gst::DebugCategory> = std::sync::LazyLock::n
 /// The phases, in the order a session passes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    /// The webrtcbin exists, with its DTLS transport, in the element's bin.
+    /// The webrtcbin exists, with its DTLS transport, in the element's bin
+    /// (`Peer::join`).
     PeerReady,
     /// webrtcbin replied to create-offer (or create-answer).
     DescriptionCreated,
@@ -102,9 +103,11 @@ impl Default for Timeline {
 }
 
 impl Timeline {
-    /// When the session started (before its peer was made).
+    /// When the session started: `at`, or the peer's creation if that
+    /// came first (whipsink makes its first peer when its input's caps
+    /// come, before the session starts).
     pub fn set_origin(&self, at: Instant) {
-        *self.origin.lock().unwrap() = Some(at);
+        *self.origin.lock().unwrap() = Some(at.min(self.created));
     }
 
     /// Records `phase` now, unless it was recorded already.
@@ -160,6 +163,7 @@ mod tests {
 
     #[test]
     fn phases_are_reported_once_in_ms_since_the_origin() {
+        gst::init().unwrap();
         let t = Timeline::default();
         t.set_origin(Instant::now() - Duration::from_millis(40));
         t.mark(Phase::PostSent);

@@ -17,7 +17,6 @@ use super::{
     delete_and_report, messages, new_peer_off_runtime, post_error, Host, MakePeer, Negotiation,
     Resource, SessionError, CAT,
 };
-use crate::peer::timeline::Phase;
 use crate::peer::{Peer, PeerError};
 use crate::protocol::{redact_url, Client};
 use crate::runtime::RUNTIME;
@@ -189,7 +188,6 @@ impl<R: Role> Supervisor<R> {
         let make_peer: MakePeer = Arc::new(move || role.new_peer(renewal));
         let peer = new_peer_off_runtime(make_peer.clone()).await?;
         peer.timeline().set_origin(start);
-        peer.timeline().mark(Phase::PeerReady);
         let resource = Resource::new(self.client.clone());
         sessions.lock().unwrap().push(resource.clone());
         let result = async {
