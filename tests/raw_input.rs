@@ -367,6 +367,35 @@ fn the_offer_asks_for_nack_and_offers_rtx_for_video() {
     // Every codec that can be encoded here is offered, in preference order.
     let m = video.lines().find(|l| l.starts_with("m=video")).unwrap();
     assert!(m.contains(" 96 ") && m.contains(" 102"), "{m}");
+    // The answer keeps NACK and RTX for the codec it picked.
+    let answer = webrtcbin
+        .property::<gst_webrtc::WebRTCSessionDescription>("remote-description")
+        .sdp()
+        .as_text()
+        .unwrap();
+    let at = answer
+        .find("m=video")
+        .expect("a video m-section in the answer");
+    let video = &answer[at..];
+    assert!(video.contains("a=rtcp-fb:96 nack\r\n"), "{answer}");
+    assert!(video.contains(" rtx/90000"), "{answer}");
+    // And the server's jitterbuffer asks for lost video packets.
+    let server_el = server.pipeline.by_name("server").unwrap();
+    let server_webrtcbin = server_el
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .children()
+        .into_iter()
+        .find(|e| e.factory().is_some_and(|f| f.name() == "webrtcbin"))
+        .unwrap();
+    let video = (0..)
+        .map_while(|i: i32| {
+            server_webrtcbin
+                .emit_by_name::<Option<gst_webrtc::WebRTCRTPTransceiver>>("get-transceiver", &[&i])
+        })
+        .find(|t| t.property::<gst_webrtc::WebRTCKind>("kind") == gst_webrtc::WebRTCKind::Video)
+        .expect("a video transceiver at the server");
+    assert!(video.property::<bool>("do-nack"));
     client.stop();
 }
 
@@ -448,8 +477,12 @@ fn a_reconnection_with_the_same_codec_keeps_the_encoder() {
     let at = server.counters.video();
     assert!(
         wait_until(MEDIA_WAIT, || server.counters.video() >= at + 20),
-        "video did not flow in the second session: {:?}",
-        client.messages.errors()
+        "video did not flow in the second session: errors {:?}, warnings {:?}, \
+         reconnections {:?}, publishers removed {:?}",
+        client.messages.errors(),
+        client.messages.warnings(),
+        client.messages.element("session-reconnecting"),
+        server.messages.element("publisher-removed")
     );
     assert_eq!(whip.encoders(), first, "the encoder was replaced");
     assert_eq!(client.messages.element("encoder-selected").len(), 1);

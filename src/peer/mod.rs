@@ -239,6 +239,18 @@ impl Peer {
             });
         }
 
+        // Video asks for lost packets again (NACK, and RTX where offered).
+        // The transceivers webrtcbin makes itself while answering an offer
+        // (whipserversrc) have it off: the answer would drop the offer's
+        // `nack` and RTX, and the jitterbuffers would never ask.
+        webrtcbin.connect("on-new-transceiver", false, |args| {
+            let t = args[1].get::<gst_webrtc::WebRTCRTPTransceiver>().ok()?;
+            if t.property::<gst_webrtc::WebRTCKind>("kind") == gst_webrtc::WebRTCKind::Video {
+                t.set_property("do-nack", true);
+            }
+            None
+        });
+
         let (gather_tx, gathering_complete) = watch::channel(false);
         webrtcbin.connect_notify(Some("ice-gathering-state"), move |bin, _| {
             let state = bin.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state");
