@@ -7,6 +7,7 @@
 
 pub mod certificate;
 pub mod sdp;
+pub mod stats;
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -113,6 +114,7 @@ pub struct Peer {
     /// far apart.
     heard: Arc<Mutex<RtcpClock>>,
     failure: Arc<Failure>,
+    stats: Arc<stats::PeerStats>,
 }
 
 /// The connection state as the owner sees it: webrtcbin's, unless an ERROR
@@ -341,7 +343,10 @@ impl Peer {
             });
         }
 
+        let stats = stats::PeerStats::attach(&webrtcbin);
+
         Ok(Peer {
+            stats,
             webrtcbin,
             remote_closed,
             gathering_complete,
@@ -379,6 +384,12 @@ impl Peer {
 
     pub fn webrtcbin(&self) -> &gst::Element {
         &self.webrtcbin
+    }
+
+    /// Frame counters and the congestion controller's target, for
+    /// `stats::sample`.
+    pub fn stats(&self) -> &stats::PeerStats {
+        &self.stats
     }
 
     /// Applies ICE and latency settings. Must run before set-local-description,

@@ -7,10 +7,11 @@ use gst::subclass::prelude::*;
 use gst_webrtc::WebRTCRTPTransceiverDirection;
 
 use crate::codec;
+use crate::peer::stats::ClientStats;
 use crate::peer::Peer;
 use crate::protocol::Client;
 use crate::runtime::RUNTIME;
-use crate::session::supervisor::{Role, Sessions, Supervisor};
+use crate::session::supervisor::{stats_sources, Role, Sessions, Supervisor};
 use crate::session::{self, ClientSettings, SessionError};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -53,6 +54,7 @@ struct State {
 pub struct WhipSink {
     settings: Mutex<ClientSettings>,
     state: Mutex<State>,
+    stats: ClientStats,
 }
 
 impl Default for WhipSink {
@@ -60,6 +62,7 @@ impl Default for WhipSink {
         Self {
             settings: Mutex::new(ClientSettings::new(crate::session::settings::Kind::Whip)),
             state: Mutex::default(),
+            stats: ClientStats::default(),
         }
     }
 }
@@ -77,16 +80,21 @@ impl ObjectSubclass for WhipSink {
 impl ObjectImpl for WhipSink {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            ClientSettings::properties(
+            let mut props = ClientSettings::properties(
                 crate::session::settings::Kind::Whip,
                 "whip-endpoint",
                 "URL of the WHIP endpoint to POST the offer to, e.g. https://host/whip/stream",
-            )
+            );
+            props.extend(ClientStats::properties());
+            props
         });
         PROPS.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        if self.stats.set_property(value, pspec) {
+            return;
+        }
         let token = {
             let mut settings = self.settings.lock().unwrap();
             settings.set(value, pspec);
@@ -101,6 +109,9 @@ impl ObjectImpl for WhipSink {
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if let Some(value) = self.stats.property(pspec) {
+            return value;
+        }
         self.settings
             .lock()
             .unwrap()
@@ -418,13 +429,16 @@ impl WhipSink {
         };
         let policy = settings.policy();
         let role = Arc::new(WhipRole(self.obj().downgrade()));
-        let (task, sessions) = Supervisor::spawn(role, &obj, client.clone(), endpoint, policy);
+        let (task, sessions, current) =
+            Supervisor::spawn(role, &obj, client.clone(), endpoint, policy);
+        self.stats.start(&obj, stats_sources(&current));
         state.supervisor = Some(task);
         state.resources = Some(sessions);
         state.client = Some(client);
     }
 
     fn stop_session(&self, reason: &str) {
+        self.stats.stop();
         let (task, resources) = {
             let mut state = self.state.lock().unwrap();
             state.running = false;
