@@ -359,21 +359,67 @@ impl Peer {
         })
     }
 
-    /// A configured peer inside `bin`, in `bin`'s state.
-    pub fn new_in(
-        bin: &gst::Bin,
-        name: &str,
-        settings: &PeerSettings,
-    ) -> Result<Arc<Peer>, PeerError> {
+    /// A configured peer of no bin yet. Its DTLS transport is to be made
+    /// (`prime`, or the remote offer) before it `join`s its element's bin:
+    /// see `join`.
+    pub fn detached(name: &str, settings: &PeerSettings) -> Result<Arc<Peer>, PeerError> {
         let peer = Arc::new(Peer::new(name)?);
         peer.configure(settings);
-        bin.add(peer.webrtcbin())
+        // Negotiation needs READY (webrtcbin's thread); NULL is "closed".
+        peer.webrtcbin
+            .set_state(gst::State::Ready)
+            .map_err(|e| PeerError::Negotiation {
+                what: "start",
+                reason: e.to_string(),
+            })?;
+        Ok(peer)
+    }
+
+    /// Puts the peer into `bin`, in `bin`'s state. Called once its DTLS
+    /// transport exists: the certificate (private key included) is handed
+    /// to the transport's `dtlssrtpdec` when webrtcbin makes it, and a
+    /// property set inside the application's pipeline reaches every
+    /// deep-notify watcher there (`gst-launch-1.0 -v` prints it). Made
+    /// while webrtcbin has no parent, that notification stops at webrtcbin.
+    pub fn join(&self, bin: &gst::Bin) -> Result<(), PeerError> {
+        bin.add(&self.webrtcbin)
             .map_err(|e| PeerError::Negotiation {
                 what: "add webrtcbin",
                 reason: e.to_string(),
             })?;
-        let _ = peer.webrtcbin().sync_state_with_parent();
-        Ok(peer)
+        let _ = self.webrtcbin.sync_state_with_parent();
+        Ok(())
+    }
+
+    /// Makes the bundle's DTLS transport now, by an offer that is thrown
+    /// away (an offerer's transceivers must have caps: a pad's, or codec
+    /// preferences). Blocking, a few ms; bounded.
+    pub fn prime(&self) -> Result<(), PeerError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let promise = gst::Promise::with_change_func(move |reply| {
+            let _ = tx.send(match reply {
+                Ok(Some(s)) if s.has_field("offer") => Ok(()),
+                Ok(Some(s)) => Err(s
+                    .get::<glib::Error>("error")
+                    .map_or_else(|_| "no offer".to_string(), |e| e.to_string())),
+                Ok(None) => Err("empty reply".into()),
+                Err(e) => Err(format!("{e:?}")),
+            });
+        });
+        self.webrtcbin
+            .emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &promise]);
+        let reason = match rx.recv_timeout(Duration::from_secs(2)) {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(reason)) => reason,
+            Err(_) => {
+                promise.interrupt();
+                "no reply in 2 s".into()
+            }
+        };
+        Err(PeerError::Negotiation {
+            what: "prepare the DTLS transport",
+            reason,
+        })
     }
 
     /// Stops this peer's webrtcbin and takes it out of `bin`.

@@ -396,12 +396,10 @@ impl WhepServerSink {
             return Err(r);
         }
         let obj = self.obj().clone();
-        let (bin, peer_settings) = (obj.clone(), settings.peer_settings());
-        let peer = crate::server::off_runtime(move || {
-            Peer::new_in(bin.upcast_ref(), &name, &peer_settings)
-        })
-        .await?
-        .map_err(|e| Refusal::new(500, "Internal Server Error", e.to_string()))?;
+        let peer_settings = settings.peer_settings();
+        let peer = crate::server::off_runtime(move || Peer::detached(&name, &peer_settings))
+            .await?
+            .map_err(|e| Refusal::new(500, "Internal Server Error", e.to_string()))?;
         // Element work, off the runtime (see `off_runtime`).
         let fail = |peer: Arc<Peer>, branches: Vec<Branch>, r: Refusal| {
             let obj = obj.clone();
@@ -425,6 +423,13 @@ impl WhepServerSink {
                 Refusal::new(400, "Bad Request", e.to_string()),
             )
             .await);
+        }
+        // The remote offer made the DTLS transport: now into the bin (see
+        // `Peer::join`).
+        let (p, bin) = (peer.clone(), obj.clone());
+        if let Err(e) = crate::server::off_runtime(move || p.join(bin.upcast_ref())).await? {
+            let r = Refusal::new(500, "Internal Server Error", e.to_string());
+            return Err(fail(peer, Vec::new(), r).await);
         }
         // Set once the viewer is connected: until then its branches drop
         // everything (see `add_branch`).

@@ -469,7 +469,7 @@ impl WhepSrc {
         // Fast start is for when nothing plays: the first session, or a
         // reconnection after a cut.
         peer_settings.fast_start = !renewal;
-        let peer = Peer::new_in(obj.upcast_ref(), &format!("session{id}"), &peer_settings)?;
+        let peer = Peer::detached(&format!("session{id}"), &peer_settings)?;
         for media in ["video", "audio"] {
             let codecs = settings.codecs(media);
             if codecs.is_empty() {
@@ -489,6 +489,8 @@ impl WhepSrc {
                 );
             transceiver.set_property("do-nack", media == "video");
         }
+        peer.prime()?;
+        peer.join(obj.upcast_ref())?;
         let weak = obj.downgrade();
         peer.webrtcbin().connect_pad_added(move |_, pad| {
             if pad.direction() != gst::PadDirection::Src {

@@ -7,7 +7,7 @@ use gst::subclass::prelude::*;
 
 use crate::codec;
 use crate::peer::stats::ServerStats;
-use crate::peer::Peer;
+use crate::peer::{Peer, PeerError};
 use crate::runtime::RUNTIME;
 use crate::server::claims::{Claim, PathClaims, Slot, Slots};
 use crate::server::direction::{check_offer, Endpoint};
@@ -305,12 +305,10 @@ impl WhipServerSrc {
             format!("publisher{}", state.next_peer)
         };
         let obj = self.obj();
-        let (bin, peer_settings) = (obj.clone(), settings.peer_settings());
-        let peer = crate::server::off_runtime(move || {
-            Peer::new_in(bin.upcast_ref(), &name, &peer_settings)
-        })
-        .await?
-        .map_err(|e| Refusal::new(500, "Internal Server Error", e.to_string()))?;
+        let peer_settings = settings.peer_settings();
+        let peer = crate::server::off_runtime(move || Peer::detached(&name, &peer_settings))
+            .await?
+            .map_err(|e| Refusal::new(500, "Internal Server Error", e.to_string()))?;
 
         let weak = obj.downgrade();
         let loc = location.clone();
@@ -325,7 +323,21 @@ impl WhipServerSrc {
             }
         });
 
-        match peer.answer(&offer, settings.gather_timeout()).await {
+        // The remote offer makes the DTLS transport: before `join` (see it).
+        let answered = async {
+            peer.set_remote(gst_webrtc::WebRTCSDPType::Offer, &offer)
+                .await?;
+            let (p, bin) = (peer.clone(), obj.clone());
+            crate::server::off_runtime(move || p.join(bin.upcast_ref()))
+                .await
+                .map_err(|r| PeerError::Negotiation {
+                    what: "start",
+                    reason: r.detail,
+                })??;
+            peer.answer_remote_offer(&offer, settings.gather_timeout())
+                .await
+        };
+        match answered.await {
             Ok(answer) => {
                 let answer = answer.sdp;
                 // Stopped meanwhile (READY→NULL took the publishers

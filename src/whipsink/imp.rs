@@ -55,6 +55,10 @@ pub struct WhipSink {
     settings: Mutex<ClientSettings>,
     state: Mutex<State>,
     stats: ClientStats,
+    /// Held while a stream is given to a peer: the first stream makes a
+    /// new peer's DTLS transport and puts it in the bin, alone (streams'
+    /// caps come on their own threads).
+    feeding: Mutex<()>,
 }
 
 impl Default for WhipSink {
@@ -63,6 +67,7 @@ impl Default for WhipSink {
             settings: Mutex::new(ClientSettings::new(crate::session::settings::Kind::Whip)),
             state: Mutex::default(),
             stats: ClientStats::default(),
+            feeding: Mutex::default(),
         }
     }
 }
@@ -285,14 +290,11 @@ impl WhipSink {
         }
     }
 
-    /// A new webrtcbin, configured from the properties. Takes no lock of ours.
+    /// A new webrtcbin, configured from the properties, not in the bin yet:
+    /// `feed_peer` puts it there. Takes no lock of ours.
     fn create_peer(&self, n: u32) -> Result<Arc<Peer>, crate::peer::PeerError> {
         let settings = self.settings.lock().unwrap().clone();
-        Peer::new_in(
-            self.obj().upcast_ref(),
-            &format!("session{n}"),
-            &settings.peer_settings(0),
-        )
+        Peer::detached(&format!("session{n}"), &settings.peer_settings(0))
     }
 
     /// Detaches the streams from `peer`, which is going away: until the next
@@ -318,13 +320,34 @@ impl WhipSink {
 
     /// Links a stream's queue to a sendonly transceiver of `peer`, replacing
     /// its link to a previous peer once the queue is idle.
-    fn feed_peer(out: &gst::Pad, peer: &Peer) -> Result<(), String> {
+    /// A peer not in `bin` yet gets its DTLS transport first (see
+    /// `Peer::join`), from an offer with the stream's RTP caps (`rtp`, or
+    /// those `out` has sent).
+    fn feed_peer(
+        &self,
+        out: &gst::Pad,
+        rtp: Option<&gst::Caps>,
+        peer: &Peer,
+    ) -> Result<(), String> {
+        let _feeding = self.feeding.lock().unwrap();
         let wpad = peer
             .webrtcbin()
             .request_pad_simple("sink_%u")
             .ok_or("webrtcbin refused a sink pad")?;
         let transceiver = wpad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
         transceiver.set_property("direction", WebRTCRTPTransceiverDirection::Sendonly);
+        if peer.webrtcbin().parent().is_none() {
+            let caps = out
+                .current_caps()
+                .or_else(|| rtp.cloned())
+                .ok_or("no caps to start a session with")?;
+            transceiver.set_property("codec-preferences", &caps);
+            let primed = peer.prime();
+            transceiver.set_property("codec-preferences", None::<gst::Caps>);
+            primed
+                .and_then(|_| peer.join(self.obj().upcast_ref()))
+                .map_err(|e| e.to_string())?;
+        }
         if out.peer().is_none() {
             return out
                 .link(&wpad)
@@ -393,7 +416,15 @@ impl WhipSink {
                 }
             }
         };
-        Self::feed_peer(&out, &peer)?;
+        let rtp = if codec::is_rtp(caps) {
+            caps.to_owned()
+        } else {
+            let codec = codec::from_encoded_caps(caps).ok_or("unsupported caps")?;
+            gst::Caps::builder_full()
+                .structure(codec.rtp_caps(96, None))
+                .build()
+        };
+        self.feed_peer(&out, Some(&rtp), &peer)?;
         ghost
             .set_target(Some(&chain[0].static_pad("sink").unwrap()))
             .map_err(|e| e.to_string())?;
@@ -536,7 +567,7 @@ impl Role for WhipRole {
                 };
                 let peer = imp.create_peer(n)?;
                 for out in &outs {
-                    WhipSink::feed_peer(out, &peer).map_err(|reason| {
+                    imp.feed_peer(out, None, &peer).map_err(|reason| {
                         crate::peer::PeerError::Negotiation {
                             what: "move a stream to a new session",
                             reason,
