@@ -210,6 +210,11 @@ impl PeerStats {
         self.target_bitrate.store(bps, Ordering::Relaxed);
     }
 
+    /// The congestion controller's latest estimate, bit/s; 0 without one.
+    pub fn target_bitrate(&self) -> u32 {
+        self.target_bitrate.load(Ordering::Relaxed)
+    }
+
     /// Bits per second since the previous sample of this stream.
     fn bitrate(&self, ssrc: u32, sending: bool, bytes: u64, now: Instant) -> u64 {
         let mut previous = self.previous.lock().unwrap();

@@ -327,6 +327,7 @@ impl WhipServerSrc {
         let answered = async {
             peer.set_remote(gst_webrtc::WebRTCSDPType::Offer, &offer)
                 .await?;
+            crate::peer::congestion::keep_twcc_in_answer(peer.webrtcbin(), &offer);
             let (p, bin) = (peer.clone(), obj.clone());
             crate::server::off_runtime(move || p.join(bin.upcast_ref()))
                 .await

@@ -7,6 +7,7 @@ use gst::subclass::prelude::*;
 use gst_webrtc::WebRTCRTPTransceiverDirection;
 
 use crate::codec;
+use crate::peer::congestion;
 use crate::peer::stats::ClientStats;
 use crate::peer::Peer;
 use crate::protocol::Client;
@@ -49,10 +50,15 @@ struct State {
     running: bool,
     next_pad: u32,
     next_peer: u32,
+    /// Congestion control of every peer, decided when the first one is made:
+    /// on when asked for and the first stream is encoded (we payload it, so
+    /// it carries TWCC).
+    congestion: Option<congestion::Settings>,
 }
 
 pub struct WhipSink {
     settings: Mutex<ClientSettings>,
+    congestion: Mutex<congestion::Settings>,
     state: Mutex<State>,
     stats: ClientStats,
     /// Held while a stream is given to a peer: the first stream makes a
@@ -65,6 +71,7 @@ impl Default for WhipSink {
     fn default() -> Self {
         Self {
             settings: Mutex::new(ClientSettings::new(crate::session::settings::Kind::Whip)),
+            congestion: Mutex::default(),
             state: Mutex::default(),
             stats: ClientStats::default(),
             feeding: Mutex::default(),
@@ -90,6 +97,7 @@ impl ObjectImpl for WhipSink {
                 "whip-endpoint",
                 "URL of the WHIP endpoint to POST the offer to, e.g. https://host/whip/stream",
             );
+            props.extend(congestion::Settings::properties());
             props.extend(ClientStats::properties());
             props
         });
@@ -97,7 +105,9 @@ impl ObjectImpl for WhipSink {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        if self.stats.set_property(value, pspec) {
+        if self.stats.set_property(value, pspec)
+            || self.congestion.lock().unwrap().set(value, pspec)
+        {
             return;
         }
         let token = {
@@ -115,6 +125,9 @@ impl ObjectImpl for WhipSink {
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         if let Some(value) = self.stats.property(pspec) {
+            return value;
+        }
+        if let Some(value) = self.congestion.lock().unwrap().get(pspec) {
             return value;
         }
         self.settings
@@ -292,9 +305,69 @@ impl WhipSink {
 
     /// A new webrtcbin, configured from the properties, not in the bin yet:
     /// `feed_peer` puts it there. Takes no lock of ours.
-    fn create_peer(&self, n: u32) -> Result<Arc<Peer>, crate::peer::PeerError> {
+    fn create_peer(
+        &self,
+        n: u32,
+        congestion: Option<congestion::Settings>,
+    ) -> Result<Arc<Peer>, crate::peer::PeerError> {
         let settings = self.settings.lock().unwrap().clone();
-        Peer::detached(&format!("session{n}"), &settings.peer_settings(0))
+        let peer = Peer::detached(&format!("session{n}"), &settings.peer_settings(0))?;
+        if let Some(cc) = congestion {
+            let weak = self.obj().downgrade();
+            let min = cc.min;
+            let on_estimate: congestion::OnEstimate = Arc::new(move |bps| {
+                if let Some(obj) = weak.upgrade() {
+                    obj.imp().set_bitrate(bps, min);
+                }
+            });
+            // Before the DTLS transport is made (`Peer::prime`): webrtcbin
+            // asks for the estimator when it makes the transport.
+            congestion::install(&peer, &cc, on_estimate).map_err(|reason| {
+                crate::peer::PeerError::Negotiation {
+                    what: "set up congestion control",
+                    reason,
+                }
+            })?;
+        }
+        Ok(peer)
+    }
+
+    /// Gives a total target bitrate to the video encoders (see
+    /// `congestion::video_share`).
+    fn set_bitrate(&self, total: u32, min: u32) {
+        let (encoders, audio) = {
+            let state = self.state.lock().unwrap();
+            let mut encoders = Vec::new();
+            let mut audio = 0;
+            for s in state.streams.iter().filter(|s| s.elements.len() > 1) {
+                let media = s
+                    .ghost
+                    .current_caps()
+                    .and_then(|c| c.structure(0).map(|st| st.name().to_string()))
+                    .unwrap_or_default();
+                if media.starts_with("audio/") {
+                    audio += 1;
+                    continue;
+                }
+                let encoder = s
+                    .elements
+                    .iter()
+                    .find(|e| e.factory().is_some_and(|f| f.klass().contains("Encoder")))
+                    .cloned()
+                    .or_else(|| congestion::upstream_encoder(&s.elements[0].static_pad("sink")?));
+                encoders.extend(encoder);
+            }
+            (encoders, audio)
+        };
+        if encoders.is_empty() {
+            return;
+        }
+        let share = congestion::video_share(total, encoders.len(), audio, min);
+        for encoder in &encoders {
+            if congestion::set_encoder_bitrate(encoder, share) {
+                gst::debug!(CAT, imp = self, "{}: {share} bit/s", encoder.name());
+            }
+        }
     }
 
     /// Detaches the streams from `peer`, which is going away: until the next
@@ -384,7 +457,19 @@ impl WhipSink {
         } else {
             let codec =
                 codec::from_encoded_caps(caps).ok_or_else(|| format!("unsupported caps {caps}"))?;
-            codec.payload_chain().map_err(|e| e.to_string())?
+            let mut chain = codec.payload_chain().map_err(|e| e.to_string())?;
+            if self.congestion.lock().unwrap().enabled {
+                // The payloader stamps TWCC, and its caps ask for feedback.
+                let payloader = chain.last().unwrap();
+                let caps = congestion::stamp_twcc(payloader)?;
+                chain.push(
+                    gst::ElementFactory::make("capsfilter")
+                        .property("caps", caps)
+                        .build()
+                        .map_err(|_| "capsfilter missing")?,
+                );
+            }
+            chain
         };
         // Keeps upstream live and unblocked while the stream moves between
         // webrtcbins (republishing).
@@ -407,8 +492,10 @@ impl WhipSink {
                 Some(p) => p,
                 None => {
                     state.next_peer += 1;
+                    let cc = *self.congestion.lock().unwrap();
+                    state.congestion = (cc.enabled && !codec::is_rtp(caps)).then_some(cc);
                     let p = self
-                        .create_peer(state.next_peer)
+                        .create_peer(state.next_peer, state.congestion)
                         .map_err(|e| e.to_string())?;
                     state.peer = Some(p.clone());
                     state.peer_fresh = true;
@@ -529,6 +616,15 @@ impl WhipSink {
 /// whipsink's part in the session supervisor.
 struct WhipRole(glib::WeakRef<super::WhipSink>);
 
+impl WhipRole {
+    fn min_bitrate(&self) -> u32 {
+        self.0
+            .upgrade()
+            .map(|obj| obj.imp().congestion.lock().unwrap().min)
+            .unwrap_or(0)
+    }
+}
+
 impl Role for WhipRole {
     fn protocol(&self) -> &'static str {
         "WHIP"
@@ -560,12 +656,12 @@ impl Role for WhipRole {
         let peer = match fresh {
             Some(p) => p,
             None => {
-                let n = {
+                let (n, cc) = {
                     let mut state = imp.state.lock().unwrap();
                     state.next_peer += 1;
-                    state.next_peer
+                    (state.next_peer, state.congestion)
                 };
-                let peer = imp.create_peer(n)?;
+                let peer = imp.create_peer(n, cc)?;
                 for out in &outs {
                     imp.feed_peer(out, None, &peer).map_err(|reason| {
                         crate::peer::PeerError::Negotiation {
@@ -598,6 +694,11 @@ impl Role for WhipRole {
     fn activate(&self, peer: &Arc<Peer>) {
         gst::info!(CAT, "connected, requesting a key frame");
         peer.request_keyframes();
+        // Congestion control starts from start-bitrate.
+        let (target, min) = (peer.stats().target_bitrate(), self.min_bitrate());
+        if let (Some(obj), true) = (self.0.upgrade(), target > 0) {
+            obj.imp().set_bitrate(target, min);
+        }
     }
 
     fn carries_output(&self, _peer: &Arc<Peer>) -> bool {
