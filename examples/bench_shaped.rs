@@ -140,7 +140,7 @@ fn main() {
     };
     println!(
         "{{\"benchmark\": \"bench_shaped\", \
-         \"video\": \"videotestsrc pattern=spokes {WIDTH}x{HEIGHT} {FPS} fps, vp8enc deadline=1 cpu-used=16 end-usage=cbr max-intra-bitrate={MAX_INTRA} keyframe-max-dist=3000 (key frames on PLI)\", \
+         \"video\": \"videotestsrc pattern=spokes {WIDTH}x{HEIGHT} {FPS} fps, a leaky queue of 2 frames (a real-time encoder that falls behind drops frames rather than bursting), vp8enc deadline=1 cpu-used=16 end-usage=cbr max-intra-bitrate={MAX_INTRA} keyframe-max-dist=3000 (key frames on PLI)\", \
          \"path\": \"whipsink -> whipserversrc -> vp8dec, one process, loopback in a private network namespace\", \
          \"shaping\": \"tc tbf on lo (both directions): rate 1mbit burst 10k latency {QUEUE_MS}ms (the queue), then rate 300kbit from {drop_at} s; no added delay or random loss (netem unavailable in the sandbox, no relay)\", \
          \"congestion_control_on\": \"whipsink congestion-control=true min-bitrate=100000 start-bitrate={FIXED_BITRATE} max-bitrate=2000000\", \
@@ -274,7 +274,7 @@ fn run(cc: bool, length: Duration, drop_at: Duration) -> Run {
     };
     let client = gst::parse::launch(&format!(
         "videotestsrc is-live=true pattern=spokes ! video/x-raw,width={WIDTH},height={HEIGHT},framerate={FPS}/1 \
-         ! {encoder} ! {sink} whip-endpoint=http://{addr}/whip/bench ice-addresses=127.0.0.1"
+         ! queue leaky=downstream max-size-buffers=2 max-size-bytes=0 max-size-time=0 ! {encoder} ! {sink} whip-endpoint=http://{addr}/whip/bench ice-addresses=127.0.0.1"
     ))
     .unwrap()
     .downcast::<gst::Pipeline>()
