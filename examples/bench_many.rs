@@ -166,6 +166,7 @@ fn child(endpoint: &str, n: usize, stagger: u64, seconds: u64) {
     init();
     let clk = clk_tck();
     let rss0 = rss_kib();
+    let threads0 = threads();
     let counts = Arc::new(Mutex::new(Counts::default()));
     let t0_cell: Arc<std::sync::OnceLock<Instant>> = Arc::new(std::sync::OnceLock::new());
     let pipelines: Vec<gst::Pipeline> = (0..n)
@@ -238,6 +239,7 @@ fn child(endpoint: &str, n: usize, stagger: u64, seconds: u64) {
     let secs = w0.elapsed().as_secs_f64();
     let cpu_w1 = cpu_seconds(clk);
     let rss_end = rss_kib();
+    let threads_end = threads();
     let fps: Vec<f64> = frames
         .iter()
         .zip(&before)
@@ -274,6 +276,12 @@ fn child(endpoint: &str, n: usize, stagger: u64, seconds: u64) {
     writeln!(out, "cpu_steady {:.1}", (cpu_w1 - cpu_w0) / secs * 100.0).unwrap();
     writeln!(out, "rss_made_kib {:.0}", rss_made - rss0).unwrap();
     writeln!(out, "rss_playing_kib {:.0}", rss_end - rss0).unwrap();
+    writeln!(
+        out,
+        "threads_playing {}",
+        threads_end.saturating_sub(threads0)
+    )
+    .unwrap();
     writeln!(out, "sessions_started {}", c.sessions_started).unwrap();
     for (reason, k) in &c.reconnect_reasons {
         writeln!(out, "reason {k} {reason}").unwrap();
@@ -371,6 +379,8 @@ struct Run {
     cpu_steady: f64,
     rss_made_per_element: f64,
     rss_playing_per_element: f64,
+    /// Threads the child gained, per element, while all played.
+    threads_per_element: f64,
     errors: f64,
     /// Reconnections per second since the first set_state.
     reconnects_per_second: Vec<u64>,
@@ -476,6 +486,7 @@ fn run_once(
         cpu_steady: num("cpu_steady"),
         rss_made_per_element: num("rss_made_kib") / n as f64,
         rss_playing_per_element: num("rss_playing_kib") / n as f64,
+        threads_per_element: num("threads_playing") / n as f64,
         errors: num("errors"),
         reconnects_per_second: {
             let mut h = Vec::new();
@@ -525,7 +536,7 @@ fn parent(n: usize, stagger: u64, runs: usize, seconds: u64) {
             r.load_before,
         );
         per_run.push(format!(
-            "    {{\"set_state_playing_ms\": {}, \"all_started_s\": {:.3}, \"first_frame_ms\": {}, \"elements_without_frame\": {no_frame}, \"spurious_reconnects\": {}, \"reconnects_during_start\": {}, \"reconnect_reasons\": {}, \"reconnects_per_second_since_first_start\": {:?}, \"sessions_started\": {}, \"server_viewer_added\": {}, \"server_viewer_removed_before_stop\": {}, \"decoded_fps\": {}, \"child_cpu_percent_start_phase\": {:.1}, \"child_cpu_percent_steady\": {:.1}, \"child_rss_kib_per_element_made\": {:.0}, \"child_rss_kib_per_element_playing\": {:.0}, \"errors\": {}, \"server_cpu_percent_of_one_core\": {:.1}, \"machine_busy_percent_all_cores\": {:.1}, \"loadavg_1min_before\": {:.2}}}",
+            "    {{\"set_state_playing_ms\": {}, \"all_started_s\": {:.3}, \"first_frame_ms\": {}, \"elements_without_frame\": {no_frame}, \"spurious_reconnects\": {}, \"reconnects_during_start\": {}, \"reconnect_reasons\": {}, \"reconnects_per_second_since_first_start\": {:?}, \"sessions_started\": {}, \"server_viewer_added\": {}, \"server_viewer_removed_before_stop\": {}, \"decoded_fps\": {}, \"child_cpu_percent_start_phase\": {:.1}, \"child_cpu_percent_steady\": {:.1}, \"child_rss_kib_per_element_made\": {:.0}, \"child_rss_kib_per_element_playing\": {:.0}, \"child_threads_per_element_playing\": {:.1}, \"errors\": {}, \"server_cpu_percent_of_one_core\": {:.1}, \"machine_busy_percent_all_cores\": {:.1}, \"loadavg_1min_before\": {:.2}}}",
             pooled(&r.set_state_ms),
             r.all_started_s,
             pooled(&r.first_frame_ms),
@@ -541,6 +552,7 @@ fn parent(n: usize, stagger: u64, runs: usize, seconds: u64) {
             r.cpu_steady,
             r.rss_made_per_element,
             r.rss_playing_per_element,
+            r.threads_per_element,
             r.errors,
             r.server_cpu,
             r.machine_busy_percent,
@@ -565,7 +577,7 @@ fn parent(n: usize, stagger: u64, runs: usize, seconds: u64) {
         }
     }
     println!(
-        "{{\n  \"count\": {n},\n  \"stagger_ms\": {stagger},\n  \"runs\": {runs},\n  \"seconds\": {seconds},\n  \"start_schedule\": \"set_state(PLAYING) of element i is called at i*stagger ms after the first, or at once if the previous call returned later\",\n  \"set_state_playing_ms_all_elements\": {},\n  \"set_state_playing_ms_median\": {},\n  \"set_state_playing_ms_max\": {},\n  \"all_started_s\": {},\n  \"first_frame_ms_all_elements\": {},\n  \"first_frame_ms_median\": {},\n  \"first_frame_ms_max\": {},\n  \"elements_without_frame\": {},\n  \"spurious_reconnects\": {},\n  \"reconnects_during_start\": {},\n  \"reconnect_reasons_total\": {},\n  \"server_viewer_added\": {},\n  \"decoded_fps_min\": {},\n  \"decoded_fps_median\": {},\n  \"child_cpu_percent_of_one_core_start_phase\": {},\n  \"child_cpu_percent_of_one_core_steady\": {},\n  \"child_rss_kib_per_element_made\": {},\n  \"child_rss_kib_per_element_playing\": {},\n  \"server_cpu_percent_of_one_core\": {},\n  \"machine_busy_percent_all_cores\": {},\n  \"per_run\": [\n{}\n  ]\n}}",
+        "{{\n  \"count\": {n},\n  \"stagger_ms\": {stagger},\n  \"runs\": {runs},\n  \"seconds\": {seconds},\n  \"start_schedule\": \"set_state(PLAYING) of element i is called at i*stagger ms after the first, or at once if the previous call returned later\",\n  \"set_state_playing_ms_all_elements\": {},\n  \"set_state_playing_ms_median\": {},\n  \"set_state_playing_ms_max\": {},\n  \"all_started_s\": {},\n  \"first_frame_ms_all_elements\": {},\n  \"first_frame_ms_median\": {},\n  \"first_frame_ms_max\": {},\n  \"elements_without_frame\": {},\n  \"spurious_reconnects\": {},\n  \"reconnects_during_start\": {},\n  \"reconnect_reasons_total\": {},\n  \"server_viewer_added\": {},\n  \"decoded_fps_min\": {},\n  \"decoded_fps_median\": {},\n  \"child_cpu_percent_of_one_core_start_phase\": {},\n  \"child_cpu_percent_of_one_core_steady\": {},\n  \"child_rss_kib_per_element_made\": {},\n  \"child_rss_kib_per_element_playing\": {},\n  \"child_threads_per_element_playing\": {},\n  \"server_cpu_percent_of_one_core\": {},\n  \"machine_busy_percent_all_cores\": {},\n  \"per_run\": [\n{}\n  ]\n}}",
         pool(&|r| &r.set_state_ms),
         over(&|r| Stats(r.set_state_ms.clone()).median()),
         over(&|r| r.set_state_ms.iter().cloned().fold(f64::NAN, f64::max)),
@@ -584,6 +596,7 @@ fn parent(n: usize, stagger: u64, runs: usize, seconds: u64) {
         over(&|r| r.cpu_steady),
         over(&|r| r.rss_made_per_element),
         over(&|r| r.rss_playing_per_element),
+        over(&|r| r.threads_per_element),
         over(&|r| r.server_cpu),
         over(&|r| r.machine_busy_percent),
         per_run.join(",\n"),
@@ -758,4 +771,9 @@ fn probe_parent(load: usize, reps: usize) {
         "{{\n  \"load_whepsrc_playing\": {load},\n  \"reps\": {reps},\n  \"unit\": \"ms\",\n{}\n}}",
         items.join(",\n")
     );
+}
+
+/// This process's threads.
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
 }

@@ -19,7 +19,10 @@ use gst::prelude::*;
 
 #[path = "common/bench.rs"]
 mod bench;
-use bench::{clk_tck, cpu_seconds, read_line_after, read_value, rss_kib, spawn_self, Stats};
+use bench::{
+    clk_tck, cpu_seconds, read_line_after, read_until, read_value, rss_kib, spawn_self, Phases,
+    Stats,
+};
 
 const VIDEO: &str = "videotestsrc is-live=true ! video/x-raw,width=640,height=360,framerate=30/1 ! vp8enc deadline=1 cpu-used=8";
 const VIEWERS: usize = 20;
@@ -96,6 +99,7 @@ fn client_whepsrc(endpoint: &str, mode: &str) {
         first.set_state(gst::State::Null).unwrap();
     }
     let pipeline = make();
+    bench::print_timelines(pipeline.upcast_ref());
     if mode == "--warm" {
         std::thread::sleep(Duration::from_secs(1));
     }
@@ -186,19 +190,37 @@ fn client_viewers(endpoint: &str, n: usize) {
 
 /// One whepsrc client: its TTFF (if the server is up, else nan) and the
 /// time NULL took when told to stop after `hold` (counted from the first
-/// frame when there is one, from the start otherwise).
-fn run_whepsrc(endpoint: &str, expect_media: bool, hold: Duration, mode: &str) -> (f64, f64) {
+/// frame when there is one, from the start otherwise); its session's
+/// timeline into `phases`.
+fn run_whepsrc(
+    endpoint: &str,
+    expect_media: bool,
+    hold: Duration,
+    mode: &str,
+    phases: &mut Phases,
+) -> (f64, f64) {
     let mut child = spawn_self(&["--client", endpoint, mode]);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     read_line_after(&mut lines, "started");
-    let ttff = if expect_media {
-        read_value(&mut lines, "ttff_ms")
+    let mut seen = if expect_media {
+        read_until(&mut lines, "ttff_ms")
     } else {
-        f64::NAN
+        Default::default()
     };
+    let ttff = seen
+        .get("ttff_ms")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
     std::thread::sleep(hold);
     writeln!(child.stdin.as_mut().unwrap(), "stop").unwrap();
-    let stop = read_value(&mut lines, "stop_ms");
+    for (k, v) in read_until(&mut lines, "stop_ms") {
+        seen.entry(k).or_insert(v);
+    }
+    let stop = seen
+        .get("stop_ms")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    phases.add(seen.get("timeline"));
     let _ = child.wait();
     (ttff, stop)
 }
@@ -278,18 +300,27 @@ fn parent(runs: usize) {
     let (mut whep, mut base, mut stop_up, mut stop_mute, mut warm, mut second) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     let mut viewers: Vec<ViewersRun> = Vec::new();
+    let (mut cold_phases, mut warm_phases, mut second_phases) =
+        (Phases::default(), Phases::default(), Phases::default());
     // Interleave the kinds so that machine noise hits them alike.
     for i in 0..runs {
-        let (ttff, stop) = run_whepsrc(&endpoint, true, Duration::from_secs(1), "--cold");
+        let hold = Duration::from_millis(300);
+        let (ttff, stop) = run_whepsrc(&endpoint, true, hold * 3, "--cold", &mut cold_phases);
         whep.push(ttff);
-        warm.push(run_whepsrc(&endpoint, true, Duration::from_millis(300), "--warm").0);
-        second.push(run_whepsrc(&endpoint, true, Duration::from_millis(300), "--second").0);
+        warm.push(run_whepsrc(&endpoint, true, hold, "--warm", &mut warm_phases).0);
+        second.push(run_whepsrc(&endpoint, true, hold, "--second", &mut second_phases).0);
         stop_up.push(stop);
         let mut child = spawn_self(&["--baseline"]);
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         base.push(read_value(&mut lines, "ttff_ms"));
         let _ = child.wait();
-        let (_, stop) = run_whepsrc(&mute_endpoint, false, Duration::from_millis(1500), "--cold");
+        let (_, stop) = run_whepsrc(
+            &mute_endpoint,
+            false,
+            Duration::from_millis(1500),
+            "--cold",
+            &mut Phases::default(),
+        );
         stop_mute.push(stop);
         let v = run_viewers(&endpoint, clk_tck);
         eprintln!(
@@ -301,11 +332,17 @@ fn parent(runs: usize) {
     pipeline.set_state(gst::State::Null).unwrap();
     let field = |f: fn(&ViewersRun) -> f64| Stats(viewers.iter().map(f).collect()).json();
     println!(
-        "{{\n  \"runs\": {runs},\n  \"ttff_ms_whepsrc\": {},\n  \"ttff_ms_whepsrc_key_pregenerated\": {},\n  \"ttff_ms_whepsrc_second_session\": {},\n  \"ttff_ms_bare_webrtcbin\": {},\n  \"stop_to_null_ms_server_up\": {},\n  \"stop_to_null_ms_mute_server\": {},\n  \"viewers_20\": {{\n    \"viewers_joined\": {},\n    \"all_joined_ms\": {},\n    \"decoded_fps_min\": {},\n    \"decoded_fps_median\": {},\n    \"server_cpu_percent_of_one_core\": {},\n    \"server_rss_growth_kib_per_viewer\": {}\n  }}\n}}",
-        Stats(whep).json(),
-        Stats(warm).json(),
-        Stats(second).json(),
-        Stats(base).json(),
+        "{{\n  \"runs\": {runs},\n  \"ttff_ms_whepsrc\": {},\n  \"ttff_ms_whepsrc_key_pregenerated\": {},\n  \"ttff_ms_whepsrc_second_session\": {},\n  \"ttff_ms_bare_webrtcbin\": {},\n  \"ratio_to_bare_webrtcbin\": {{\"first_session\": {:.2}, \"key_pregenerated\": {:.2}, \"second_session\": {:.2}}},\n  \"timeline_ms_first_session\": {},\n  \"timeline_ms_key_pregenerated\": {},\n  \"timeline_ms_second_session\": {},\n  \"stop_to_null_ms_server_up\": {},\n  \"stop_to_null_ms_mute_server\": {},\n  \"viewers_20\": {{\n    \"viewers_joined\": {},\n    \"all_joined_ms\": {},\n    \"decoded_fps_min\": {},\n    \"decoded_fps_median\": {},\n    \"server_cpu_percent_of_one_core\": {},\n    \"server_rss_growth_kib_per_viewer\": {}\n  }}\n}}",
+        Stats(whep.clone()).json(),
+        Stats(warm.clone()).json(),
+        Stats(second.clone()).json(),
+        Stats(base.clone()).json(),
+        Stats(whep).median() / Stats(base.clone()).median(),
+        Stats(warm).median() / Stats(base.clone()).median(),
+        Stats(second).median() / Stats(base).median(),
+        cold_phases.json(),
+        warm_phases.json(),
+        second_phases.json(),
         Stats(stop_up).json(),
         Stats(stop_mute).json(),
         field(|v| v.joined),

@@ -19,7 +19,7 @@ use gst::prelude::*;
 
 #[path = "common/bench.rs"]
 mod bench;
-use bench::{read_value, spawn_self, Stats};
+use bench::{read_until, read_value, spawn_self, Phases, Stats};
 
 const VIDEO: &str = "videotestsrc is-live=true ! video/x-raw,width=640,height=360,framerate=30/1 ! vp8enc deadline=1 cpu-used=8";
 
@@ -79,6 +79,7 @@ fn client_whipsink(endpoint: &str, mode: &str) {
         first.set_state(gst::State::Null).unwrap();
     }
     let pipeline = make();
+    bench::print_timelines(&pipeline);
     if mode == "--warm" {
         std::thread::sleep(Duration::from_secs(1));
     }
@@ -92,12 +93,14 @@ fn client_whipsink(endpoint: &str, mode: &str) {
     std::io::stdout().flush().unwrap();
 }
 
-/// One whipsink run against `endpoint`: TTFF (if `first` is given) and stop time.
+/// One whipsink run against `endpoint`: TTFF (if `first` is given) and stop
+/// time; its session's timeline into `phases`.
 fn run_whipsink(
     endpoint: &str,
     first: Option<&AtomicU64>,
     hold: Duration,
     mode: &str,
+    phases: &mut Phases,
 ) -> (f64, f64) {
     let mut child = spawn_self(&["--client", endpoint, mode]);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -119,7 +122,12 @@ fn run_whipsink(
     }
     std::thread::sleep(hold);
     writeln!(child.stdin.as_mut().unwrap(), "stop").unwrap();
-    let stop = read_value(&mut lines, "stop_ms");
+    let seen = read_until(&mut lines, "stop_ms");
+    let stop = seen
+        .get("stop_ms")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    phases.add(seen.get("timeline"));
     let _ = child.wait();
     (ttff, stop)
 }
@@ -171,6 +179,8 @@ fn parent(runs: usize) {
 
     let (mut whip, mut base, mut stop_up, mut stop_mute, mut warm, mut second) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut cold_phases, mut warm_phases, mut second_phases) =
+        (Phases::default(), Phases::default(), Phases::default());
     // Interleave the kinds so that machine noise hits them alike.
     for i in 0..runs {
         let (ttff, stop) = run_whipsink(
@@ -178,12 +188,14 @@ fn parent(runs: usize) {
             Some(&first),
             Duration::from_millis(500),
             "--cold",
+            &mut cold_phases,
         );
         let (warm_ttff, _) = run_whipsink(
             &endpoint,
             Some(&first),
             Duration::from_millis(300),
             "--warm",
+            &mut warm_phases,
         );
         warm.push(warm_ttff);
         let (second_ttff, _) = run_whipsink(
@@ -191,6 +203,7 @@ fn parent(runs: usize) {
             Some(&first),
             Duration::from_millis(300),
             "--second",
+            &mut second_phases,
         );
         second.push(second_ttff);
         whip.push(ttff);
@@ -199,7 +212,13 @@ fn parent(runs: usize) {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         base.push(read_value(&mut lines, "ttff_ms"));
         let _ = child.wait();
-        let (_, stop) = run_whipsink(&mute_endpoint, None, Duration::from_millis(1500), "--cold");
+        let (_, stop) = run_whipsink(
+            &mute_endpoint,
+            None,
+            Duration::from_millis(1500),
+            "--cold",
+            &mut Phases::default(),
+        );
         stop_mute.push(stop);
         eprintln!(
             "run {i}: whipsink {:.1} ms, baseline {:.1} ms",
@@ -208,11 +227,17 @@ fn parent(runs: usize) {
     }
     pipeline.set_state(gst::State::Null).unwrap();
     println!(
-        "{{\n  \"runs\": {runs},\n  \"ttff_ms_whipsink\": {},\n  \"ttff_ms_whipsink_key_pregenerated\": {},\n  \"ttff_ms_whipsink_second_session\": {},\n  \"ttff_ms_bare_webrtcbin\": {},\n  \"stop_to_null_ms_server_up\": {},\n  \"stop_to_null_ms_mute_server\": {}\n}}",
-        Stats(whip).json(),
-        Stats(warm).json(),
-        Stats(second).json(),
-        Stats(base).json(),
+        "{{\n  \"runs\": {runs},\n  \"ttff_ms_whipsink\": {},\n  \"ttff_ms_whipsink_key_pregenerated\": {},\n  \"ttff_ms_whipsink_second_session\": {},\n  \"ttff_ms_bare_webrtcbin\": {},\n  \"ratio_to_bare_webrtcbin\": {{\"first_session\": {:.2}, \"key_pregenerated\": {:.2}, \"second_session\": {:.2}}},\n  \"timeline_ms_first_session\": {},\n  \"timeline_ms_key_pregenerated\": {},\n  \"timeline_ms_second_session\": {},\n  \"stop_to_null_ms_server_up\": {},\n  \"stop_to_null_ms_mute_server\": {}\n}}",
+        Stats(whip.clone()).json(),
+        Stats(warm.clone()).json(),
+        Stats(second.clone()).json(),
+        Stats(base.clone()).json(),
+        Stats(whip).median() / Stats(base.clone()).median(),
+        Stats(warm).median() / Stats(base.clone()).median(),
+        Stats(second).median() / Stats(base).median(),
+        cold_phases.json(),
+        warm_phases.json(),
+        second_phases.json(),
         Stats(stop_up).json(),
         Stats(stop_mute).json()
     );

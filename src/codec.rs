@@ -98,6 +98,45 @@ pub fn input_caps() -> gst::Caps {
     caps
 }
 
+pub fn is_raw(caps: &gst::CapsRef) -> bool {
+    caps.structure(0)
+        .is_some_and(|s| matches!(s.name().as_str(), "video/x-raw" | "audio/x-raw"))
+}
+
+/// `codecs` as encoded caps, one structure each, in order: the form of the
+/// `video-caps`/`audio-caps` properties.
+pub fn caps_of<'a>(codecs: impl IntoIterator<Item = &'a Codec>) -> gst::Caps {
+    let mut caps = gst::Caps::new_empty();
+    for c in codecs {
+        caps.get_mut()
+            .unwrap()
+            .append_structure(gst::Structure::new_empty(c.encoded));
+    }
+    caps
+}
+
+/// The codecs of `media` named in `wanted` (encoded caps, as the
+/// `video-caps`/`audio-caps` properties hold them), in its order, keeping
+/// those `usable` accepts.
+pub fn preferred(
+    wanted: &gst::CapsRef,
+    media: &str,
+    usable: impl Fn(&Codec) -> bool,
+) -> Vec<&'static Codec> {
+    let mut out: Vec<&'static Codec> = Vec::new();
+    for s in wanted.iter() {
+        if let Some(c) = ALL
+            .into_iter()
+            .find(|c| c.encoded == s.name().as_str() && c.media == media)
+        {
+            if usable(c) && !out.contains(&c) {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
 /// Encoded caps of every codec, for pad templates.
 pub fn encoded_caps() -> gst::Caps {
     let mut caps = gst::Caps::new_empty();

@@ -22,11 +22,17 @@ pub fn set_up_bin(bin: &gst::Bin, role: gst::ElementFlags) {
 pub fn prewarm() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
+        // Two threads: the DTLS key is the long one (see `prepare`); the
+        // HTTP client and the plugins a session's webrtcbin loads go
+        // beside it, not after it.
+        let _ = std::thread::Builder::new()
+            .name("whipwhep-prewarm".into())
+            .spawn(crate::peer::certificate::prepare);
         let _ = std::thread::Builder::new()
             .name("whipwhep-prewarm".into())
             .spawn(|| {
                 crate::protocol::prewarm_http();
-                crate::peer::certificate::prepare();
+                crate::peer::load_plugins();
             });
     });
 }
@@ -121,4 +127,37 @@ pub fn ice_addresses_pspec() -> glib::ParamSpec {
         )
         .mutable_ready()
         .build()
+}
+
+/// `video-caps` and `audio-caps`: the codecs a client offers, in preference
+/// order (whepsrc: to decode; whipsink: to encode raw input). `default`
+/// says what the default holds.
+pub fn codec_caps_pspecs(default: &str) -> [glib::ParamSpec; 2] {
+    [
+        glib::ParamSpecBoxed::builder::<gst::Caps>("video-caps")
+            .nick("Video codecs")
+            .blurb(&format!(
+                "Video codecs to offer, as encoded caps in preference order, e.g. \
+                 \"video/x-h264;video/x-vp8\". Default: {default}. Empty caps offer no video."
+            ))
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecBoxed::builder::<gst::Caps>("audio-caps")
+            .nick("Audio codecs")
+            .blurb(&format!(
+                "Audio codecs to offer, as encoded caps, e.g. \"audio/x-opus\". Default: \
+                 {default}. Empty caps offer no audio."
+            ))
+            .mutable_ready()
+            .build(),
+    ]
+}
+
+/// A `video-caps`/`audio-caps` value as set: None means empty caps.
+pub fn caps_value(value: &glib::Value) -> gst::Caps {
+    value
+        .get::<Option<gst::Caps>>()
+        .ok()
+        .flatten()
+        .unwrap_or_else(gst::Caps::new_empty)
 }

@@ -10,6 +10,7 @@ use gst::glib;
 
 pub mod codec;
 pub(crate) mod element;
+pub mod encoder;
 pub mod peer;
 pub mod protocol;
 pub mod runtime;

@@ -151,8 +151,10 @@ fn whipsink_notices_a_server_that_vanishes_by_the_silence_of_its_rtcp() {
     assert!(wait_until(Duration::from_secs(10), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     }));
+    // Straight to a new session (no ICE restart first, whose PATCH would
+    // wait on the frozen server): this test is about noticing.
     let client = Client::start(&format!(
-        "{VP8_SRC} ! whipsink whip-endpoint=http://127.0.0.1:{port}/whip ice-addresses=127.0.0.1 timeout=2"
+        "{VP8_SRC} ! whipsink whip-endpoint=http://127.0.0.1:{port}/whip ice-addresses=127.0.0.1 timeout=2 ice-restart-timeout=0"
     ));
     assert!(
         wait_until(Duration::from_secs(10), || server.sink_buffers() >= 60),

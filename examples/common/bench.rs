@@ -213,3 +213,85 @@ pub fn clk_tck() -> f64 {
         .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
         .unwrap_or(100.0)
 }
+
+/// Prints each `session-timeline` message of `pipeline` as a line
+/// `timeline <structure>` (see src/peer/timeline.rs), for the parent.
+pub fn print_timelines(pipeline: &gst::Element) {
+    let bus = pipeline
+        .downcast_ref::<gst::Pipeline>()
+        .unwrap()
+        .bus()
+        .unwrap();
+    bus.set_sync_handler(|_, msg| {
+        if let Some(s) = msg.structure().filter(|s| s.name() == "session-timeline") {
+            println!("timeline {s}");
+        }
+        gst::BusSyncReply::Pass
+    });
+}
+
+/// Every `key rest` line until (and with) the one starting with `last`:
+/// the first value of each key.
+pub fn read_until(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    last: &str,
+) -> std::collections::HashMap<String, String> {
+    let mut seen = std::collections::HashMap::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let (key, rest) = line.split_once(' ').unwrap_or((&line, ""));
+        seen.entry(key.to_string())
+            .or_insert_with(|| rest.trim().to_string());
+        if key == last {
+            break;
+        }
+    }
+    seen
+}
+
+/// The phases of many `session-timeline`s: the median of each, in order.
+#[derive(Default)]
+pub struct Phases(Vec<(String, Vec<f64>)>);
+
+impl Phases {
+    /// Adds one `session-timeline` structure, as printed by `print_timelines`.
+    pub fn add(&mut self, text: Option<&String>) {
+        let Some(s) = text.and_then(|t| t.parse::<gst::Structure>().ok()) else {
+            return;
+        };
+        for (name, value) in s.iter() {
+            let Ok(ms) = value.get::<f64>() else { continue };
+            match self.0.iter_mut().find(|(n, _)| n == name.as_str()) {
+                Some((_, v)) => v.push(ms),
+                None => self.0.push((name.to_string(), vec![ms])),
+            }
+        }
+    }
+
+    /// `{"peer-ready-ms": <median>, ...}` in phase order.
+    pub fn json(&self) -> String {
+        let fields: Vec<String> = self
+            .0
+            .iter()
+            .map(|(n, v)| format!("\"{n}\": {:.1}", Stats(v.clone()).median()))
+            .collect();
+        format!("{{{}}}", fields.join(", "))
+    }
+}
+
+/// A pipeline from a gst-launch description; a single element (a server
+/// element whose sometimes pads stay unlinked) comes back bare from the
+/// parser, and goes into a pipeline of its own.
+pub fn pipeline_of(desc: &str) -> gst::Pipeline {
+    match gst::parse::launch(desc)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+    {
+        Ok(p) => p,
+        Err(element) => {
+            let p = gst::Pipeline::new();
+            p.add(&element).unwrap();
+            p
+        }
+    }
+}

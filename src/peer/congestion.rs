@@ -9,8 +9,8 @@
 //! - webrtcbin asks for an element in front of each transport's sender
 //!   (`request-aux-sender`): the estimator goes there, paces what is sent
 //!   and reads the receiver's TWCC feedback.
-//! - Each new estimate goes to the video encoders upstream of whipsink
-//!   (`set_encoder_bitrate`), less what the audio streams take.
+//! - Each new estimate goes to the video encoders (`encoder::set_target_bitrate`),
+//!   less what the audio streams take.
 
 use std::sync::{Arc, OnceLock};
 
@@ -73,10 +73,11 @@ impl Settings {
                 .blurb(
                     "Make the bitrate follow the available bandwidth: Google Congestion Control \
                      (gst-plugins-rs' rtpgccbwe) estimates it from transport-wide congestion \
-                     control feedback (TWCC) and sets the target bitrate of the video encoders \
+                     control feedback (TWCC) and sets the target bitrate of the video encoder \
                      upstream (vp8enc, vp9enc, x264enc, openh264enc), between min-bitrate and \
                      max-bitrate, less 64 kbit/s per audio stream. Needs encoded input (the \
-                     payloaders whipsink makes send TWCC); with RTP input it stays off.",
+                     payloaders whipsink makes send TWCC); with raw or RTP input (the first \
+                     stream's) it stays off for now.",
                 )
                 .default_value(d.enabled)
                 .mutable_ready()
@@ -215,26 +216,6 @@ pub fn install(peer: &Peer, settings: &Settings, on_estimate: OnEstimate) -> Res
 pub fn video_share(total: u32, video_streams: usize, audio_streams: usize, min: u32) -> u32 {
     let audio = AUDIO_SHARE.saturating_mul(audio_streams as u32);
     (total.saturating_sub(audio) / video_streams.max(1) as u32).max(min / 2)
-}
-
-/// Sets an encoder's target bitrate in the unit its element takes. Returns
-/// whether it knew how.
-pub fn set_encoder_bitrate(encoder: &gst::Element, bps: u32) -> bool {
-    let Some(factory) = encoder.factory() else {
-        return false;
-    };
-    match factory.name().as_str() {
-        // bit/s (a gint in 1.22)
-        "vp8enc" | "vp9enc" => {
-            encoder.set_property("target-bitrate", bps.min(i32::MAX as u32) as i32)
-        }
-        // kbit/s
-        "x264enc" => encoder.set_property("bitrate", (bps / 1000).max(1)),
-        // bit/s
-        "openh264enc" => encoder.set_property("bitrate", bps),
-        _ => return false,
-    }
-    true
 }
 
 /// The encoder feeding `pad` (a sink pad), looking upstream through

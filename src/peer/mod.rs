@@ -7,8 +7,11 @@
 
 pub mod certificate;
 pub mod congestion;
+pub mod ice;
+mod nice;
 pub mod sdp;
 pub mod stats;
+pub mod timeline;
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -20,6 +23,7 @@ use gst_webrtc::{WebRTCICETransportPolicy, WebRTCPeerConnectionState, WebRTCSDPT
 use tokio::sync::{oneshot, watch};
 
 use crate::protocol::IceServer;
+use timeline::{Phase, Timeline};
 
 pub static CAT: std::sync::LazyLock<gst::DebugCategory> = std::sync::LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -116,6 +120,7 @@ pub struct Peer {
     heard: Arc<Mutex<RtcpClock>>,
     failure: Arc<Failure>,
     stats: Arc<stats::PeerStats>,
+    timeline: Arc<Timeline>,
 }
 
 /// The connection state as the owner sees it: webrtcbin's, unless an ERROR
@@ -264,19 +269,24 @@ impl Peer {
         // any timeout would tell. webrtcbin 1.22 still calls such a
         // connection "connected" (a closed DTLS transport counts as up), so
         // it is watched on the DTLS element itself.
+        let timeline = Arc::new(Timeline::default());
         let remote_closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let closed = remote_closed.clone();
         let watched = failure.clone();
+        let times = timeline.clone();
         webrtcbin.connect("deep-element-added", false, move |args| {
             let el = args[2].get::<gst::Element>().ok()?;
             if el.factory().is_some_and(|f| f.name() == "dtlssrtpdec") {
-                let (closed, watched) = (closed.clone(), watched.clone());
+                let (closed, watched, times) = (closed.clone(), watched.clone(), times.clone());
                 let was_up = std::sync::atomic::AtomicBool::new(false);
                 el.connect_notify(Some("connection-state"), move |dec, _| {
                     let state = dtls_state(dec);
                     gst::debug!(CAT, obj = dec, "DTLS connection {state}");
                     match state {
-                        DTLS_CONNECTED => was_up.store(true, Ordering::Relaxed),
+                        DTLS_CONNECTED => {
+                            times.mark(Phase::DtlsConnected);
+                            was_up.store(true, Ordering::Relaxed)
+                        }
                         DTLS_CLOSED | DTLS_FAILED if was_up.load(Ordering::Relaxed) => {
                             closed.store(true, Ordering::Relaxed);
                             if watched.reason.lock().unwrap().is_none() {
@@ -311,6 +321,35 @@ impl Peer {
                 );
             }
             None
+        });
+
+        let times = timeline.clone();
+        webrtcbin.connect_notify(Some("ice-connection-state"), move |bin, _| {
+            use gst_webrtc::WebRTCICEConnectionState as Ice;
+            let state = bin.property::<Ice>("ice-connection-state");
+            if matches!(state, Ice::Connected | Ice::Completed) {
+                times.mark(Phase::IceConnected);
+            }
+        });
+        // The first RTP: out of webrtcbin (received), or into it once DTLS
+        // is up (sent: what came before was dropped at the DTLS encoder).
+        let times = timeline.clone();
+        webrtcbin.connect_pad_added(move |_, pad| {
+            let times = times.clone();
+            let sending = pad.direction() == gst::PadDirection::Sink;
+            let data = gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST;
+            pad.add_probe(data, move |_, _| {
+                if !sending {
+                    times.mark(Phase::FirstRtp);
+                    return gst::PadProbeReturn::Remove;
+                }
+                if !times.has(Phase::DtlsConnected) {
+                    return gst::PadProbeReturn::Ok;
+                }
+                times.mark(Phase::FirstRtp);
+                times.mark(Phase::FirstFrame);
+                gst::PadProbeReturn::Remove
+            });
         });
 
         let candidates = Arc::new(Mutex::new(Vec::new()));
@@ -375,7 +414,13 @@ impl Peer {
             bye,
             last_rtcp,
             heard,
+            timeline,
         })
+    }
+
+    /// This session's start, phase by phase.
+    pub fn timeline(&self) -> &Arc<Timeline> {
+        &self.timeline
     }
 
     /// A configured peer of no bin yet. Its DTLS transport is to be made
@@ -407,6 +452,7 @@ impl Peer {
                 reason: e.to_string(),
             })?;
         let _ = self.webrtcbin.sync_state_with_parent();
+        self.timeline.mark(Phase::PeerReady);
         Ok(())
     }
 
@@ -737,6 +783,7 @@ impl Peer {
         field: &str,
     ) -> Result<gst_webrtc::WebRTCSessionDescription, PeerError> {
         let reply = self.call(what, signal, None).await?;
+        self.timeline.mark(Phase::DescriptionCreated);
         reply
             .and_then(|s| s.get::<gst_webrtc::WebRTCSessionDescription>(field).ok())
             .ok_or_else(|| PeerError::Negotiation {
@@ -771,8 +818,11 @@ impl Peer {
             "set-remote-description",
             Some(&desc),
         )
-        .await
-        .map(|_| ())
+        .await?;
+        if kind == WebRTCSDPType::Answer {
+            self.timeline.mark(Phase::AnswerApplied);
+        }
+        Ok(())
     }
 
     /// Waits for ICE gathering to complete, at most `limit`. Returns whether
@@ -780,9 +830,11 @@ impl Peer {
     /// late candidates to follow by trickle).
     async fn wait_gathering(&self, limit: Duration) -> bool {
         let mut rx = self.gathering_complete.clone();
-        tokio::time::timeout(limit, rx.wait_for(|done| *done))
+        let complete = tokio::time::timeout(limit, rx.wait_for(|done| *done))
             .await
-            .is_ok_and(|r| r.is_ok())
+            .is_ok_and(|r| r.is_ok());
+        self.timeline.mark(Phase::Gathered);
+        complete
     }
 
     /// The local description as text for the HTTP peer: our fingerprint, the
@@ -877,6 +929,93 @@ impl Peer {
         )
     }
 
+    /// A remote candidate (`candidate:...`) that came by trickle, for the
+    /// m-section `mline`; an empty one says no more will come.
+    pub fn add_remote_candidate(&self, mline: u32, candidate: &str) {
+        self.webrtcbin
+            .emit_by_name::<()>("add-ice-candidate", &[&mline, &candidate]);
+    }
+
+    /// The local candidates gathered so far (`candidate:...` lines).
+    pub fn local_candidates(&self) -> Vec<String> {
+        let all = self.candidates.lock().unwrap();
+        all.iter().map(|(_, c)| c.clone()).collect()
+    }
+
+    /// The description webrtcbin holds for `property` ("local-description",
+    /// "remote-description"), as text.
+    pub fn description(&self, property: &str) -> Option<String> {
+        self.webrtcbin
+            .property::<Option<gst_webrtc::WebRTCSessionDescription>>(property)
+            .and_then(|d| d.sdp().as_text().ok())
+    }
+
+    /// Starts libnice's ICE over (see `nice`): before the restart's
+    /// descriptions are set.
+    fn restart_agent(&self) -> Result<(), PeerError> {
+        let ice = self
+            .webrtcbin
+            .property::<gst_webrtc::WebRTCICE>("ice-agent");
+        let agent = ice
+            .find_property("agent")
+            .map(|_| ice.property::<glib::Object>("agent"))
+            .ok_or_else(|| PeerError::Negotiation {
+                what: "restart ICE",
+                reason: "the ICE agent is not libnice's".into(),
+            })?;
+        nice::restart(&agent).map_err(|reason| PeerError::Negotiation {
+            what: "restart ICE",
+            reason,
+        })
+    }
+
+    /// Answerer side of an ICE restart (RFC 9725 §4.3.3): `offer` is the
+    /// remote's description with its new credentials and candidates.
+    /// Answers with new credentials of ours, returned as (ufrag, pwd).
+    /// DTLS and media go on: only ICE starts over.
+    pub async fn answer_ice_restart(&self, offer: &str) -> Result<(String, String), PeerError> {
+        self.restart_agent()?;
+        self.set_remote(WebRTCSDPType::Offer, offer).await?;
+        let answer = self
+            .create("create an answer", "create-answer", "answer")
+            .await?;
+        self.set_local_with_new_credentials(&answer).await
+    }
+
+    /// Offerer side of an ICE restart: a new offer with new credentials,
+    /// set locally; returns it as text (its candidates follow by
+    /// `local_candidates`: they are those gathered already).
+    pub async fn offer_ice_restart(&self) -> Result<String, PeerError> {
+        self.restart_agent()?;
+        let offer = self
+            .create("create an offer", "create-offer", "offer")
+            .await?;
+        self.set_local_with_new_credentials(&offer).await?;
+        self.description("local-description")
+            .ok_or_else(|| PeerError::Negotiation {
+                what: "restart ICE",
+                reason: "no local description".into(),
+            })
+    }
+
+    /// `desc` with fresh ICE credentials, set as the local description.
+    async fn set_local_with_new_credentials(
+        &self,
+        desc: &gst_webrtc::WebRTCSessionDescription,
+    ) -> Result<(String, String), PeerError> {
+        let (ufrag, pwd) = ice::new_credentials();
+        let text = desc.sdp().as_text().map_err(|e| PeerError::Negotiation {
+            what: "serialize the local description",
+            reason: e.to_string(),
+        })?;
+        let text = ice::with_credentials(&text, &ufrag, &pwd);
+        let msg = gst_sdp::SDPMessage::parse_buffer(text.as_bytes())
+            .map_err(|e| PeerError::InvalidSdp(e.to_string()))?;
+        let desc = gst_webrtc::WebRTCSessionDescription::new(desc.type_(), msg);
+        self.set_local(&desc).await?;
+        Ok((ufrag, pwd))
+    }
+
     /// Asks the encoders upstream of every send pad for a key unit: a viewer
     /// can decode nothing before one, and the encoder's first one was
     /// dropped while DTLS was still connecting.
@@ -895,6 +1034,16 @@ impl Peer {
 impl Drop for Peer {
     fn drop(&mut self) {
         let _ = self.webrtcbin.set_state(gst::State::Null);
+    }
+}
+
+/// Loads the plugins a session's webrtcbin uses (webrtc, nice, srtp,
+/// rtpmanager), so that a session made later does not: ~40 ms of a first
+/// session that found its DTLS key ready (examples/bench_whep.rs, "key
+/// pregenerated"). Blocking; the elements made are dropped at once.
+pub fn load_plugins() {
+    for name in ["webrtcbin", "nicesrc", "srtpenc", "srtpdec"] {
+        let _ = gst::ElementFactory::make(name).build();
     }
 }
 

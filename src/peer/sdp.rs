@@ -179,7 +179,7 @@ pub fn add_candidates(sdp: &str, candidates: &[String], complete: bool) -> Strin
     })
 }
 
-/// A format offered in an m-section.
+/// A format offered in an m-section (`offered_formats`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferedFormat {
     /// Index of the m-section.
@@ -189,54 +189,121 @@ pub struct OfferedFormat {
     pub profile: Option<String>,
 }
 
-/// The first format of `encoding` (case-insensitive) in the first
-/// m-section of `media` ("video"/"audio") that offers it. For H.264 only
-/// packetization-mode=1 formats qualify (what our payloader sends), and
-/// Constrained Baseline is preferred.
-pub fn find_format(sdp: &str, media: &str, encoding: &str) -> Option<OfferedFormat> {
-    let msg = SDPMessage::parse_buffer(sdp.as_bytes()).ok()?;
-    // Each format as GStreamer reads it: rtpmap and fmtp as caps fields.
-    let formats = |m: &SDPMediaRef| -> Vec<(u32, gst::Structure)> {
+/// A format's fmtp parameters, as written (keys lower case).
+pub type FmtpParams = Vec<(String, String)>;
+
+/// The formats of `encoding` (case-insensitive) in the first m-section of
+/// `media` ("video"/"audio") that offers it, in the offer's order, with
+/// their fmtp parameters as written (GStreamer's caps from SDP turn an
+/// H.264 profile-level-id into a profile name and drop the level). For
+/// H.264 only packetization-mode=1 formats qualify (what our payloader
+/// sends).
+pub fn offered_formats(sdp: &str, media: &str, encoding: &str) -> Vec<(OfferedFormat, FmtpParams)> {
+    let Ok(msg) = SDPMessage::parse_buffer(sdp.as_bytes()) else {
+        return Vec::new();
+    };
+    let formats = |m: &SDPMediaRef| -> Vec<(u32, FmtpParams)> {
         m.formats()
-            .filter_map(|pt| pt.parse::<i32>().ok())
-            .filter_map(|pt| {
-                let caps = m.caps_from_media(pt)?;
-                let s = caps.structure(0)?.to_owned();
-                let name = s.get::<&str>("encoding-name").ok()?;
-                name.eq_ignore_ascii_case(encoding)
-                    .then_some((pt as u32, s))
+            .filter_map(|pt| pt.parse::<u32>().ok())
+            .filter(|pt| {
+                let prefix = format!("{pt} ");
+                attributes_named(m, "rtpmap").any(|(_, v)| {
+                    v.strip_prefix(&prefix).is_some_and(|codec| {
+                        codec
+                            .split('/')
+                            .next()
+                            .is_some_and(|name| name.trim().eq_ignore_ascii_case(encoding))
+                    })
+                })
+            })
+            .map(|pt| {
+                let prefix = format!("{pt} ");
+                let params = attributes_named(m, "fmtp")
+                    .find_map(|(_, v)| v.strip_prefix(&prefix))
+                    .map(|p| {
+                        p.split(';')
+                            .filter_map(|kv| {
+                                let (k, v) = kv.trim().split_once('=')?;
+                                Some((k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (pt, params)
             })
             .collect()
     };
-    let (mline, found) = msg
+    let Some((mline, found)) = msg
         .medias()
         .enumerate()
         .filter(|(_, m)| m.media() == Some(media))
         .map(|(i, m)| (i as u32, formats(m)))
-        .find(|(_, f)| !f.is_empty())?;
-    let field =
-        |s: &gst::Structure, name: &str| s.get::<&str>(name).ok().map(|v| v.to_ascii_lowercase());
-    let mut found: Vec<OfferedFormat> = found
+        .find(|(_, f)| !f.is_empty())
+    else {
+        return Vec::new();
+    };
+    found
         .into_iter()
-        .filter(|(_, s)| {
+        .filter(|(_, p)| {
             !encoding.eq_ignore_ascii_case("H264")
-                || field(s, "packetization-mode").as_deref() == Some("1")
+                || fmtp_field(p, "packetization-mode").as_deref() == Some("1")
         })
-        .map(|(payload_type, s)| OfferedFormat {
-            mline,
-            payload_type,
-            profile: field(&s, "profile-level-id"),
+        .map(|(payload_type, p)| {
+            let format = OfferedFormat {
+                mline,
+                payload_type,
+                profile: fmtp_field(&p, "profile-level-id"),
+            };
+            (format, p)
         })
-        .collect();
-    let baseline = found.iter().position(|f| {
-        f.profile
-            .as_deref()
-            .is_some_and(|p| p.starts_with("42e0") || p.starts_with("4200"))
-    });
-    match baseline {
-        Some(i) => Some(found.swap_remove(i)),
-        None => found.into_iter().next(),
-    }
+        .collect()
+}
+
+/// An fmtp parameter of a format read by `offered_formats`, lower case.
+pub fn fmtp_field(params: &FmtpParams, name: &str) -> Option<String> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.to_ascii_lowercase())
+}
+
+/// `sdp` with fmtp parameter `key` of payload type `pt` set to `value`
+/// (replaced, or added to the format's fmtp, made if there is none).
+pub fn set_fmtp_param(sdp: &str, pt: u32, key: &str, value: &str) -> String {
+    edit(sdp, |msg| {
+        let prefix = format!("{pt} ");
+        for media in msg.medias_mut() {
+            if !media.formats().any(|f| f == pt.to_string()) {
+                continue;
+            }
+            let fmtp = attributes_named(media, "fmtp")
+                .find(|(_, v)| v.starts_with(&prefix))
+                .map(|(i, v)| (i, v[prefix.len()..].to_string()));
+            let mut params: Vec<String> = fmtp
+                .as_ref()
+                .map(|(_, p)| p.split(';').map(|x| x.trim().to_string()).collect())
+                .unwrap_or_default();
+            params.retain(|p| {
+                !p.is_empty()
+                    && !p
+                        .split('=')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .eq_ignore_ascii_case(key)
+            });
+            params.push(format!("{key}={value}"));
+            let attr = SDPAttribute::new("fmtp", Some(&format!("{pt} {}", params.join(";"))));
+            match fmtp {
+                Some((i, _)) => {
+                    let _ = media.replace_attribute(i, attr);
+                }
+                None => {
+                    media.add_attribute("fmtp", attr.value());
+                }
+            }
+        }
+    })
 }
 
 /// The media the remote will send, from its answer or offer: for each
@@ -353,6 +420,143 @@ pub fn answer_accepts_an_offered_codec(offer: &str, answer: &str) -> Result<(), 
     ))
 }
 
+/// A format of one m-section as GStreamer reads it (rtpmap and fmtp as
+/// caps fields): payload type, encoding name (upper case) and H.264
+/// profile-level-id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaFormat {
+    pub payload_type: u32,
+    pub encoding: String,
+    pub profile: Option<String>,
+}
+
+/// The formats of m-section `mline`, in the order given, or None if that
+/// m-section is missing or rejected (port 0). A profile missing from the
+/// answer is taken from `offer`'s format with the same payload type
+/// (webrtcbin's answers leave the fmtp out).
+pub fn formats_of(sdp: &str, offer: Option<&str>, mline: u32) -> Option<Vec<MediaFormat>> {
+    let msg = SDPMessage::parse_buffer(sdp.as_bytes()).ok()?;
+    let m = msg.media(mline)?;
+    if m.port() == 0 {
+        return None;
+    }
+    Some(
+        m.formats()
+            .filter_map(|pt| pt.parse::<i32>().ok())
+            .filter_map(|pt| {
+                let caps = m.caps_from_media(pt)?;
+                let s = caps.structure(0)?;
+                let encoding = s.get::<&str>("encoding-name").ok()?.to_ascii_uppercase();
+                let profile = s
+                    .get::<&str>("profile-level-id")
+                    .ok()
+                    .map(str::to_ascii_lowercase)
+                    .or_else(|| profile_in(offer, &pt.to_string()));
+                Some(MediaFormat {
+                    payload_type: pt as u32,
+                    encoding,
+                    profile,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Restricts the `media` m-sections of an offer to the encodings in
+/// `allowed` (upper case), put first in `allowed`'s order so that an
+/// answer listing them in the offer's order states this preference; the
+/// retransmission formats of removed ones go too. Err names both lists when
+/// an m-section keeps none.
+pub fn keep_encodings(sdp: &str, media: &str, allowed: &[&str]) -> Result<String, String> {
+    let mut msg = SDPMessage::parse_buffer(sdp.as_bytes()).map_err(|e| e.to_string())?;
+    for m in msg.medias_mut() {
+        if m.media() != Some(media) || m.port() == 0 {
+            continue;
+        }
+        let encoding_of = |m: &SDPMediaRef, pt: &str| {
+            attributes_named(m, "rtpmap").find_map(|(_, v)| {
+                let (p, rest) = v.split_once(' ')?;
+                (p == pt).then(|| rest.split('/').next().unwrap_or("").to_ascii_uppercase())
+            })
+        };
+        let apt_of = |m: &SDPMediaRef, pt: &str| {
+            let prefix = format!("{pt} ");
+            attributes_named(m, "fmtp").find_map(|(_, v)| {
+                v.strip_prefix(&prefix)?.split(';').find_map(|p| {
+                    let (k, v) = p.trim().split_once('=')?;
+                    k.eq_ignore_ascii_case("apt").then(|| v.to_string())
+                })
+            })
+        };
+        let formats: Vec<String> = m.formats().map(String::from).collect();
+        let rank = |pt: &str| {
+            let e = encoding_of(m, pt).unwrap_or_default();
+            allowed.iter().position(|a| a.eq_ignore_ascii_case(&e))
+        };
+        let is_media = |pt: &str| {
+            let e = encoding_of(m, pt).unwrap_or_default();
+            !NOT_MEDIA.iter().any(|n| n.eq_ignore_ascii_case(&e))
+        };
+        let mut kept: Vec<(usize, String)> = formats
+            .iter()
+            .filter(|pt| is_media(pt))
+            .filter_map(|pt| rank(pt).map(|r| (r, pt.clone())))
+            .collect();
+        if kept.is_empty() {
+            let offered: Vec<String> = formats
+                .iter()
+                .filter(|pt| is_media(pt))
+                .filter_map(|pt| encoding_of(m, pt))
+                .collect();
+            return Err(format!(
+                "no {media} codec this server accepts (offered {}; accepted {})",
+                if offered.is_empty() {
+                    "none".to_string()
+                } else {
+                    offered.join(", ")
+                },
+                allowed.join(", ")
+            ));
+        }
+        kept.sort_by_key(|(r, _)| *r);
+        let kept: Vec<String> = kept.into_iter().map(|(_, pt)| pt).collect();
+        // The other formats that stay: those not carrying media of their
+        // own, unless they repair a removed one (rtx's apt).
+        let others: Vec<String> = formats
+            .iter()
+            .filter(|pt| !is_media(pt))
+            .filter(|pt| apt_of(m, pt).is_none_or(|apt| kept.contains(&apt)))
+            .cloned()
+            .collect();
+        let order: Vec<String> = kept.into_iter().chain(others).collect();
+        let removed: Vec<String> = formats
+            .iter()
+            .filter(|pt| !order.contains(pt))
+            .cloned()
+            .collect();
+        while m.formats_len() > 0 {
+            let _ = m.remove_format(0);
+        }
+        for pt in &order {
+            m.add_format(pt);
+        }
+        let drop: Vec<u32> = m
+            .attributes()
+            .enumerate()
+            .filter(|(_, a)| matches!(a.key(), "rtpmap" | "fmtp" | "rtcp-fb"))
+            .filter(|(_, a)| {
+                let pt = a.value().unwrap_or("").split(' ').next().unwrap_or("");
+                removed.iter().any(|r| r == pt)
+            })
+            .map(|(i, _)| i as u32)
+            .collect();
+        for i in drop.into_iter().rev() {
+            let _ = m.remove_attribute(i);
+        }
+    }
+    msg.as_text().map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,26 +598,31 @@ m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio1\r\na=rtcp-mux\r\na=rtpmap:111 OP
     }
 
     #[test]
-    fn find_format_picks_packetization_mode_1_and_baseline() {
+    fn offered_formats_keep_packetization_mode_1_and_the_profile_as_written() {
         gst::init().unwrap();
         let offer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n\
 m=video 9 UDP/TLS/RTP/SAVPF 96 102 106 108\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:102 H264/90000\r\n\
 a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42001f\r\n\
 a=rtpmap:106 H264/90000\r\na=fmtp:106 packetization-mode=1;profile-level-id=640c1f\r\n\
-a=rtpmap:108 H264/90000\r\na=fmtp:108 packetization-mode=1;profile-level-id=42e01f\r\n";
-        let h264 = find_format(offer, "video", "H264").unwrap();
-        assert_eq!((h264.mline, h264.payload_type), (1, 108));
-        assert_eq!(h264.profile.as_deref(), Some("42e01f"));
-        assert_eq!(find_format(offer, "video", "vp8").unwrap().payload_type, 96);
+a=rtpmap:108 H264/90000\r\na=fmtp:108 packetization-mode=1;profile-level-id=42E01F\r\n";
+        let h264: Vec<(u32, u32, Option<String>)> = offered_formats(offer, "video", "H264")
+            .into_iter()
+            .map(|(f, _)| (f.mline, f.payload_type, f.profile))
+            .collect();
         assert_eq!(
-            find_format(offer, "audio", "OPUS").unwrap(),
-            OfferedFormat {
-                mline: 0,
-                payload_type: 111,
-                profile: None
-            }
+            h264,
+            vec![
+                (1, 106, Some("640c1f".into())),
+                (1, 108, Some("42e01f".into()))
+            ]
         );
-        assert!(find_format(offer, "video", "VP9").is_none());
+        assert_eq!(offered_formats(offer, "video", "vp8")[0].0.payload_type, 96);
+        let (opus, _) = &offered_formats(offer, "audio", "OPUS")[0];
+        assert_eq!(
+            (opus.mline, opus.payload_type, opus.profile.as_deref()),
+            (0, 111, None)
+        );
+        assert!(offered_formats(offer, "video", "VP9").is_empty());
     }
 
     #[test]
@@ -521,5 +730,52 @@ a=rtpmap:108 H264/90000\r\na=fmtp:108 packetization-mode=1;profile-level-id=42e0
                 ))
             );
         }
+    }
+
+    const VIDEO_OFFER: &str = "v=0\r\no=- 1 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96 97 98 99 102\r\na=mid:video0\r\na=rtpmap:96 VP8/90000\r\na=rtcp-fb:96 nack\r\n\
+a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\na=rtpmap:98 VP9/90000\r\na=rtpmap:99 rtx/90000\r\na=fmtp:99 apt=98\r\n\
+a=rtpmap:102 H264/90000\r\na=fmtp:102 packetization-mode=1;profile-level-id=42e01f\r\n";
+
+    #[test]
+    fn keep_encodings_drops_other_codecs_and_their_rtx() {
+        gst::init().unwrap();
+        let out = keep_encodings(VIDEO_OFFER, "video", &["VP9"]).unwrap();
+        assert!(
+            out.contains("m=video 9 UDP/TLS/RTP/SAVPF 98 99\r\n"),
+            "{out}"
+        );
+        assert!(!out.contains("VP8") && !out.contains("H264") && !out.contains("apt=96"));
+        assert!(out.contains("a=fmtp:99 apt=98"));
+        // Preference order: the server's, not the offer's.
+        let out = keep_encodings(VIDEO_OFFER, "video", &["H264", "VP8"]).unwrap();
+        assert!(
+            out.contains("m=video 9 UDP/TLS/RTP/SAVPF 102 96 97\r\n"),
+            "{out}"
+        );
+        let err = keep_encodings(VIDEO_OFFER, "video", &["AV1"]).unwrap_err();
+        assert!(err.contains("offered VP8, VP9, H264"), "{err}");
+        // Other media untouched.
+        assert_eq!(
+            keep_encodings(VIDEO_OFFER, "audio", &["OPUS"]).unwrap(),
+            VIDEO_OFFER
+        );
+    }
+
+    #[test]
+    fn formats_of_an_answer_take_the_offers_profile() {
+        gst::init().unwrap();
+        let answer = VIDEO_OFFER.replace(
+            "a=fmtp:102 packetization-mode=1;profile-level-id=42e01f\r\n",
+            "",
+        );
+        let f = formats_of(&answer, Some(VIDEO_OFFER), 0).unwrap();
+        assert_eq!(f[0].encoding, "VP8");
+        let h264 = f.iter().find(|f| f.encoding == "H264").unwrap();
+        assert_eq!(
+            (h264.payload_type, h264.profile.as_deref()),
+            (102, Some("42e01f"))
+        );
+        assert_eq!(formats_of(&answer, None, 1), None);
     }
 }

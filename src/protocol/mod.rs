@@ -32,4 +32,4 @@ pub use responses::{
     AnswerKind, DeleteOutcome, IceRestartAnswer, OfferResponse, OptionsResponse, TrickleOutcome,
 };
 pub use retry_after::parse_retry_after;
-pub use sdpfrag::trickle_sdpfrag;
+pub use sdpfrag::{parse_sdpfrag, trickle_sdpfrag, FragMedia, SdpFrag};

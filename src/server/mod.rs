@@ -19,8 +19,12 @@ use crate::protocol::AuthToken;
 use crate::runtime::RUNTIME;
 
 pub mod claims;
+pub mod codec_params;
 pub mod direction;
+pub mod ice;
 pub mod settings;
+
+pub use ice::IceSession;
 
 /// The HTTP server's own category: one INFO line per request (method, path
 /// with query values redacted, status, time taken), connection limits and
@@ -88,6 +92,12 @@ pub async fn off_runtime<T: Send + 'static>(
         .map_err(|e| Refusal::new(500, "Internal Server Error", e.to_string()))
 }
 
+/// An accepted offer: the answer, and the session's ICE for its PATCHes.
+pub struct Answered {
+    pub sdp: String,
+    pub ice: Arc<IceSession>,
+}
+
 pub trait Handler: Send + Sync + 'static {
     /// A POSTed offer on `path`; the resource will live at `location`.
     /// Returns the answer SDP. Runs in the connection's task, on a runtime
@@ -97,7 +107,9 @@ pub trait Handler: Send + Sync + 'static {
         path: String,
         location: String,
         offer: String,
-    ) -> BoxFuture<Result<String, Refusal>>;
+    ) -> BoxFuture<Result<Answered, Refusal>>;
+    /// The ICE of the session at `location`, for a PATCH; None: unknown.
+    fn ice(&self, location: &str) -> Option<Arc<IceSession>>;
     /// DELETE of a resource: false if unknown (404). Runs on a blocking
     /// thread: it may change element states.
     fn delete(&self, location: &str) -> bool;
@@ -501,7 +513,7 @@ fn authorized(route: &Route, req: &Request<hyper::body::Incoming>) -> bool {
         })
 }
 
-fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     let mut bytes = [0u8; 12];
     let _ = openssl::rand::rand_bytes(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -521,6 +533,7 @@ async fn handle(listener: &Listener, req: Request<hyper::body::Incoming>) -> Res
         let mut resp = response(StatusCode::NO_CONTENT, None, Bytes::new());
         let h = resp.headers_mut();
         h.insert("Accept-Post", "application/sdp".parse().unwrap());
+        h.insert("Accept-Patch", ice::SDPFRAG.parse().unwrap());
         h.insert("Allow", "OPTIONS, POST, DELETE, PATCH".parse().unwrap());
         h.insert(
             "Access-Control-Allow-Methods",
@@ -586,11 +599,13 @@ async fn handle(listener: &Listener, req: Request<hyper::body::Incoming>) -> Res
             let id = new_id();
             let location = format!("{path}/{id}");
             match shared.handler.offer(path, location.clone(), offer).await {
-                Ok(answer) => {
-                    let mut resp = response(StatusCode::CREATED, Some("application/sdp"), answer);
+                Ok(answered) => {
+                    let mut resp =
+                        response(StatusCode::CREATED, Some("application/sdp"), answered.sdp);
                     let h = resp.headers_mut();
                     h.insert("Location", location.parse().unwrap());
-                    h.insert("ETag", format!("\"{id}\"").parse().unwrap());
+                    h.insert("ETag", answered.ice.etag().parse().unwrap());
+                    h.insert("Accept-Patch", ice::SDPFRAG.parse().unwrap());
                     resp
                 }
                 Err(refusal) => problem(&refusal),
@@ -608,18 +623,74 @@ async fn handle(listener: &Listener, req: Request<hyper::body::Incoming>) -> Res
                 problem(&Refusal::new(404, "Not Found", "no such session"))
             }
         }
-        // Our answers carry every candidate; trickle and ICE restart are not
-        // offered (clients then keep the session, RFC 9725 §4.3.1).
-        Method::PATCH => problem(&Refusal::new(
-            405,
-            "Method Not Allowed",
-            "trickle ICE is not supported",
-        )),
+        Method::PATCH => patch(&shared, &path, req).await,
         _ => problem(&Refusal::new(
             405,
             "Method Not Allowed",
             "use POST, DELETE or OPTIONS",
         )),
+    }
+}
+
+/// Trickle ICE or ICE restart on a session (see `ice`).
+async fn patch(
+    route: &Route,
+    location: &str,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Full<Bytes>> {
+    let Some(session) = route.handler.ice(location) else {
+        return problem(&Refusal::new(404, "Not Found", "no such session"));
+    };
+    let header = |name| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let is_sdpfrag = header(hyper::header::CONTENT_TYPE).is_some_and(|ct| {
+        ct.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .eq_ignore_ascii_case(ice::SDPFRAG)
+    });
+    if !is_sdpfrag {
+        let mut resp = problem(&Refusal::new(
+            415,
+            "Unsupported Media Type",
+            format!("a PATCH must be {}", ice::SDPFRAG),
+        ));
+        resp.headers_mut()
+            .insert("Accept-Patch", ice::SDPFRAG.parse().unwrap());
+        return resp;
+    }
+    let if_match = header(hyper::header::IF_MATCH);
+    let body = Limited::new(req.into_body(), MAX_BODY).collect();
+    let body = match tokio::time::timeout(BODY_TIMEOUT, body).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(_)) => return problem(&Refusal::new(413, "Content Too Large", "sdpfrag too large")),
+        Err(_) => {
+            return problem(&Refusal::new(
+                408,
+                "Request Timeout",
+                "the sdpfrag did not arrive in time",
+            ))
+        }
+    };
+    let body = String::from_utf8_lossy(&body);
+    match session.patch(if_match.as_deref(), &body).await {
+        Ok(ice::Patched::Trickled) => {
+            let mut resp = response(StatusCode::NO_CONTENT, None, Bytes::new());
+            resp.headers_mut()
+                .insert("ETag", session.etag().parse().unwrap());
+            resp
+        }
+        Ok(ice::Patched::Restarted { sdpfrag, etag }) => {
+            let mut resp = response(StatusCode::OK, Some(ice::SDPFRAG), sdpfrag);
+            resp.headers_mut().insert("ETag", etag.parse().unwrap());
+            resp
+        }
+        Err(refusal) => problem(&refusal),
     }
 }
 

@@ -33,6 +33,10 @@ pub struct ServerSettings {
     pub max_sessions: u32,
     /// whipserversrc only.
     pub allow_multiple_publishers: bool,
+    /// whipserversrc only: the codecs publishers may send, in the server's
+    /// preference order; None: any codec, in the publisher's order.
+    pub video_caps: Option<gst::Caps>,
+    pub audio_caps: Option<gst::Caps>,
 }
 
 impl Default for ServerSettings {
@@ -47,6 +51,8 @@ impl Default for ServerSettings {
             peer_timeout_ms: DEFAULT_PEER_TIMEOUT_MS,
             max_sessions: DEFAULT_MAX_SESSIONS,
             allow_multiple_publishers: false,
+            video_caps: None,
+            audio_caps: None,
         }
     }
 }
@@ -73,6 +79,30 @@ impl ServerSettings {
                 .mutable_ready()
                 .build(),
         );
+        for media in ["video", "audio"] {
+            let example = if media == "video" {
+                "\"video/x-vp9\" or \"video/x-h264;video/x-vp8\""
+            } else {
+                "\"audio/x-opus\""
+            };
+            props.push(
+                glib::ParamSpecBoxed::builder::<gst::Caps>(&format!("{media}-caps"))
+                    .nick(if media == "video" {
+                        "Video codecs"
+                    } else {
+                        "Audio codecs"
+                    })
+                    .blurb(&format!(
+                        "The {media} codecs publishers may send, as encoded caps in this \
+                         server's preference order, e.g. {example}: offers are answered \
+                         with the first of these they carry, and an offer with none of them \
+                         gets 400. Unset (the default): any codec the element handles, in the \
+                         publisher's order. Applies to offers that come after it is set."
+                    ))
+                    .mutable_playing()
+                    .build(),
+            );
+        }
         props.push(
             glib::ParamSpecBoolean::builder("allow-multiple-publishers")
                 .nick("Allow multiple publishers")
@@ -206,6 +236,8 @@ impl ServerSettings {
             "peer-timeout" => self.peer_timeout_ms = value.get().unwrap(),
             "max-sessions" => self.max_sessions = value.get().unwrap(),
             "allow-multiple-publishers" => self.allow_multiple_publishers = value.get().unwrap(),
+            "video-caps" => self.video_caps = value.get().unwrap(),
+            "audio-caps" => self.audio_caps = value.get().unwrap(),
             _ => return false,
         }
         true
@@ -221,6 +253,8 @@ impl ServerSettings {
             "peer-timeout" => self.peer_timeout_ms.to_value(),
             "max-sessions" => self.max_sessions.to_value(),
             "allow-multiple-publishers" => self.allow_multiple_publishers.to_value(),
+            "video-caps" => self.video_caps.to_value(),
+            "audio-caps" => self.audio_caps.to_value(),
             _ => pspec.default_value().clone(),
         }
     }
@@ -274,6 +308,21 @@ impl ServerSettings {
             latency_ms: self.latency_ms,
             ..PeerSettings::default()
         }
+    }
+
+    /// A publisher's offer restricted to `video-caps`/`audio-caps` and
+    /// ordered by them (see `sdp::keep_encodings`); Err says why none fits.
+    pub fn restrict_offer(&self, offer: &str) -> Result<String, String> {
+        let mut offer = offer.to_string();
+        for (media, caps) in [("video", &self.video_caps), ("audio", &self.audio_caps)] {
+            let Some(caps) = caps else { continue };
+            let allowed: Vec<&str> = crate::codec::preferred(caps, media, |_| true)
+                .into_iter()
+                .map(|c| c.encoding_name)
+                .collect();
+            offer = crate::peer::sdp::keep_encodings(&offer, media, &allowed)?;
+        }
+        Ok(offer)
     }
 
     /// Host candidates on chosen addresses gather in milliseconds; keep the

@@ -19,6 +19,14 @@
 //! - `session-ended`: a session is over and its DELETE was sent (or there
 //!   was nothing to DELETE).
 //!   - `location` (string or null), `reason` (string).
+//! - `session-timeline`: where a session's start went, once its first
+//!   frame came out (whepsrc) or was sent (whipsink). Fields in ms (double)
+//!   since the session's start, each present once reached:
+//!   `peer-ready-ms`, `description-created-ms`, `gathered-ms`,
+//!   `post-sent-ms`, `answer-received-ms`, `answer-applied-ms`,
+//!   `ice-connected-ms`, `dtls-connected-ms`, `first-rtp-ms`,
+//!   `first-frame-ms`; and `first-of-process` (boolean). Also logged in the
+//!   `whipwhep-timeline` debug category (INFO).
 //! - `session-reconnecting`: another attempt is coming.
 //!   - `attempt` (uint, from 1): one counter for POST retries and
 //!     reconnections, reset when a session connects.
@@ -34,6 +42,18 @@
 //!   - `frames-lost` (uint64): the frames that gap stands for.
 //!   - `planned` (boolean): a make-before-break renewal (true) or a
 //!     reconnection after a cut (false).
+//! - `session-ice-restarted`: the path of a session broke (ICE/DTLS
+//!   disconnected or failed, media-timeout, the server's RTCP silent) and an
+//!   ICE restart was tried first (`ice-restart-timeout`).
+//!   - `outcome` (string): `restarted` (the same session, Location and DTLS
+//!     go on) or `new-session` (the restart was refused or timed out: a new
+//!     session replaced it).
+//!   - `interrupted-ms` (uint64): from the last media (whipsink: the
+//!     server's last RTCP report) before the cut to the first after it;
+//!     posted once media is back.
+//!   - `location` (string or null): the session restarted (or replaced).
+//!   - `reason` (string): why the path was judged broken, and for
+//!     `new-session` why the restart failed.
 //!
 //! whipserversrc (posted by `post_publisher_message` in
 //! `src/whipserversrc/imp.rs`):
@@ -131,6 +151,24 @@ fn human(d: std::time::Duration) -> String {
     }
 }
 
+/// `session-ice-restarted`: outcome (`restarted` / `new-session`),
+/// interrupted-ms, location, reason.
+pub fn post_ice_restarted(
+    obj: &gst::Element,
+    outcome: &str,
+    interrupted: std::time::Duration,
+    location: Option<&url::Url>,
+    reason: &str,
+) {
+    let s = gst::Structure::builder("session-ice-restarted")
+        .field("outcome", outcome)
+        .field("interrupted-ms", interrupted.as_millis() as u64)
+        .field("location", location.map(redact_url))
+        .field("reason", reason)
+        .build();
+    let _ = obj.post_message(gst::message::Element::builder(s).src(obj).build());
+}
+
 /// `session-renewed`: the output moved to a new session. gap-ms is the
 /// time between the last buffer of the old one and the first of the new
 /// (one frame duration when nothing was lost), frames-lost the frames that
@@ -143,4 +181,9 @@ pub fn post_renewed(obj: &gst::Element, gap: std::time::Duration, frames_lost: u
         .field("planned", planned)
         .build();
     let _ = obj.post_message(gst::message::Element::builder(s).src(obj).build());
+}
+
+/// `session-timeline`: see `crate::peer::timeline::Timeline::to_structure`.
+pub fn post_session_timeline(obj: &gst::Element, timeline: gst::Structure) {
+    let _ = obj.post_message(gst::message::Element::builder(timeline).src(obj).build());
 }

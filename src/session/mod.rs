@@ -3,6 +3,7 @@
 //! which differ only in direction and pads.
 
 pub mod backoff;
+pub mod ice_restart;
 pub mod messages;
 pub mod resource;
 pub mod settings;
@@ -15,6 +16,7 @@ use gst::prelude::*;
 use gst_webrtc::WebRTCSDPType;
 use url::Url;
 
+use crate::peer::timeline::Phase;
 use crate::peer::{Connection, Peer, PeerError};
 use crate::protocol::{redact_url, AnswerKind, DeleteOutcome, OfferResponse, ProtocolError};
 use crate::runtime::RUNTIME;
@@ -200,6 +202,7 @@ impl Negotiation<'_> {
         let waiting_since = std::time::Instant::now();
         let mut retry = 0;
         let resp = loop {
+            self.peer.timeline().mark(Phase::PostSent);
             let e = match self.post(&offer).await {
                 Err(SessionError::Protocol(e)) if backoff::is_retryable(e.status()) => e,
                 other => break other?,
@@ -241,6 +244,7 @@ impl Negotiation<'_> {
                 .with(|obj| messages::post_retrying(obj, attempt, delay, &e.to_string(), &of));
             tokio::time::sleep(delay).await;
         };
+        self.peer.timeline().mark(Phase::AnswerReceived);
         gst::debug!(
             CAT,
             id = self.host.name(),

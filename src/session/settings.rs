@@ -14,6 +14,10 @@ pub const DEFAULT_TIMEOUT_S: u32 = 15;
 /// enough not to dominate time to first frame when a STUN server is silent.
 pub const DEFAULT_GATHER_TIMEOUT_MS: u32 = 1000;
 
+/// How long an ICE restart may take to bring media back before a new
+/// session replaces it: a restart over a working path takes tens of ms.
+pub const DEFAULT_ICE_RESTART_TIMEOUT_MS: u32 = 3000;
+
 /// The `redirect-auth` property: whether the token follows a redirect to
 /// another origin (docs/protocol.md P6). Same-origin redirects always keep
 /// it; an https→http redirect is always refused.
@@ -68,6 +72,7 @@ pub struct ClientSettings {
     pub max_session_duration_s: u32,
     pub renew_lead_ms: u32,
     pub media_timeout_ms: u32,
+    pub ice_restart_timeout_ms: u32,
     /// WHEP: seconds to keep retrying "no publisher yet" (409); -1: forever.
     pub publisher_wait_s: i32,
 }
@@ -111,6 +116,7 @@ impl ClientSettings {
             max_session_duration_s: 0,
             renew_lead_ms: 3000,
             media_timeout_ms: kind.default_media_timeout_ms(),
+            ice_restart_timeout_ms: DEFAULT_ICE_RESTART_TIMEOUT_MS,
             // WHEP's 409 means "no publisher yet": a player waits. WHIP's
             // means the endpoint is taken: a publisher must be told.
             publisher_wait_s: if kind == Kind::Whep { -1 } else { 0 },
@@ -278,6 +284,22 @@ impl ClientSettings {
                 .default_value(kind.default_media_timeout_ms())
                 .mutable_ready()
                 .build(),
+            glib::ParamSpecUInt::builder("ice-restart-timeout")
+                .nick("ICE restart timeout")
+                .blurb(
+                    "When a session's network path breaks (ICE/DTLS disconnected or failed, \
+                     media-timeout, the server's RTCP silent) but the server may still hold the \
+                     session, restart ICE on it first (a PATCH with new ICE credentials, RFC 9725 \
+                     4.3.3): the same session, Location and DTLS go on. If the server refuses \
+                     (405, 501, 404, 412, ...) or media is not back within this many \
+                     milliseconds, a new session replaces it (reconnect). The bus message \
+                     session-ice-restarted says which, and how long media was interrupted. 0: \
+                     no ICE restart, a new session at once.",
+                )
+                .maximum(60_000)
+                .default_value(DEFAULT_ICE_RESTART_TIMEOUT_MS)
+                .mutable_ready()
+                .build(),
         ];
         if kind == Kind::Whep {
             props.push(
@@ -326,6 +348,7 @@ impl ClientSettings {
             "max-session-duration" => self.max_session_duration_s = value.get().unwrap(),
             "renew-lead" => self.renew_lead_ms = value.get().unwrap(),
             "media-timeout" => self.media_timeout_ms = value.get().unwrap(),
+            "ice-restart-timeout" => self.ice_restart_timeout_ms = value.get().unwrap(),
             "publisher-wait" => self.publisher_wait_s = value.get().unwrap(),
             _ => return false,
         }
@@ -350,6 +373,7 @@ impl ClientSettings {
             "max-session-duration" => self.max_session_duration_s.to_value(),
             "renew-lead" => self.renew_lead_ms.to_value(),
             "media-timeout" => self.media_timeout_ms.to_value(),
+            "ice-restart-timeout" => self.ice_restart_timeout_ms.to_value(),
             "publisher-wait" => self.publisher_wait_s.to_value(),
             _ => return None,
         })
@@ -380,6 +404,7 @@ impl ClientSettings {
                 .then(|| Duration::from_secs(self.max_session_duration_s.into())),
             renew_lead: ms(self.renew_lead_ms),
             media_timeout: (self.media_timeout_ms > 0).then(|| ms(self.media_timeout_ms)),
+            ice_restart: (self.ice_restart_timeout_ms > 0).then(|| ms(self.ice_restart_timeout_ms)),
             use_link_headers: self.use_link_headers,
             gather_timeout: self.gather_timeout(),
             connect_timeout: self.timeout(),

@@ -12,6 +12,7 @@ use gst_webrtc::WebRTCPeerConnectionState;
 use url::Url;
 
 use super::backoff::{self, Backoff};
+use super::ice_restart;
 use super::{
     delete_and_report, messages, new_peer_off_runtime, post_error, Host, MakePeer, Negotiation,
     Resource, SessionError, CAT,
@@ -38,6 +39,9 @@ pub struct Policy {
     pub renew_lead: Duration,
     /// A session that delivers no media this long has been cut.
     pub media_timeout: Option<Duration>,
+    /// After a cut of the path, how long an ICE restart on the same session
+    /// may take to bring media back; None: no restart, a new session.
+    pub ice_restart: Option<Duration>,
     pub use_link_headers: bool,
     pub gather_timeout: Duration,
     pub connect_timeout: Duration,
@@ -202,9 +206,11 @@ impl<R: Role> Supervisor<R> {
 
     /// Negotiates and connects one session (`renewal`: see `Role::new_peer`).
     async fn establish(&self, sessions: &Sessions, renewal: bool) -> Result<Active, SessionError> {
+        let start = Instant::now();
         let role = self.role.clone();
         let make_peer: MakePeer = Arc::new(move || role.new_peer(renewal));
         let peer = new_peer_off_runtime(make_peer.clone()).await?;
+        peer.timeline().set_origin(start);
         let resource = Resource::new(self.client.clone());
         sessions.lock().unwrap().push(resource.clone());
         let result = async {
@@ -243,11 +249,14 @@ impl<R: Role> Supervisor<R> {
             self.host
                 .with(|obj| messages::post_session_started(obj, &negotiated.response));
             match super::wait_connected(&peer, self.policy.connect_timeout).await {
-                Ok(true) => Ok(Active {
-                    peer,
-                    resource: resource.clone(),
-                    started: Instant::now(),
-                }),
+                Ok(true) => {
+                    RUNTIME.spawn(report_timeline(self.host.clone(), peer.clone()));
+                    Ok(Active {
+                        peer,
+                        resource: resource.clone(),
+                        started: Instant::now(),
+                    })
+                }
                 Ok(false) => Err(SessionError::ConnectionFailed),
                 Err(e) => Err(e),
             }
@@ -321,65 +330,166 @@ impl<R: Role> Supervisor<R> {
         }
     }
 
+    /// Whether an ICE restart may save the session: its path broke (ICE or
+    /// DTLS state, silence), rather than the server ending it.
+    fn path_broke(end: &End) -> bool {
+        matches!(
+            end,
+            End::Connection(
+                WebRTCPeerConnectionState::Failed | WebRTCPeerConnectionState::Disconnected
+            ) | End::NoMedia(_)
+                | End::NoRtcp(_)
+        )
+    }
+
+    /// When media last came through `peer`; for whipsink, which receives
+    /// none, the server's last RTCP report.
+    fn last_heard(role: &R, peer: &Arc<Peer>) -> Option<Instant> {
+        if role.rtcp_liveness() {
+            peer.last_rtcp()
+        } else {
+            role.last_media(peer)
+        }
+    }
+
+    /// Restarts ICE on `active` (see `ice_restart`); Ok: when media came
+    /// back, within `limit`.
+    async fn restart_ice(&self, active: &Active, limit: Duration) -> Result<Instant, String> {
+        let since = Instant::now();
+        let attempt = async {
+            ice_restart::restart(&active.peer, &active.resource).await?;
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            loop {
+                tick.tick().await;
+                let up = !matches!(
+                    *active.peer.connection_state().borrow(),
+                    WebRTCPeerConnectionState::Failed
+                        | WebRTCPeerConnectionState::Closed
+                        | WebRTCPeerConnectionState::Disconnected
+                );
+                if let Some(t) = Self::last_heard(&self.role, &active.peer).filter(|t| *t > since) {
+                    if up {
+                        return Ok(t);
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(limit, attempt)
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "media was not back within {} ms",
+                    limit.as_millis()
+                ))
+            })
+    }
+
+    /// After a failed ICE restart, once the new session's first media came
+    /// (at most 10 s on), `session-ice-restarted` with outcome `new-session`.
+    fn report_new_session(&self, new: &Active, cut: Instant, reason: String) {
+        let (role, peer, host) = (self.role.clone(), new.peer.clone(), self.host.clone());
+        let location = new.resource.location();
+        RUNTIME.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            for _ in 0..1000 {
+                tick.tick().await;
+                if let Some(t) = Self::last_heard(&role, &peer).filter(|t| *t > cut) {
+                    host.with(|obj| {
+                        messages::post_ice_restarted(
+                            obj,
+                            "new-session",
+                            t - cut,
+                            location.as_ref(),
+                            &reason,
+                        )
+                    });
+                    return;
+                }
+            }
+        });
+    }
+
     /// Runs until the policy gives up (ERROR) or the task is aborted.
     pub async fn run(self, sessions: Sessions, current: Current) {
         let host = self.host.clone();
         let mut ran = false;
         let mut next: Option<Active> = None;
+        // The session an ICE restart kept: watched again as it was.
+        let mut restarted: Option<Active> = None;
+        // A failed ICE restart: when media stopped, and why.
+        let mut replaced: Option<(Instant, String)> = None;
         loop {
-            let active = match next.take() {
-                Some(a) => a,
-                None => match self.establish(&sessions, false).await {
-                    Ok(a) => a,
-                    Err(e) => {
-                        let transient = matches!(&e, SessionError::Protocol(p) if backoff::is_retryable(p.status()) || p.status().is_none())
-                            || matches!(
-                                e,
-                                SessionError::ConnectionFailed
-                                    | SessionError::PeerFailed(_)
-                                    | SessionError::ConnectTimeout(_)
-                            );
-                        // The first session failing is a configuration or
-                        // availability problem for the user to see at once
-                        // (its POST was already retried if the refusal was
-                        // transient); reconnection is for streams that ran.
-                        let attempt = self.attempt.load(Ordering::Relaxed);
-                        if !self.policy.reconnect
-                            || !ran
-                            || !transient
-                            || attempt >= self.policy.backoff.max_retries
-                        {
-                            let why = if attempt > 0 {
-                                format!(
-                                    "{} (gave up after {attempt} reconnection attempts)",
-                                    self.context()
-                                )
-                            } else {
-                                self.context()
-                            };
-                            return host.with(|obj| post_error(obj, &why, &e));
-                        }
-                        let attempt = self.attempt.fetch_add(1, Ordering::Relaxed) + 1;
-                        let delay = self.policy.backoff.delay(
-                            attempt,
-                            match &e {
-                                SessionError::Protocol(p) => p.retry_after(),
-                                _ => None,
-                            },
-                        );
-                        let of = format!("{attempt} of {}", self.policy.backoff.max_retries);
-                        host.with(|obj| {
-                            messages::post_retrying(obj, attempt, delay, &e.to_string(), &of)
-                        });
-                        tokio::time::sleep(delay).await;
-                        continue;
-                    }
-                },
+            let (active, fresh) = match restarted.take() {
+                Some(a) => (a, false),
+                None => (
+                    match next.take() {
+                        Some(a) => a,
+                        None => match self.establish(&sessions, false).await {
+                            Ok(a) => a,
+                            Err(e) => {
+                                let transient = matches!(&e, SessionError::Protocol(p) if backoff::is_retryable(p.status()) || p.status().is_none())
+                                    || matches!(
+                                        e,
+                                        SessionError::ConnectionFailed
+                                            | SessionError::PeerFailed(_)
+                                            | SessionError::ConnectTimeout(_)
+                                    );
+                                // The first session failing is a configuration or
+                                // availability problem for the user to see at once
+                                // (its POST was already retried if the refusal was
+                                // transient); reconnection is for streams that ran.
+                                let attempt = self.attempt.load(Ordering::Relaxed);
+                                if !self.policy.reconnect
+                                    || !ran
+                                    || !transient
+                                    || attempt >= self.policy.backoff.max_retries
+                                {
+                                    let why = if attempt > 0 {
+                                        format!(
+                                            "{} (gave up after {attempt} reconnection attempts)",
+                                            self.context()
+                                        )
+                                    } else {
+                                        self.context()
+                                    };
+                                    return host.with(|obj| post_error(obj, &why, &e));
+                                }
+                                let attempt = self.attempt.fetch_add(1, Ordering::Relaxed) + 1;
+                                let delay = self.policy.backoff.delay(
+                                    attempt,
+                                    match &e {
+                                        SessionError::Protocol(p) => p.retry_after(),
+                                        _ => None,
+                                    },
+                                );
+                                let of =
+                                    format!("{attempt} of {}", self.policy.backoff.max_retries);
+                                host.with(|obj| {
+                                    messages::post_retrying(
+                                        obj,
+                                        attempt,
+                                        delay,
+                                        &e.to_string(),
+                                        &of,
+                                    )
+                                });
+                                tokio::time::sleep(delay).await;
+                                continue;
+                            }
+                        },
+                    },
+                    true,
+                ),
             };
-            self.attempt.store(0, Ordering::Relaxed);
-            ran = true;
             *current.lock().unwrap() = Some((active.peer.clone(), active.resource.clone()));
-            self.role.activate(&active.peer);
+            if fresh {
+                self.attempt.store(0, Ordering::Relaxed);
+                ran = true;
+                self.role.activate(&active.peer);
+                if let Some((cut, reason)) = replaced.take() {
+                    self.report_new_session(&active, cut, reason);
+                }
+            }
             match self.watch(&active).await {
                 End::Renew => {
                     // Make before break: the old session keeps the output until
@@ -416,6 +526,40 @@ impl<R: Role> Supervisor<R> {
                     }
                 }
                 end => {
+                    let cut =
+                        Self::last_heard(&self.role, &active.peer).unwrap_or_else(Instant::now);
+                    let mut reason = end.to_string();
+                    if let Some(limit) = self.policy.ice_restart.filter(|_| Self::path_broke(&end))
+                    {
+                        gst::info!(CAT, id = host.name(), "path broke ({end}): restarting ICE");
+                        match self.restart_ice(&active, limit).await {
+                            Ok(back) => {
+                                gst::info!(
+                                    CAT,
+                                    id = host.name(),
+                                    "ICE restarted, media back after {:?}",
+                                    back - cut
+                                );
+                                host.with(|obj| {
+                                    messages::post_ice_restarted(
+                                        obj,
+                                        "restarted",
+                                        back - cut,
+                                        active.resource.location().as_ref(),
+                                        &reason,
+                                    )
+                                });
+                                restarted = Some(active);
+                                continue;
+                            }
+                            Err(why) => {
+                                gst::warning!(CAT, id = host.name(), "ICE restart failed: {why}");
+                                reason = format!("{end}; the ICE restart failed: {why}");
+                                replaced = Some((cut, reason.clone()));
+                            }
+                        }
+                    }
+                    let end = reason;
                     gst::info!(CAT, id = host.name(), "session ended: {end}");
                     current.lock().unwrap().take();
                     self.retire(&active.peer).await;
@@ -432,4 +576,18 @@ impl<R: Role> Supervisor<R> {
             }
         }
     }
+}
+
+/// How long a connected session's first frame is awaited for its timeline.
+const FIRST_FRAME_WAIT: Duration = Duration::from_secs(10);
+
+/// Posts `session-timeline` once the session's first frame came (see
+/// `crate::peer::timeline`), and logs it in the `whipwhep-timeline` category.
+async fn report_timeline(host: Host, peer: Arc<Peer>) {
+    if !peer.timeline().first_frame(FIRST_FRAME_WAIT).await {
+        return;
+    }
+    let s = peer.timeline().to_structure();
+    gst::info!(crate::peer::timeline::CAT, id = host.name(), "{s}");
+    host.with(|obj| messages::post_session_timeline(obj, s));
 }

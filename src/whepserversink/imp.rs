@@ -13,9 +13,10 @@ use crate::peer::stats::ServerStats;
 use crate::peer::{sdp, Peer};
 use crate::runtime::RUNTIME;
 use crate::server::claims::{Slot, Slots};
+use crate::server::codec_params::{self, Choice};
 use crate::server::direction::{check_offer, Endpoint};
 use crate::server::settings::ServerSettings;
-use crate::server::{BoxFuture, Handler, HttpServer, Refusal};
+use crate::server::{Answered, BoxFuture, Handler, HttpServer, IceSession, Refusal};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -47,8 +48,13 @@ struct Branch {
     elements: Vec<gst::Element>,
 }
 
+/// A refused viewer, and the branches made for it so far (to remove).
+type Refused = (Vec<Branch>, Refusal);
+
 struct Viewer {
     peer: Arc<Peer>,
+    /// Its trickle and ICE restart PATCHes.
+    ice: Arc<IceSession>,
     branches: Vec<Branch>,
     /// Its place among max-sessions.
     _slot: Slot,
@@ -258,7 +264,7 @@ impl Handler for WhepHandler {
         path: String,
         location: String,
         offer: String,
-    ) -> BoxFuture<Result<String, Refusal>> {
+    ) -> BoxFuture<Result<Answered, Refusal>> {
         let weak = self.0.clone();
         Box::pin(async move {
             let obj = weak.upgrade().ok_or_else(|| {
@@ -266,6 +272,12 @@ impl Handler for WhepHandler {
             })?;
             obj.imp().accept_viewer(path, location, offer).await
         })
+    }
+
+    fn ice(&self, location: &str) -> Option<Arc<IceSession>> {
+        let obj = self.0.upgrade()?;
+        let state = obj.imp().state.lock().unwrap();
+        state.viewers.get(location).map(|s| s.ice.clone())
     }
 
     fn delete(&self, location: &str) -> bool {
@@ -375,7 +387,7 @@ impl WhepServerSink {
         path: String,
         location: String,
         offer: String,
-    ) -> Result<String, Refusal> {
+    ) -> Result<Answered, Refusal> {
         let settings = self.settings.lock().unwrap().clone();
         check_offer(Endpoint::Whep, &offer)?;
         let slot = self.slots.take(settings.max_sessions)?;
@@ -445,7 +457,7 @@ impl WhepServerSink {
             o.imp().add_branches(&p, &inputs, &sdp_offer, &c, &loc)
         })
         .await?;
-        let branches = match added {
+        let (branches, choices) = match added {
             Ok(b) => b,
             Err((branches, refusal)) => return Err(fail(peer, branches, refusal).await),
         };
@@ -453,7 +465,15 @@ impl WhepServerSink {
             .answer_remote_offer(&offer, settings.gather_timeout())
             .await
         {
-            Ok(a) => a.sdp,
+            Ok(a) => Answered {
+                // Each format's parameters as the input has them.
+                sdp: choices.iter().fold(a.sdp, |sdp, c| {
+                    c.params.iter().fold(sdp, |sdp, (key, value)| {
+                        sdp::set_fmtp_param(&sdp, c.format.payload_type, key, value)
+                    })
+                }),
+                ice: IceSession::new(peer.clone(), &offer),
+            },
             Err(e) => {
                 return Err(fail(
                     peer,
@@ -474,6 +494,7 @@ impl WhepServerSink {
                     location.clone(),
                     Viewer {
                         peer: peer.clone(),
+                        ice: answer.ice.clone(),
                         branches,
                         _slot: slot,
                     },
@@ -520,8 +541,11 @@ impl WhepServerSink {
         Ok(answer)
     }
 
-    /// A branch for each input the viewer's offer takes; a refusal (with
-    /// the branches made so far, to remove) if none or one failed.
+    /// A branch for each input the viewer's offer takes, and the codec
+    /// parameters to answer for each (`codec_params`: what the input really
+    /// is); a refusal (with the branches made so far, to remove) if none,
+    /// if one failed, or if the viewer takes an input's codec only in forms
+    /// that cannot carry it (an H.264 High input, a Baseline-only offer).
     fn add_branches(
         &self,
         peer: &Peer,
@@ -529,24 +553,35 @@ impl WhepServerSink {
         offer: &str,
         connected: &Arc<AtomicBool>,
         location: &str,
-    ) -> Result<Vec<Branch>, (Vec<Branch>, Refusal)> {
+    ) -> Result<(Vec<Branch>, Vec<Choice>), Refused> {
         let mut branches = Vec::new();
+        let mut choices = Vec::new();
         for (codec, tee) in inputs {
-            let Some(format) = sdp::find_format(offer, codec.media, codec.encoding_name) else {
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "viewer {location} does not take {}",
-                    codec.encoding_name
-                );
-                continue;
+            let caps = tee.static_pad("sink").and_then(|p| p.current_caps());
+            let stream = caps.as_ref().and_then(|c| c.structure(0));
+            let choice = match codec_params::choose(offer, codec, stream) {
+                Ok(Some(choice)) => choice,
+                Ok(None) => {
+                    gst::info!(
+                        CAT,
+                        imp = self,
+                        "viewer {location} does not take {}",
+                        codec.encoding_name
+                    );
+                    continue;
+                }
+                Err(refusal) => {
+                    gst::info!(CAT, imp = self, "viewer {location}: {}", refusal.detail);
+                    return Err((branches, refusal));
+                }
             };
-            match self.add_branch(peer, codec, tee, &format, connected) {
+            match self.add_branch(peer, codec, tee, &choice.format, connected) {
                 Ok(b) => branches.push(b),
                 Err(e) => {
                     return Err((branches, Refusal::new(500, "Internal Server Error", e)));
                 }
             }
+            choices.push(choice);
         }
         if branches.is_empty() {
             let served: Vec<&str> = inputs.iter().map(|(c, _)| c.encoding_name).collect();
@@ -562,7 +597,7 @@ impl WhepServerSink {
                 ),
             ));
         }
-        Ok(branches)
+        Ok((branches, choices))
     }
 
     /// tee ! queue ! payloader(pt the viewer offered) ! webrtcbin, sending on
@@ -589,7 +624,7 @@ impl WhepServerSink {
             // e.g. x264's 42c015) in its caps: pinning the viewer's here
             // would make them fail to intersect with webrtcbin's sink pad,
             // not-negotiated, which stops the shared input for every viewer.
-            // The answer still announces the viewer's profile (from the offer).
+            // The answer says the input's profile and level (`codec_params`).
             rtp.remove_field("profile-level-id");
         }
         // The SSRC is chosen here and put in the codec preferences so that

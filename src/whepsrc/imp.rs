@@ -12,6 +12,7 @@ use super::output::{Fed, Output, OutputKind, SessionId};
 use super::Media;
 use crate::codec::{self, Codec};
 use crate::peer::stats::ClientStats;
+use crate::peer::timeline::Phase;
 use crate::peer::{Peer, PeerError};
 use crate::protocol::Client;
 use crate::session::supervisor::{stats_sources, Role, Sessions, Supervisor};
@@ -66,16 +67,11 @@ struct Settings {
 }
 
 fn decodable(media: &str) -> gst::Caps {
-    let mut caps = gst::Caps::new_empty();
-    for c in codec::ALL
-        .into_iter()
-        .filter(|c| c.media == media && c.can_decode())
-    {
-        caps.get_mut()
-            .unwrap()
-            .append_structure(gst::Structure::new_empty(c.encoded));
-    }
-    caps
+    codec::caps_of(
+        codec::ALL
+            .into_iter()
+            .filter(|c| c.media == media && c.can_decode()),
+    )
 }
 
 /// What a `media` output may carry for these codecs: RTP, encoded or
@@ -111,14 +107,7 @@ impl Settings {
             ("video", _) => &self.video_caps,
             _ => &self.audio_caps,
         };
-        wanted
-            .iter()
-            .filter_map(|s| {
-                codec::ALL
-                    .into_iter()
-                    .find(|c| c.encoded == s.name().as_str() && c.media == media)
-            })
-            .collect()
+        codec::preferred(wanted, media, |_| true)
     }
 }
 
@@ -158,21 +147,10 @@ impl ObjectImpl for WhepSrc {
                 "whep-endpoint",
                 "URL of the WHEP endpoint to POST the offer to, e.g. https://host/whep/stream",
             );
+            props.extend(crate::element::codec_caps_pspecs(
+                "every codec with an installed decoder",
+            ));
             props.extend([
-                glib::ParamSpecBoxed::builder::<gst::Caps>("video-caps")
-                    .nick("Video codecs")
-                    .blurb(
-                        "Video codecs to offer, as encoded caps in preference order, e.g. \
-                         \"video/x-h264;video/x-vp8\". Default: every codec with an installed decoder. \
-                         Empty caps offer no video.",
-                    )
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecBoxed::builder::<gst::Caps>("audio-caps")
-                    .nick("Audio codecs")
-                    .blurb("Audio codecs to offer, as encoded caps, e.g. \"audio/x-opus\". Empty caps offer no audio.")
-                    .mutable_ready()
-                    .build(),
                 glib::ParamSpecEnum::builder_with_default("media", Media::AudioVideo)
                     .nick("Media")
                     .blurb(
@@ -213,18 +191,8 @@ impl ObjectImpl for WhepSrc {
         }
         let mut settings = self.settings.lock().unwrap();
         match pspec.name() {
-            "video-caps" => {
-                settings.video_caps = value
-                    .get::<Option<gst::Caps>>()
-                    .unwrap()
-                    .unwrap_or_else(gst::Caps::new_empty)
-            }
-            "audio-caps" => {
-                settings.audio_caps = value
-                    .get::<Option<gst::Caps>>()
-                    .unwrap()
-                    .unwrap_or_else(gst::Caps::new_empty)
-            }
+            "video-caps" => settings.video_caps = crate::element::caps_value(value),
+            "audio-caps" => settings.audio_caps = crate::element::caps_value(value),
             "media" => settings.media = value.get().unwrap(),
             "latency" => settings.latency_ms = value.get().unwrap(),
             _ => {
@@ -837,12 +805,12 @@ impl WhepSrc {
                 c
             }
         };
-        let last_media = {
+        let (last_media, timeline) = {
             let state = self.state.lock().unwrap();
             state
                 .sessions
                 .get(&id)
-                .map(|s| s.last_media.clone())
+                .map(|s| (s.last_media.clone(), s.peer.timeline().clone()))
                 .ok_or("session already retired")?
         };
         let weak = self.obj().downgrade();
@@ -859,6 +827,7 @@ impl WhepSrc {
                             .pull_sample()
                             .map_err(|_| gst::FlowError::Flushing)?;
                         last_media.store(EPOCH.elapsed().as_millis() as u64, Ordering::Relaxed);
+                        timeline.mark(Phase::FirstFrame);
                         let fed = output.feed(id, &sample);
                         if let Some(obj) = weak.upgrade() {
                             obj.imp().after_feed(appsink, fed);

@@ -12,7 +12,7 @@ use crate::runtime::RUNTIME;
 use crate::server::claims::{Claim, PathClaims, Slot, Slots};
 use crate::server::direction::{check_offer, Endpoint};
 use crate::server::settings::ServerSettings;
-use crate::server::{BoxFuture, Handler, HttpServer, Refusal};
+use crate::server::{Answered, BoxFuture, Handler, HttpServer, IceSession, Refusal};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -29,6 +29,8 @@ const RTCP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500)
 struct Publisher {
     path: String,
     peer: Arc<Peer>,
+    /// Its trickle and ICE restart PATCHes.
+    ice: Arc<IceSession>,
     pads: Vec<gst::GhostPad>,
     elements: Vec<gst::Element>,
     /// Its path, unless allow-multiple-publishers.
@@ -259,7 +261,7 @@ impl Handler for WhipHandler {
         path: String,
         location: String,
         offer: String,
-    ) -> BoxFuture<Result<String, Refusal>> {
+    ) -> BoxFuture<Result<Answered, Refusal>> {
         let weak = self.0.clone();
         Box::pin(async move {
             let obj = weak.upgrade().ok_or_else(|| {
@@ -267,6 +269,12 @@ impl Handler for WhipHandler {
             })?;
             obj.imp().accept_publisher(path, location, offer).await
         })
+    }
+
+    fn ice(&self, location: &str) -> Option<Arc<IceSession>> {
+        let obj = self.0.upgrade()?;
+        let state = obj.imp().state.lock().unwrap();
+        state.publishers.get(location).map(|s| s.ice.clone())
     }
 
     fn delete(&self, location: &str) -> bool {
@@ -291,9 +299,12 @@ impl WhipServerSrc {
         path: String,
         location: String,
         offer: String,
-    ) -> Result<String, Refusal> {
+    ) -> Result<Answered, Refusal> {
         let settings = self.settings.lock().unwrap().clone();
         check_offer(Endpoint::Whip, &offer)?;
+        let offer = settings
+            .restrict_offer(&offer)
+            .map_err(|e| Refusal::new(400, "Bad Request", format!("offer not acceptable: {e}")))?;
         let slot = self.slots.take(settings.max_sessions)?;
         let claim = match settings.allow_multiple_publishers {
             true => None,
@@ -340,7 +351,11 @@ impl WhipServerSrc {
         };
         match answered.await {
             Ok(answer) => {
-                let answer = answer.sdp;
+                let ice = IceSession::new(peer.clone(), &offer);
+                let answer = Answered {
+                    sdp: answer.sdp,
+                    ice: ice.clone(),
+                };
                 // Stopped meanwhile (READY→NULL took the publishers
                 // already): this one would be left running.
                 let stopped = {
@@ -352,6 +367,7 @@ impl WhipServerSrc {
                             Publisher {
                                 path: path.clone(),
                                 peer: peer.clone(),
+                                ice,
                                 pads: Vec::new(),
                                 elements: Vec::new(),
                                 claim,

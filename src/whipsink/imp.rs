@@ -6,7 +6,8 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_webrtc::WebRTCRTPTransceiverDirection;
 
-use crate::codec;
+use crate::codec::{self, Codec};
+use crate::encoder;
 use crate::peer::congestion;
 use crate::peer::stats::ClientStats;
 use crate::peer::Peer;
@@ -25,15 +26,99 @@ const H264_PROFILE_WAIT: Duration = Duration::from_secs(1);
 
 struct Stream {
     ghost: gst::GhostPad,
+    /// "video" or "audio", once caps arrived.
+    media: &'static str,
+    /// Caps arrived and the stream's input chain is in place.
+    ready: bool,
     /// [parser ! payloader !] queue: what we added (the payloader only for
-    /// encoded input). The queue's src pad feeds the current webrtcbin.
+    /// encoded input); for raw input, the queue before the encoder.
     elements: Vec<gst::Element>,
-    /// The queue's src pad, once caps arrived.
+    /// The pad feeding the current webrtcbin: the queue's src pad, or for
+    /// raw input the payloader's, once a session chose the codec.
     out: Option<gst::Pad>,
-    /// Between two sessions: a probe dropping what the queue sends, so that
+    /// Between two sessions: a probe dropping what `out` sends, so that
     /// an unlinked pad never stops the stream upstream (not-linked).
     parked: Option<gst::PadProbeId>,
     eos: bool,
+    /// Raw input, which whipsink encodes.
+    raw: Option<RawInput>,
+}
+
+/// A raw stream: queue ! [convert ! encoder ! payloader], the encoding part
+/// built once the server's answer picked the codec.
+struct RawInput {
+    caps: gst::Caps,
+    /// The queue's src pad, into the encoder chain.
+    queue_src: gst::Pad,
+    /// While there is no encoder chain: drops what the queue sends.
+    idle: Option<gst::PadProbeId>,
+    /// The codecs offered, in preference order.
+    codecs: Vec<&'static Codec>,
+    encoding: Option<Encoding>,
+    /// The webrtcbin sink pad of the session being negotiated, whose
+    /// transceiver offers `codecs`; linked once the answer came.
+    pending: Option<gst::Pad>,
+}
+
+/// The encoding part of a raw stream's chain.
+struct Encoding {
+    format: encoder::Format,
+    encoder: gst::Element,
+    /// convert ! encoder ! [caps !] [parser !] payloader.
+    elements: Vec<gst::Element>,
+}
+
+#[derive(Clone)]
+struct Settings {
+    client: ClientSettings,
+    video_caps: gst::Caps,
+    audio_caps: gst::Caps,
+    video_encoder: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            client: ClientSettings::new(crate::session::settings::Kind::Whip),
+            video_caps: encoder::encodable_caps("video"),
+            audio_caps: encoder::encodable_caps("audio"),
+            video_encoder: None,
+        }
+    }
+}
+
+impl Settings {
+    /// Codecs to offer for raw `media` input, in preference order: those
+    /// of `video-caps`/`audio-caps` that can be encoded here.
+    fn codecs(&self, media: &str) -> Vec<&'static Codec> {
+        let (wanted, preferred) = match media {
+            "video" => (&self.video_caps, self.video_encoder.as_deref()),
+            _ => (&self.audio_caps, None),
+        };
+        codec::preferred(wanted, media, |c| encoder::can_encode(c, preferred))
+    }
+
+    fn preferred_encoder(&self, codec: &Codec) -> Option<&str> {
+        (codec.media == "video")
+            .then_some(self.video_encoder.as_deref())
+            .flatten()
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        self.client.validate("whip-endpoint")?;
+        if let Some(name) = &self.video_encoder {
+            let makes_one = codec::ALL
+                .into_iter()
+                .filter(|c| c.media == "video")
+                .any(|c| encoder::factory_for(c, Some(name)).is_some_and(|f| f.name() == *name));
+            if !makes_one {
+                return Err(format!(
+                    "video-encoder {name:?} is not an installed VP8, VP9 or H.264 encoder"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Default)]
@@ -56,27 +141,16 @@ struct State {
     congestion: Option<congestion::Settings>,
 }
 
+#[derive(Default)]
 pub struct WhipSink {
-    settings: Mutex<ClientSettings>,
-    congestion: Mutex<congestion::Settings>,
+    settings: Mutex<Settings>,
     state: Mutex<State>,
-    stats: ClientStats,
-    /// Held while a stream is given to a peer: the first stream makes a
-    /// new peer's DTLS transport and puts it in the bin, alone (streams'
-    /// caps come on their own threads).
+    /// Held while a stream gets a transceiver: the first one makes a new
+    /// peer's DTLS transport and puts it in the bin, alone (streams' caps
+    /// come on their own threads).
     feeding: Mutex<()>,
-}
-
-impl Default for WhipSink {
-    fn default() -> Self {
-        Self {
-            settings: Mutex::new(ClientSettings::new(crate::session::settings::Kind::Whip)),
-            congestion: Mutex::default(),
-            state: Mutex::default(),
-            stats: ClientStats::default(),
-            feeding: Mutex::default(),
-        }
-    }
+    congestion: Mutex<congestion::Settings>,
+    stats: ClientStats,
 }
 
 #[glib::object_subclass]
@@ -97,11 +171,39 @@ impl ObjectImpl for WhipSink {
                 "whip-endpoint",
                 "URL of the WHIP endpoint to POST the offer to, e.g. https://host/whip/stream",
             );
+            props.extend(crate::element::codec_caps_pspecs(
+                "every codec with an installed encoder and payloader. For raw input only: \
+                 encoded and RTP input offer their own codec",
+            ));
+            props.push(
+                glib::ParamSpecString::builder("video-encoder")
+                    .nick("Video encoder")
+                    .blurb(
+                        "Element factory that encodes raw video when the server picks its \
+                         codec, e.g. \"openh264enc\" or a hardware encoder; other codecs \
+                         use the ranking (VP8: vp8enc; VP9: vp9enc; H.264: x264enc, then \
+                         openh264enc). Unset: the ranking.",
+                    )
+                    .mutable_ready()
+                    .build(),
+            );
             props.extend(congestion::Settings::properties());
             props.extend(ClientStats::properties());
             props
         });
         PROPS.as_ref()
+    }
+
+    fn signals() -> &'static [glib::subclass::Signal] {
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
+            // An encoder for raw input was made and set up for real time;
+            // the handler may change any of its properties before it starts
+            // (pad name, encoder). Emitted from a thread of whipsink's.
+            vec![glib::subclass::Signal::builder("encoder-setup")
+                .param_types([String::static_type(), gst::Element::static_type()])
+                .build()]
+        });
+        SIGNALS.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
@@ -112,8 +214,20 @@ impl ObjectImpl for WhipSink {
         }
         let token = {
             let mut settings = self.settings.lock().unwrap();
-            settings.set(value, pspec);
-            settings.auth_token.clone()
+            match pspec.name() {
+                "video-caps" => settings.video_caps = crate::element::caps_value(value),
+                "audio-caps" => settings.audio_caps = crate::element::caps_value(value),
+                "video-encoder" => {
+                    settings.video_encoder = value
+                        .get::<Option<String>>()
+                        .unwrap()
+                        .filter(|s| !s.is_empty())
+                }
+                _ => {
+                    settings.client.set(value, pspec);
+                }
+            }
+            settings.client.auth_token.clone()
         };
         if pspec.name() == "auth-token" {
             // Token refresh: the next session and every DELETE use it.
@@ -130,11 +244,16 @@ impl ObjectImpl for WhipSink {
         if let Some(value) = self.congestion.lock().unwrap().get(pspec) {
             return value;
         }
-        self.settings
-            .lock()
-            .unwrap()
-            .get(pspec)
-            .unwrap_or_else(|| pspec.default_value().clone())
+        let settings = self.settings.lock().unwrap();
+        match pspec.name() {
+            "video-caps" => settings.video_caps.to_value(),
+            "audio-caps" => settings.audio_caps.to_value(),
+            "video-encoder" => settings.video_encoder.to_value(),
+            _ => settings
+                .client
+                .get(pspec)
+                .unwrap_or_else(|| pspec.default_value().clone()),
+        }
     }
 
     fn dispose(&self) {
@@ -159,7 +278,7 @@ impl ElementImpl for WhipSink {
             gst::subclass::ElementMetadata::new(
                 "WHIP sink",
                 "Sink/Network/WebRTC",
-                "Publishes RTP or encoded H.264/VP8/VP9/Opus streams to a WHIP endpoint (RFC 9725)",
+                "Publishes raw, encoded (H.264/VP8/VP9/Opus) or RTP streams to a WHIP endpoint (RFC 9725); raw input is encoded in the codec the server picks",
                 "gst-plugin-whipwhep developers",
             )
         });
@@ -168,7 +287,9 @@ impl ElementImpl for WhipSink {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let caps = codec::input_caps();
+            let mut caps = codec::input_caps();
+            caps.merge(gst::Caps::new_empty_simple("video/x-raw"));
+            caps.merge(gst::Caps::new_empty_simple("audio/x-raw"));
             vec![gst::PadTemplate::new(
                 "sink_%u",
                 gst::PadDirection::Sink,
@@ -213,10 +334,13 @@ impl ElementImpl for WhipSink {
             .build();
         state.streams.push(Stream {
             ghost: ghost.clone(),
+            media: "video",
+            ready: false,
             elements: Vec::new(),
             out: None,
             parked: None,
             eos: false,
+            raw: None,
         });
         drop(state);
         ghost.set_active(true).ok()?;
@@ -237,14 +361,24 @@ impl ElementImpl for WhipSink {
             let stream = state.streams.remove(i);
             (stream, state.peer.clone())
         };
-        let (stream, peer) = stream;
+        let (mut stream, peer) = stream;
         let _ = stream.ghost.set_target(None::<&gst::Pad>);
-        for el in &stream.elements {
+        let mut elements = std::mem::take(&mut stream.elements);
+        let mut wpads: Vec<gst::Pad> = stream.out.and_then(|o| o.peer()).into_iter().collect();
+        if let Some(raw) = stream.raw.take() {
+            wpads.extend(raw.pending);
+            elements.extend(raw.encoding.into_iter().flat_map(|e| e.elements));
+        }
+        for el in &elements {
             crate::element::stop(el);
             let _ = self.obj().remove(el);
         }
-        if let (Some(wpad), Some(peer)) = (stream.out.and_then(|o| o.peer()), peer) {
-            peer.webrtcbin().release_request_pad(&wpad);
+        if let Some(peer) = peer {
+            for wpad in wpads {
+                if wpad.parent_element().as_ref() == Some(peer.webrtcbin()) {
+                    peer.webrtcbin().release_request_pad(&wpad);
+                }
+            }
         }
         let _ = self.obj().remove_pad(pad);
     }
@@ -255,7 +389,7 @@ impl ElementImpl for WhipSink {
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         match transition {
             gst::StateChange::NullToReady => {
-                if let Err(msg) = self.settings.lock().unwrap().validate("whip-endpoint") {
+                if let Err(msg) = self.settings.lock().unwrap().validate() {
                     gst::element_imp_error!(self, gst::ResourceError::Settings, ("{}", msg));
                     return Err(gst::StateChangeError);
                 }
@@ -304,13 +438,13 @@ impl WhipSink {
     }
 
     /// A new webrtcbin, configured from the properties, not in the bin yet:
-    /// `feed_peer` puts it there. Takes no lock of ours.
+    /// `request_send_pad` puts it there. Takes no lock of ours.
     fn create_peer(
         &self,
         n: u32,
         congestion: Option<congestion::Settings>,
     ) -> Result<Arc<Peer>, crate::peer::PeerError> {
-        let settings = self.settings.lock().unwrap().clone();
+        let settings = self.settings.lock().unwrap().client.clone();
         let peer = Peer::detached(&format!("session{n}"), &settings.peer_settings(0))?;
         if let Some(cc) = congestion {
             let weak = self.obj().downgrade();
@@ -332,29 +466,27 @@ impl WhipSink {
         Ok(peer)
     }
 
-    /// Gives a total target bitrate to the video encoders (see
+    /// Gives a total target bitrate to the video encoders: whipsink's own
+    /// (raw input) or the one upstream of an encoded stream (see
     /// `congestion::video_share`).
     fn set_bitrate(&self, total: u32, min: u32) {
         let (encoders, audio) = {
             let state = self.state.lock().unwrap();
             let mut encoders = Vec::new();
             let mut audio = 0;
-            for s in state.streams.iter().filter(|s| s.elements.len() > 1) {
-                let media = s
-                    .ghost
-                    .current_caps()
-                    .and_then(|c| c.structure(0).map(|st| st.name().to_string()))
-                    .unwrap_or_default();
-                if media.starts_with("audio/") {
+            for s in state.streams.iter() {
+                if s.media == "audio" {
                     audio += 1;
                     continue;
                 }
-                let encoder = s
-                    .elements
-                    .iter()
-                    .find(|e| e.factory().is_some_and(|f| f.klass().contains("Encoder")))
-                    .cloned()
-                    .or_else(|| congestion::upstream_encoder(&s.elements[0].static_pad("sink")?));
+                let encoder = match &s.raw {
+                    Some(raw) => raw.encoding.as_ref().map(|e| e.encoder.clone()),
+                    None => s
+                        .elements
+                        .first()
+                        .and_then(|e| e.static_pad("sink"))
+                        .and_then(|pad| congestion::upstream_encoder(&pad)),
+                };
                 encoders.extend(encoder);
             }
             (encoders, audio)
@@ -364,18 +496,27 @@ impl WhipSink {
         }
         let share = congestion::video_share(total, encoders.len(), audio, min);
         for encoder in &encoders {
-            if congestion::set_encoder_bitrate(encoder, share) {
+            if encoder::set_target_bitrate(encoder, share) {
                 gst::debug!(CAT, imp = self, "{}: {share} bit/s", encoder.name());
             }
         }
     }
 
     /// Detaches the streams from `peer`, which is going away: until the next
-    /// session their queues' output is dropped, not refused (a not-linked
-    /// flow would stop the sources and no caps would reach the next offer).
+    /// session their output is dropped, not refused (a not-linked flow
+    /// would stop the sources and no caps would reach the next offer).
     fn park_streams(&self, peer: &Peer) {
         let mut state = self.state.lock().unwrap();
         for s in state.streams.iter_mut() {
+            if let Some(raw) = s.raw.as_mut() {
+                if raw
+                    .pending
+                    .as_ref()
+                    .is_some_and(|p| p.parent_element().as_ref() == Some(peer.webrtcbin()))
+                {
+                    raw.pending = None;
+                }
+            }
             let Some(out) = s.out.clone() else { continue };
             let Some(wpad) = out.peer() else { continue };
             if wpad.parent_element().as_ref() != Some(peer.webrtcbin()) {
@@ -391,17 +532,19 @@ impl WhipSink {
         }
     }
 
-    /// Links a stream's queue to a sendonly transceiver of `peer`, replacing
-    /// its link to a previous peer once the queue is idle.
-    /// A peer not in `bin` yet gets its DTLS transport first (see
-    /// `Peer::join`), from an offer with the stream's RTP caps (`rtp`, or
-    /// those `out` has sent).
-    fn feed_peer(
+    /// A sendonly transceiver's sink pad on `peer`. `offer`: the codecs to
+    /// offer (raw input: the answer picks one); None: the caps linked to it
+    /// say. Video asks for retransmissions (NACK; webrtcbin adds RTX).
+    /// A peer not in the bin yet gets its DTLS transport first (see
+    /// `Peer::join`), from an offer of `offer`, or else of `rtp` (the
+    /// stream's RTP caps), and joins the bin.
+    fn request_send_pad(
         &self,
-        out: &gst::Pad,
-        rtp: Option<&gst::Caps>,
         peer: &Peer,
-    ) -> Result<(), String> {
+        media: &str,
+        offer: Option<&gst::Caps>,
+        rtp: Option<&gst::Caps>,
+    ) -> Result<gst::Pad, String> {
         let _feeding = self.feeding.lock().unwrap();
         let wpad = peer
             .webrtcbin()
@@ -409,18 +552,31 @@ impl WhipSink {
             .ok_or("webrtcbin refused a sink pad")?;
         let transceiver = wpad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
         transceiver.set_property("direction", WebRTCRTPTransceiverDirection::Sendonly);
+        transceiver.set_property("do-nack", media == "video");
+        if let Some(caps) = offer {
+            transceiver.set_property("codec-preferences", caps);
+        }
         if peer.webrtcbin().parent().is_none() {
-            let caps = out
-                .current_caps()
-                .or_else(|| rtp.cloned())
-                .ok_or("no caps to start a session with")?;
-            transceiver.set_property("codec-preferences", &caps);
-            let primed = peer.prime();
-            transceiver.set_property("codec-preferences", None::<gst::Caps>);
+            let primed = match (offer, rtp) {
+                (Some(_), _) => peer.prime(),
+                (None, Some(caps)) => {
+                    transceiver.set_property("codec-preferences", caps);
+                    let primed = peer.prime();
+                    transceiver.set_property("codec-preferences", None::<gst::Caps>);
+                    primed
+                }
+                (None, None) => return Err("no caps to start a session with".into()),
+            };
             primed
                 .and_then(|_| peer.join(self.obj().upcast_ref()))
                 .map_err(|e| e.to_string())?;
         }
+        Ok(wpad)
+    }
+
+    /// Links `out` to `wpad`, replacing its link to a previous webrtcbin
+    /// once `out` is idle.
+    fn link_out(out: &gst::Pad, wpad: gst::Pad) -> Result<(), String> {
         if out.peer().is_none() {
             return out
                 .link(&wpad)
@@ -438,7 +594,48 @@ impl WhipSink {
         Ok(())
     }
 
-    /// First caps on a request pad: [parse ! payload !] queue, into webrtcbin.
+    /// Links a stream's queue to a sendonly transceiver of `peer`, replacing
+    /// its link to a previous peer once the queue is idle. `rtp`: the
+    /// stream's RTP caps, if `out` has sent none yet.
+    fn feed_peer(
+        &self,
+        out: &gst::Pad,
+        media: &str,
+        rtp: Option<&gst::Caps>,
+        peer: &Peer,
+    ) -> Result<(), String> {
+        let rtp = out.current_caps().or_else(|| rtp.cloned());
+        let wpad = self.request_send_pad(peer, media, None, rtp.as_ref())?;
+        Self::link_out(out, wpad)
+    }
+
+    /// The codecs a raw stream offers, as RTP caps for codec-preferences,
+    /// with the feedback and parameters webrtcbin should announce.
+    /// H.264 goes without a profile-level-id: webrtcbin also holds the
+    /// payloader's caps to these, and the payloader writes the one of the
+    /// SPS, whose constraint flags differ (x264's Constrained Baseline is
+    /// 42c0..). The SDP sent gets 42e01f (`sdp::complete_h264_fmtp`), and
+    /// the encoder makes the profile the answer names.
+    fn offer_caps(codecs: &[&'static Codec]) -> gst::Caps {
+        let mut caps = gst::Caps::new_empty();
+        for c in codecs {
+            let mut s = c.rtp_caps(c.payload_type, None);
+            s.remove_field("profile-level-id");
+            caps.get_mut().unwrap().append_structure(s);
+        }
+        caps
+    }
+
+    /// Gives a raw stream a transceiver on `peer` offering its codecs.
+    fn offer_raw(&self, raw: &mut RawInput, media: &str, peer: &Peer) -> Result<(), String> {
+        let offer = Self::offer_caps(&raw.codecs);
+        let wpad = self.request_send_pad(peer, media, Some(&offer), None)?;
+        raw.pending = Some(wpad);
+        Ok(())
+    }
+
+    /// First caps on a request pad: [parse ! payload !] queue, into
+    /// webrtcbin; raw input: queue, whose encoder comes with the answer.
     fn link_stream(&self, ghost: &gst::GhostPad, caps: &gst::CapsRef) -> Result<(), String> {
         let known = {
             let state = self.state.lock().unwrap();
@@ -446,22 +643,42 @@ impl WhipSink {
                 .streams
                 .iter()
                 .find(|s| &s.ghost == ghost)
-                .map(|s| s.out.is_some())
+                .map(|s| s.ready)
                 .ok_or("unknown pad")?
         };
         if known {
             return Ok(());
         }
-        let mut chain = if codec::is_rtp(caps) {
-            Vec::new()
+        let raw = codec::is_raw(caps);
+        // RTP caps for a first offer (see `request_send_pad`).
+        let mut rtp = None;
+        let (mut chain, media) = if raw {
+            let media = if caps.structure(0).is_some_and(|s| s.name() == "video/x-raw") {
+                "video"
+            } else {
+                "audio"
+            };
+            (Vec::new(), media)
+        } else if codec::is_rtp(caps) {
+            let media = caps
+                .structure(0)
+                .and_then(|s| s.get::<&str>("media").ok())
+                .map(|m| if m == "audio" { "audio" } else { "video" })
+                .unwrap_or("video");
+            rtp = Some(caps.to_owned());
+            (Vec::new(), media)
         } else {
             let codec =
                 codec::from_encoded_caps(caps).ok_or_else(|| format!("unsupported caps {caps}"))?;
+            rtp = Some(
+                gst::Caps::builder_full()
+                    .structure(codec.rtp_caps(codec.payload_type, None))
+                    .build(),
+            );
             let mut chain = codec.payload_chain().map_err(|e| e.to_string())?;
             if self.congestion.lock().unwrap().enabled {
                 // The payloader stamps TWCC, and its caps ask for feedback.
-                let payloader = chain.last().unwrap();
-                let caps = congestion::stamp_twcc(payloader)?;
+                let caps = congestion::stamp_twcc(chain.last().unwrap())?;
                 chain.push(
                     gst::ElementFactory::make("capsfilter")
                         .property("caps", caps)
@@ -469,21 +686,44 @@ impl WhipSink {
                         .map_err(|_| "capsfilter missing")?,
                 );
             }
-            chain
+            (chain, codec.media)
+        };
+        let codecs = if raw {
+            let codecs = self.settings.lock().unwrap().codecs(media);
+            if codecs.is_empty() {
+                return Err(format!(
+                    "raw {media} on {}: no codec to encode it into ({media}-caps names none \
+                     with an installed encoder and payloader)",
+                    ghost.name()
+                ));
+            }
+            codecs
+        } else {
+            Vec::new()
         };
         // Keeps upstream live and unblocked while the stream moves between
-        // webrtcbins (republishing).
+        // webrtcbins (republishing), and, for raw input, while the encoder
+        // falls behind: the oldest frames go. Raw video keeps 4 frames at
+        // most: enough to ride out a moment without CPU (with 2, 720p VP8
+        // lost frames on a loaded machine, examples/bench_keyframe.rs), and
+        // the most latency it adds when the encoder only just keeps up (a
+        // 200 ms queue left key frames on request 200 ms late).
+        let (buffers, time) = match (raw, media) {
+            (true, "video") => (4u32, 0u64),
+            (true, _) => (0, 100_000_000),
+            (false, _) => (0, 300_000_000),
+        };
         chain.push(
             gst::ElementFactory::make("queue")
                 .property_from_str("leaky", "downstream")
-                .property("max-size-buffers", 0u32)
+                .property("max-size-buffers", buffers)
                 .property("max-size-bytes", 0u32)
-                .property("max-size-time", 300_000_000u64)
+                .property("max-size-time", time)
                 .build()
                 .map_err(|_| "queue missing")?,
         );
         codec::add_chain(self.obj().upcast_ref(), &chain).map_err(|e| e.to_string())?;
-        let out = chain.last().unwrap().static_pad("src").unwrap();
+        let queue_src = chain.last().unwrap().static_pad("src").unwrap();
         let peer = {
             // Streams' caps come on their own threads: one of them makes the
             // first webrtcbin, under the lock, and the others use it.
@@ -492,8 +732,11 @@ impl WhipSink {
                 Some(p) => p,
                 None => {
                     state.next_peer += 1;
+                    // Only encoded input carries TWCC so far (raw input's
+                    // offer does not ask for it yet; RTP input is the user's).
                     let cc = *self.congestion.lock().unwrap();
-                    state.congestion = (cc.enabled && !codec::is_rtp(caps)).then_some(cc);
+                    let encoded = !raw && !codec::is_rtp(caps);
+                    state.congestion = (cc.enabled && encoded).then_some(cc);
                     let p = self
                         .create_peer(state.next_peer, state.congestion)
                         .map_err(|e| e.to_string())?;
@@ -503,24 +746,255 @@ impl WhipSink {
                 }
             }
         };
-        let rtp = if codec::is_rtp(caps) {
-            caps.to_owned()
+        let mut raw_input = None;
+        if raw {
+            let mut input = RawInput {
+                caps: caps.to_owned(),
+                queue_src: queue_src.clone(),
+                idle: queue_src.add_probe(
+                    gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+                    |_, _| gst::PadProbeReturn::Drop,
+                ),
+                codecs,
+                encoding: None,
+                pending: None,
+            };
+            self.offer_raw(&mut input, media, &peer)?;
+            raw_input = Some(input);
         } else {
-            let codec = codec::from_encoded_caps(caps).ok_or("unsupported caps")?;
-            gst::Caps::builder_full()
-                .structure(codec.rtp_caps(96, None))
-                .build()
-        };
-        self.feed_peer(&out, Some(&rtp), &peer)?;
+            self.feed_peer(&queue_src, media, rtp.as_ref(), &peer)?;
+        }
         ghost
             .set_target(Some(&chain[0].static_pad("sink").unwrap()))
             .map_err(|e| e.to_string())?;
         let mut state = self.state.lock().unwrap();
         if let Some(s) = state.streams.iter_mut().find(|s| &s.ghost == ghost) {
-            s.out = Some(out);
+            s.media = media;
+            s.ready = true;
+            s.out = (!raw).then_some(queue_src);
             s.elements = chain;
+            s.raw = raw_input;
         }
         Ok(())
+    }
+
+    /// The server answered `peer`'s offer: each raw stream offered on it
+    /// gets an encoder for the codec the answer picked (the first format
+    /// of its m-section that we offered), or keeps the one it has if the
+    /// choice is the same, and feeds `peer`.
+    fn encode_answered(&self, peer: &Peer, answer: &str) {
+        let offer = peer
+            .webrtcbin()
+            .property::<Option<gst_webrtc::WebRTCSessionDescription>>("local-description")
+            .and_then(|d| d.sdp().as_text().ok())
+            // As sent: with the H.264 profile (see `offer_caps`).
+            .map(|o| crate::peer::sdp::complete_h264_fmtp(&o, None));
+        let pending: Vec<(gst::GhostPad, gst::Pad, Vec<&'static Codec>)> = {
+            let state = self.state.lock().unwrap();
+            state
+                .streams
+                .iter()
+                .filter_map(|s| {
+                    let raw = s.raw.as_ref()?;
+                    let wpad = raw.pending.clone()?;
+                    (wpad.parent_element().as_ref() == Some(peer.webrtcbin()))
+                        .then(|| (s.ghost.clone(), wpad, raw.codecs.clone()))
+                })
+                .collect()
+        };
+        for (ghost, wpad, codecs) in pending {
+            let transceiver = wpad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
+            let mline = transceiver.property::<u32>("mlineindex");
+            let chosen = crate::peer::sdp::formats_of(answer, offer.as_deref(), mline)
+                .unwrap_or_default()
+                .into_iter()
+                .find_map(|f| {
+                    let codec = codecs
+                        .iter()
+                        .find(|c| c.encoding_name.eq_ignore_ascii_case(&f.encoding))?;
+                    Some(encoder::Format {
+                        codec,
+                        payload_type: f.payload_type,
+                        profile: f.profile,
+                    })
+                });
+            let Some(format) = chosen else {
+                gst::element_imp_warning!(
+                    self,
+                    gst::StreamError::CodecNotFound,
+                    (
+                        "the server accepted none of the codecs offered for {}: its media is not sent",
+                        ghost.name()
+                    )
+                );
+                continue;
+            };
+            gst::info!(
+                CAT,
+                imp = self,
+                "{}: encoding {} (payload type {}{})",
+                ghost.name(),
+                format.codec.encoding_name,
+                format.payload_type,
+                format
+                    .profile
+                    .as_deref()
+                    .map(|p| format!(", profile-level-id {p}"))
+                    .unwrap_or_default()
+            );
+            if let Err(e) = self.encode_into(&ghost, &wpad, format) {
+                gst::element_imp_error!(self, gst::StreamError::Encode, ("{}", e));
+            }
+        }
+    }
+
+    /// Makes a raw stream feed `wpad` in `format`: the encoder chain it has
+    /// if that is the same format, else a new one that replaces it.
+    fn encode_into(
+        &self,
+        ghost: &gst::GhostPad,
+        wpad: &gst::Pad,
+        format: encoder::Format,
+    ) -> Result<(), String> {
+        let (same, caps, queue_src, old_out) = {
+            let mut state = self.state.lock().unwrap();
+            let s = state
+                .streams
+                .iter_mut()
+                .find(|s| &s.ghost == ghost)
+                .ok_or("stream released")?;
+            let raw = s.raw.as_mut().ok_or("not a raw stream")?;
+            raw.pending = None;
+            let same = raw.encoding.as_ref().is_some_and(|e| e.format == format);
+            (same, raw.caps.clone(), raw.queue_src.clone(), s.out.clone())
+        };
+        if same {
+            let out = old_out.ok_or("encoder without output")?;
+            Self::link_out(&out, wpad.clone())?;
+            self.unpark(ghost);
+            return Ok(());
+        }
+        let preferred = self
+            .settings
+            .lock()
+            .unwrap()
+            .preferred_encoder(format.codec)
+            .map(String::from);
+        let (chain, enc) = encoder::encode_chain(&format, preferred.as_deref(), &caps)
+            .map_err(|e| e.to_string())?;
+        let selected = gst::Structure::builder("encoder-selected")
+            .field("pad", ghost.name().to_string())
+            .field(
+                "encoder",
+                enc.factory()
+                    .map(|f| f.name().to_string())
+                    .unwrap_or_default(),
+            )
+            .field("encoding-name", format.codec.encoding_name)
+            .field("payload-type", format.payload_type)
+            .field_if_some("profile-level-id", format.profile.clone())
+            .build();
+        self.obj()
+            .emit_by_name::<()>("encoder-setup", &[&ghost.name().to_string(), &enc]);
+        let bin = self.obj();
+        bin.add_many(&chain).map_err(|e| e.to_string())?;
+        let out = chain.last().unwrap().static_pad("src").unwrap();
+        let started = gst::Element::link_many(&chain)
+            .map_err(|e| e.to_string())
+            .and_then(|_| {
+                out.link(wpad)
+                    .map_err(|e| format!("cannot link the payloader to webrtcbin: {e:?}"))
+            })
+            .and_then(|_| {
+                // Downstream first: each element is ready for what the
+                // one before it pushes.
+                chain
+                    .iter()
+                    .rev()
+                    .try_for_each(|el| el.sync_state_with_parent().map(|_| ()))
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = started {
+            for el in &chain {
+                crate::element::stop(el);
+                let _ = bin.remove(el);
+            }
+            return Err(format!(
+                "cannot start the {} encoder for {}: {e}",
+                format.codec.encoding_name,
+                ghost.name()
+            ));
+        }
+        // The queue moves to the new encoder between two frames; the old
+        // chain is stopped only after that, so no frame is pushed into a
+        // stopping element (a flushing flow would end the queue's task).
+        let sink = chain[0].static_pad("sink").unwrap();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        queue_src.add_probe(gst::PadProbeType::IDLE, move |src, _| {
+            if let Some(old) = src.peer() {
+                let _ = src.unlink(&old);
+            }
+            let _ = src.link(&sink);
+            let _ = tx.try_send(());
+            gst::PadProbeReturn::Remove
+        });
+        let moved = rx.recv_timeout(Duration::from_secs(2)).is_ok();
+        let old = {
+            let mut state = self.state.lock().unwrap();
+            let s = state
+                .streams
+                .iter_mut()
+                .find(|s| &s.ghost == ghost)
+                .ok_or("stream released")?;
+            // A parked output was the old payloader's, which goes.
+            s.parked = None;
+            s.out = Some(out);
+            let raw = s.raw.as_mut().ok_or("not a raw stream")?;
+            if let Some(id) = raw.idle.take() {
+                raw.queue_src.remove_probe(id);
+            }
+            raw.encoding.replace(Encoding {
+                format,
+                encoder: enc.clone(),
+                elements: chain,
+            })
+        };
+        if let Some(old) = old {
+            if !moved {
+                gst::warning!(CAT, imp = self, "the encoder switch waited 2 s for a frame");
+            }
+            for el in &old.elements {
+                crate::element::stop(el);
+                let _ = bin.remove(el);
+            }
+        }
+        let _ = bin.post_message(gst::message::Element::builder(selected).src(&*bin).build());
+        Ok(())
+    }
+
+    /// Removes the drop probe of a stream whose output is linked again.
+    fn unpark(&self, ghost: &gst::GhostPad) {
+        let mut state = self.state.lock().unwrap();
+        if let Some(s) = state.streams.iter_mut().find(|s| &s.ghost == ghost) {
+            if let (Some(out), Some(id)) = (&s.out, s.parked.take()) {
+                out.remove_probe(id);
+            }
+        }
+    }
+
+    /// The encoder of each raw stream, by pad name: for whoever adapts
+    /// their bitrate (`encoder::set_target_bitrate`).
+    pub(crate) fn encoders(&self) -> Vec<(String, gst::Element)> {
+        self.state
+            .lock()
+            .unwrap()
+            .streams
+            .iter()
+            .filter_map(|s| {
+                let e = s.raw.as_ref()?.encoding.as_ref()?;
+                Some((s.ghost.name().to_string(), e.encoder.clone()))
+            })
+            .collect()
     }
 
     /// Starts publishing once PAUSED/PLAYING and every stream has caps.
@@ -529,12 +1003,12 @@ impl WhipSink {
         if state.started
             || !state.running
             || state.streams.is_empty()
-            || state.streams.iter().any(|s| s.out.is_none())
+            || state.streams.iter().any(|s| !s.ready)
         {
             return;
         }
         state.started = true;
-        let settings = self.settings.lock().unwrap().clone();
+        let settings = self.settings.lock().unwrap().client.clone();
         let obj = self.obj().clone().upcast::<gst::Element>();
         let fail = |e: SessionError| session::post_error(&obj, "WHIP", &e);
         let endpoint = match settings.endpoint_url("whip-endpoint") {
@@ -616,15 +1090,6 @@ impl WhipSink {
 /// whipsink's part in the session supervisor.
 struct WhipRole(glib::WeakRef<super::WhipSink>);
 
-impl WhipRole {
-    fn min_bitrate(&self) -> u32 {
-        self.0
-            .upgrade()
-            .map(|obj| obj.imp().congestion.lock().unwrap().min)
-            .unwrap_or(0)
-    }
-}
-
 impl Role for WhipRole {
     fn protocol(&self) -> &'static str {
         "WHIP"
@@ -640,51 +1105,65 @@ impl Role for WhipRole {
         };
         let obj = self.0.upgrade().ok_or_else(gone)?;
         let imp = obj.imp();
-        let (fresh, outs) = {
+        let fresh = {
             let mut state = imp.state.lock().unwrap();
             let fresh = state.peer.clone().filter(|_| state.peer_fresh);
             state.peer_fresh = false;
-            (
-                fresh,
-                state
-                    .streams
-                    .iter()
-                    .filter_map(|s| s.out.clone())
-                    .collect::<Vec<_>>(),
-            )
+            fresh
         };
-        let peer = match fresh {
-            Some(p) => p,
-            None => {
-                let (n, cc) = {
-                    let mut state = imp.state.lock().unwrap();
-                    state.next_peer += 1;
-                    (state.next_peer, state.congestion)
-                };
-                let peer = imp.create_peer(n, cc)?;
-                for out in &outs {
-                    imp.feed_peer(out, None, &peer).map_err(|reason| {
-                        crate::peer::PeerError::Negotiation {
-                            what: "move a stream to a new session",
-                            reason,
-                        }
-                    })?;
-                }
-                let mut state = imp.state.lock().unwrap();
-                for s in state.streams.iter_mut() {
-                    if let (Some(out), Some(id)) = (&s.out, s.parked.take()) {
+        if let Some(p) = fresh {
+            return Ok(p);
+        }
+        let negotiation = |reason| crate::peer::PeerError::Negotiation {
+            what: "move a stream to a new session",
+            reason,
+        };
+        let (n, cc) = {
+            let mut state = imp.state.lock().unwrap();
+            state.next_peer += 1;
+            (state.next_peer, state.congestion)
+        };
+        let peer = imp.create_peer(n, cc)?;
+        let mut state = imp.state.lock().unwrap();
+        for s in state.streams.iter_mut() {
+            match s.raw.as_mut() {
+                // Offered again: the new server may pick another codec.
+                // Fed once it answered (see `answered`).
+                Some(raw) => imp.offer_raw(raw, s.media, &peer).map_err(negotiation)?,
+                None => {
+                    let Some(out) = s.out.clone() else { continue };
+                    imp.feed_peer(&out, s.media, None, &peer)
+                        .map_err(negotiation)?;
+                    if let Some(id) = s.parked.take() {
                         out.remove_probe(id);
                     }
                 }
-                state.peer = Some(peer.clone());
-                peer
             }
-        };
+        }
+        state.peer = Some(peer.clone());
         Ok(peer)
     }
 
+    /// Raw streams' transceivers offer their codec preferences; the
+    /// others offer the caps linked to them.
     fn before_offer(&self, peer: &Arc<Peer>) -> crate::runtime::BoxFuture<()> {
-        Box::pin(wait_complete_caps(peer.webrtcbin().sink_pads()))
+        let pads = peer
+            .webrtcbin()
+            .sink_pads()
+            .into_iter()
+            .filter(|p| {
+                p.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver")
+                    .property::<Option<gst::Caps>>("codec-preferences")
+                    .is_none()
+            })
+            .collect();
+        Box::pin(wait_complete_caps(pads))
+    }
+
+    fn answered(&self, peer: &Arc<Peer>, remote_sdp: &str) {
+        if let Some(obj) = self.0.upgrade() {
+            obj.imp().encode_answered(peer, remote_sdp);
+        }
     }
 
     fn answers_counter_offers(&self) -> bool {
@@ -695,8 +1174,9 @@ impl Role for WhipRole {
         gst::info!(CAT, "connected, requesting a key frame");
         peer.request_keyframes();
         // Congestion control starts from start-bitrate.
-        let (target, min) = (peer.stats().target_bitrate(), self.min_bitrate());
+        let target = peer.stats().target_bitrate();
         if let (Some(obj), true) = (self.0.upgrade(), target > 0) {
+            let min = obj.imp().congestion.lock().unwrap().min;
             obj.imp().set_bitrate(target, min);
         }
     }

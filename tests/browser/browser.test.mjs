@@ -1,7 +1,10 @@
 // The relay's browser pages and the elements against a real Chromium (an
 // independent WebRTC implementation):
 //   a. whipsink (GStreamer) publishes → relay → the WHEP player page plays it;
-//   b. the WHIP publisher page (fake camera) publishes → relay → whepsrc decodes it.
+//   b. the WHIP publisher page (fake camera) publishes → relay → whepsrc decodes it;
+//   c. without the README's mDNS flag the player page says why it cannot connect;
+//   d. a WHEP client in the page that POSTs an offer without candidates and
+//      trickles them by PATCH connects at once (no gathering wait).
 //
 // Network rule: test traffic may only go to loopback, so this must run in a
 // private network namespace that has nothing but `lo`:
@@ -480,6 +483,101 @@ test("c. without the README's mDNS flag the player says why it does not connect"
       await plain.browser.close().catch(() => {});
       await stop(plain.proc);
     }
+    await stop(publisher);
+  }
+});
+
+test("d. a Chromium client that trickles connects without waiting for its gathering", async () => {
+  const publisher = start(
+    "whipsink-trickle",
+    "gst-launch-1.0",
+    [
+      "-e",
+      "videotestsrc", "is-live=true",
+      "!", "video/x-raw,width=320,height=240,framerate=30/1",
+      "!", "vp8enc", "deadline=1",
+      "!", "whipsink", `whip-endpoint=${BASE}/whip/trickle`, "ice-addresses=127.0.0.1",
+    ],
+    gstEnv,
+  );
+  const page = await context.newPage();
+  try {
+    await relay.waitFor(/relay: trickle is live/, 15000, 0);
+    // Any page of the relay's origin: the client below is the test's own.
+    await page.goto(`${BASE}/`);
+    // A WHEP client as the trickling web clients do it: POST the offer as
+    // soon as it is set (no candidate in it yet), then PATCH each candidate
+    // as Chromium finds it, with the 201's ETag in If-Match.
+    const result = await page.evaluate(async (url) => {
+      const pc = new RTCPeerConnection();
+      pc.addTransceiver("video", { direction: "recvonly" });
+      const queued = [];
+      const patches = [];
+      let session = null;
+      const send = async (line) => {
+        const body =
+          `a=ice-ufrag:${session.ufrag}\r\na=ice-pwd:${session.pwd}\r\n` +
+          `m=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:${session.mid}\r\n${line}\r\n`;
+        const r = await fetch(session.location, {
+          method: "PATCH",
+          headers: { "Content-Type": "application/trickle-ice-sdpfrag", "If-Match": session.etag },
+          body,
+        });
+        patches.push(r.status);
+      };
+      pc.onicecandidate = (e) => {
+        const line = e.candidate && e.candidate.candidate ? `a=${e.candidate.candidate}` : "a=end-of-candidates";
+        if (e.candidate && !e.candidate.candidate) return;
+        if (session) send(line);
+        else queued.push(line);
+      };
+      await pc.setLocalDescription(await pc.createOffer());
+      const offer = pc.localDescription.sdp;
+      const posted = performance.now();
+      const resp = await fetch(url, { method: "POST", headers: { "Content-Type": "application/sdp" }, body: offer });
+      if (resp.status !== 201) return { error: `POST ${resp.status}: ${await resp.text()}` };
+      session = {
+        location: new URL(resp.headers.get("Location"), url).href,
+        etag: resp.headers.get("ETag"),
+        acceptPatch: resp.headers.get("Accept-Patch"),
+        ufrag: /a=ice-ufrag:(\S+)/.exec(offer)[1],
+        pwd: /a=ice-pwd:(\S+)/.exec(offer)[1],
+        mid: pc.getTransceivers()[0].mid,
+      };
+      await pc.setRemoteDescription({ type: "answer", sdp: await resp.text() });
+      for (const line of queued.splice(0)) await send(line);
+      const connectedMs = await new Promise((resolve) => {
+        const check = () => pc.connectionState === "connected" && resolve(performance.now() - posted);
+        pc.onconnectionstatechange = check;
+        check();
+        setTimeout(() => resolve(null), 10000);
+      });
+      let frames = 0;
+      for (let i = 0; i < 100 && frames < 30; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        (await pc.getStats()).forEach((s) => {
+          if (s.type === "inbound-rtp" && s.kind === "video") frames = s.framesDecoded || 0;
+        });
+      }
+      await fetch(session.location, { method: "DELETE" });
+      pc.close();
+      return {
+        offerCandidates: (offer.match(/a=candidate/g) || []).length,
+        acceptPatch: session.acceptPatch,
+        connectedMs,
+        patches,
+        frames,
+      };
+    }, `${BASE}/whep/trickle`);
+    log("trickling client:", result);
+    assert.ok(!result.error, result.error);
+    assert.equal(result.offerCandidates, 0, "the offer was to carry no candidate");
+    assert.equal(result.acceptPatch, "application/trickle-ice-sdpfrag");
+    assert.ok(result.patches.length >= 1 && result.patches.every((s) => s === 204), `PATCHes: ${result.patches}`);
+    assert.ok(result.connectedMs !== null && result.connectedMs < 2000, `connected after ${result.connectedMs} ms`);
+    assert.ok(result.frames >= 30, `${result.frames} frames decoded`);
+  } finally {
+    await page.close();
     await stop(publisher);
   }
 });

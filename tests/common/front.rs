@@ -57,7 +57,13 @@ impl Front {
         upstream: String,
         rewrite: impl Fn(&str) -> String + Send + Sync + 'static,
     ) -> Front {
-        Self::start_full(upstream, rewrite, unchanged, Vec::new()).await
+        Self::start_full(upstream, rewrite, unchanged, Vec::new(), None).await
+    }
+
+    /// Forwards everything but PATCH, which it answers `status` by itself
+    /// (problem+json): a server that does no trickle and no ICE restart.
+    pub async fn refusing_patch(upstream: String, status: u16) -> Front {
+        Self::start_full(upstream, unchanged, unchanged, Vec::new(), Some(status)).await
     }
 
     /// Also rewrites POSTed offers and successful answers (SDP) with `body`.
@@ -66,7 +72,7 @@ impl Front {
         rewrite: impl Fn(&str) -> String + Send + Sync + 'static,
         body: impl Fn(&str) -> String + Send + Sync + 'static,
     ) -> Front {
-        Self::start_full(upstream, rewrite, body, Vec::new()).await
+        Self::start_full(upstream, rewrite, body, Vec::new(), None).await
     }
 
     /// Like `start`, but answers the first POSTs with `first_posts`, in
@@ -76,7 +82,7 @@ impl Front {
         rewrite: impl Fn(&str) -> String + Send + Sync + 'static,
         first_posts: Vec<Canned>,
     ) -> Front {
-        Self::start_full(upstream, rewrite, unchanged, first_posts).await
+        Self::start_full(upstream, rewrite, unchanged, first_posts, None).await
     }
 
     async fn start_full(
@@ -84,6 +90,7 @@ impl Front {
         rewrite: impl Fn(&str) -> String + Send + Sync + 'static,
         body: impl Fn(&str) -> String + Send + Sync + 'static,
         first_posts: Vec<Canned>,
+        patch_status: Option<u16>,
     ) -> Front {
         let body_rewrite: Rewrite = Arc::new(body);
         let canned = Arc::new(Mutex::new(VecDeque::from(first_posts)));
@@ -127,6 +134,17 @@ impl Front {
                                 .map(String::from);
                             let own = if method == hyper::Method::POST {
                                 canned.lock().unwrap().pop_front()
+                            } else if method == hyper::Method::PATCH {
+                                patch_status.map(|status| Canned {
+                                    status,
+                                    headers: vec![(
+                                        "Content-Type".into(),
+                                        "application/problem+json".into(),
+                                    )],
+                                    body: format!(
+                                        "{{\"status\":{status},\"title\":\"no PATCH here\"}}"
+                                    ),
+                                })
                             } else {
                                 None
                             };
