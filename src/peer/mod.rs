@@ -6,9 +6,11 @@
 //! whepserversink request sink pads and set their transceivers.
 
 pub mod certificate;
+pub mod congestion;
 pub mod ice;
 mod nice;
 pub mod sdp;
+pub mod stats;
 pub mod timeline;
 
 use std::sync::atomic::Ordering;
@@ -117,6 +119,7 @@ pub struct Peer {
     /// far apart.
     heard: Arc<Mutex<RtcpClock>>,
     failure: Arc<Failure>,
+    stats: Arc<stats::PeerStats>,
     timeline: Arc<Timeline>,
 }
 
@@ -390,9 +393,30 @@ impl Peer {
                 gst::trace!(CAT, "RTCP from the remote");
                 None
             });
+            // Every RTCP packet the remote sends, too: with TWCC feedback
+            // flowing, rtpbin stopped signalling on-ssrc-active for the
+            // remote's reports (seen on 1.22), and the silence of a vanished
+            // server went unnoticed.
+            let last = last_rtcp.clone();
+            rtpbin.connect_pad_added(move |_, pad| {
+                if !pad.name().starts_with("recv_rtcp_sink") {
+                    return;
+                }
+                let last = last.clone();
+                pad.add_probe(
+                    gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+                    move |_, _| {
+                        last.lock().unwrap().heard(std::time::Instant::now());
+                        gst::PadProbeReturn::Ok
+                    },
+                );
+            });
         }
 
+        let stats = stats::PeerStats::attach(&webrtcbin);
+
         Ok(Peer {
+            stats,
             webrtcbin,
             remote_closed,
             gathering_complete,
@@ -483,6 +507,17 @@ impl Peer {
 
     pub fn webrtcbin(&self) -> &gst::Element {
         &self.webrtcbin
+    }
+
+    /// Frame counters and the congestion controller's target, for
+    /// `stats::sample`.
+    pub fn stats(&self) -> &stats::PeerStats {
+        &self.stats
+    }
+
+    /// The same, to keep in a callback.
+    pub fn stats_handle(&self) -> Arc<stats::PeerStats> {
+        self.stats.clone()
     }
 
     /// Applies ICE and latency settings. Must run before set-local-description,

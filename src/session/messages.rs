@@ -69,6 +69,10 @@
 //! - `viewer-added`: `location` (string: the session's path).
 //! - `viewer-removed`: `location`, `reason` (string: `DELETE`, or why its
 //!   connection ended).
+//!
+//! All four (posted by `crate::peer::stats`): `session-stats`, every
+//! `stats-interval` ms when set, one per session: the structure the `stats`
+//! property holds for that session (README, "Statistics").
 
 use gst::prelude::*;
 

@@ -140,6 +140,23 @@ pub struct Supervisor<R: Role> {
 /// The resources of live sessions, so that stopping can DELETE them all.
 pub type Sessions = Arc<std::sync::Mutex<Vec<Arc<Resource>>>>;
 
+/// The session carrying the stream now, if one does: what the element's
+/// statistics describe.
+pub type Current = Arc<std::sync::Mutex<Option<(Arc<Peer>, Arc<Resource>)>>>;
+
+/// The statistics sources of a supervised element: its current session.
+pub fn stats_sources(current: &Current) -> crate::peer::stats::Sources {
+    let current = current.clone();
+    Arc::new(move || {
+        current
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(peer, resource)| (peer.clone(), resource.location().map(|u| redact_url(&u))))
+            .collect()
+    })
+}
+
 impl<R: Role> Supervisor<R> {
     pub fn new(role: Arc<R>, host: Host, client: Client, endpoint: Url, policy: Policy) -> Self {
         Self {
@@ -153,17 +170,23 @@ impl<R: Role> Supervisor<R> {
     }
 
     /// Runs a supervisor for `obj` on the runtime: the task (abort it to
-    /// stop) and the sessions it creates (to DELETE when stopping).
+    /// stop), the sessions it creates (to DELETE when stopping) and the one
+    /// carrying the stream (for statistics).
     pub fn spawn(
         role: Arc<R>,
         obj: &gst::Element,
         client: Client,
         endpoint: Url,
         policy: Policy,
-    ) -> (tokio::task::JoinHandle<()>, Sessions) {
+    ) -> (tokio::task::JoinHandle<()>, Sessions, Current) {
         let sessions: Sessions = Default::default();
+        let current: Current = Default::default();
         let supervisor = Self::new(role, Host::new(obj), client, endpoint, policy);
-        (RUNTIME.spawn(supervisor.run(sessions.clone())), sessions)
+        (
+            RUNTIME.spawn(supervisor.run(sessions.clone(), current.clone())),
+            sessions,
+            current,
+        )
     }
 
     /// Takes a session's elements away off the runtime's workers: it
@@ -387,7 +410,7 @@ impl<R: Role> Supervisor<R> {
     }
 
     /// Runs until the policy gives up (ERROR) or the task is aborted.
-    pub async fn run(self, sessions: Sessions) {
+    pub async fn run(self, sessions: Sessions, current: Current) {
         let host = self.host.clone();
         let mut ran = false;
         let mut next: Option<Active> = None;
@@ -458,6 +481,7 @@ impl<R: Role> Supervisor<R> {
                     true,
                 ),
             };
+            *current.lock().unwrap() = Some((active.peer.clone(), active.resource.clone()));
             if fresh {
                 self.attempt.store(0, Ordering::Relaxed);
                 ran = true;
@@ -537,6 +561,7 @@ impl<R: Role> Supervisor<R> {
                     }
                     let end = reason;
                     gst::info!(CAT, id = host.name(), "session ended: {end}");
+                    current.lock().unwrap().take();
                     self.retire(&active.peer).await;
                     self.end(&active.resource, &end.to_string(), &sessions);
                     if !self.policy.reconnect {

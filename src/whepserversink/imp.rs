@@ -9,6 +9,7 @@ use gst::subclass::prelude::*;
 use gst_webrtc::WebRTCRTPTransceiverDirection;
 
 use crate::codec::{self, Codec};
+use crate::peer::stats::ServerStats;
 use crate::peer::{sdp, Peer};
 use crate::runtime::RUNTIME;
 use crate::server::claims::{Slot, Slots};
@@ -73,6 +74,7 @@ pub struct WhepServerSink {
     settings: Mutex<ServerSettings>,
     state: Mutex<State>,
     slots: Slots,
+    stats: ServerStats,
 }
 
 #[glib::object_subclass]
@@ -87,16 +89,25 @@ impl ObjectSubclass for WhepServerSink {
 
 impl ObjectImpl for WhepServerSink {
     fn properties() -> &'static [glib::ParamSpec] {
-        static PROPS: LazyLock<Vec<glib::ParamSpec>> =
-            LazyLock::new(ServerSettings::whep_properties);
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let mut props = ServerSettings::whep_properties();
+            props.extend(ServerStats::properties());
+            props
+        });
         PROPS.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        if self.stats.set_property(value, pspec) {
+            return;
+        }
         self.settings.lock().unwrap().set(value, pspec);
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if let Some(value) = self.stats.property(pspec) {
+            return value;
+        }
         match pspec.name() {
             "bound-address" => self
                 .state
@@ -192,8 +203,27 @@ impl ElementImpl for WhepServerSink {
                 Arc::new(WhepHandler(self.obj().downgrade())),
             )?;
             self.state.lock().unwrap().server = Some(server);
+            let weak = self.obj().downgrade();
+            self.stats.start(
+                self.obj().upcast_ref(),
+                Arc::new(move || {
+                    weak.upgrade()
+                        .map(|obj| {
+                            obj.imp()
+                                .state
+                                .lock()
+                                .unwrap()
+                                .viewers
+                                .iter()
+                                .map(|(location, s)| (s.peer.clone(), Some(location.clone())))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                }),
+            );
         }
         if transition == gst::StateChange::ReadyToNull {
+            self.stats.stop();
             let viewers: Vec<Viewer> = {
                 let mut state = self.state.lock().unwrap();
                 state.server = None;

@@ -11,10 +11,11 @@ use gst_webrtc::WebRTCRTPTransceiverDirection;
 use super::output::{Fed, Output, OutputKind, SessionId};
 use super::Media;
 use crate::codec::{self, Codec};
+use crate::peer::stats::ClientStats;
 use crate::peer::timeline::Phase;
 use crate::peer::{Peer, PeerError};
 use crate::protocol::Client;
-use crate::session::supervisor::{Role, Sessions, Supervisor};
+use crate::session::supervisor::{stats_sources, Role, Sessions, Supervisor};
 use crate::session::{self, messages, ClientSettings, SessionError};
 
 /// Reference for `SessionInfo::last_media`.
@@ -125,6 +126,7 @@ pub struct WhepSrc {
     flows: Mutex<gst_base::UniqueFlowCombiner>,
     /// Whether the user was told why nothing is linked.
     told_unlinked: std::sync::atomic::AtomicBool,
+    stats: ClientStats,
 }
 
 #[glib::object_subclass]
@@ -177,12 +179,16 @@ impl ObjectImpl for WhepSrc {
                     .mutable_ready()
                     .build(),
             ]);
+            props.extend(ClientStats::properties());
             props
         });
         PROPS.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        if self.stats.set_property(value, pspec) {
+            return;
+        }
         let mut settings = self.settings.lock().unwrap();
         match pspec.name() {
             "video-caps" => settings.video_caps = crate::element::caps_value(value),
@@ -204,6 +210,9 @@ impl ObjectImpl for WhepSrc {
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if let Some(value) = self.stats.property(pspec) {
+            return value;
+        }
         if pspec.name() == "dropped" {
             let outputs = self.state.lock().unwrap().outputs.clone();
             return outputs.iter().map(|o| o.dropped()).sum::<u64>().to_value();
@@ -516,7 +525,9 @@ impl WhepSrc {
             weak: self.obj().downgrade(),
             settings,
         });
-        let (task, sessions) = Supervisor::spawn(role, &obj, client.clone(), endpoint, policy);
+        let (task, sessions, current) =
+            Supervisor::spawn(role, &obj, client.clone(), endpoint, policy);
+        self.stats.start(&obj, stats_sources(&current));
         let mut state = self.state.lock().unwrap();
         state.supervisor = Some(task);
         state.resources = Some(sessions);
@@ -526,6 +537,7 @@ impl WhepSrc {
     /// Stops the supervisor, DELETEs every live session (waiting at most
     /// `TEARDOWN_WAIT`) and removes their elements.
     fn stop_session(&self, reason: &str) {
+        self.stats.stop();
         let (task, resources, ids) = {
             let mut state = self.state.lock().unwrap();
             (

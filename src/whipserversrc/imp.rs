@@ -6,6 +6,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use crate::codec;
+use crate::peer::stats::ServerStats;
 use crate::peer::{Peer, PeerError};
 use crate::runtime::RUNTIME;
 use crate::server::claims::{Claim, PathClaims, Slot, Slots};
@@ -58,6 +59,7 @@ pub struct WhipServerSrc {
     flows: Mutex<gst_base::UniqueFlowCombiner>,
     /// Whether the user was told that no pad is linked.
     told_unlinked: std::sync::atomic::AtomicBool,
+    stats: ServerStats,
 }
 
 #[glib::object_subclass]
@@ -72,8 +74,11 @@ impl ObjectSubclass for WhipServerSrc {
 
 impl ObjectImpl for WhipServerSrc {
     fn properties() -> &'static [glib::ParamSpec] {
-        static PROPS: LazyLock<Vec<glib::ParamSpec>> =
-            LazyLock::new(ServerSettings::whip_properties);
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let mut props = ServerSettings::whip_properties();
+            props.extend(ServerStats::properties());
+            props
+        });
         PROPS.as_ref()
     }
 
@@ -102,10 +107,16 @@ impl ObjectImpl for WhipServerSrc {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        if self.stats.set_property(value, pspec) {
+            return;
+        }
         self.settings.lock().unwrap().set(value, pspec);
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if let Some(value) = self.stats.property(pspec) {
+            return value;
+        }
         if pspec.name() == "bound-address" {
             return self
                 .state
@@ -193,8 +204,27 @@ impl ElementImpl for WhipServerSrc {
                 Arc::new(WhipHandler(self.obj().downgrade())),
             )?;
             self.state.lock().unwrap().server = Some(server);
+            let weak = self.obj().downgrade();
+            self.stats.start(
+                self.obj().upcast_ref(),
+                Arc::new(move || {
+                    weak.upgrade()
+                        .map(|obj| {
+                            obj.imp()
+                                .state
+                                .lock()
+                                .unwrap()
+                                .publishers
+                                .iter()
+                                .map(|(location, s)| (s.peer.clone(), Some(location.clone())))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                }),
+            );
         }
         if transition == gst::StateChange::ReadyToNull {
+            self.stats.stop();
             let publishers: Vec<Publisher> = {
                 let mut state = self.state.lock().unwrap();
                 state.server = None;
@@ -308,6 +338,7 @@ impl WhipServerSrc {
         let answered = async {
             peer.set_remote(gst_webrtc::WebRTCSDPType::Offer, &offer)
                 .await?;
+            crate::peer::congestion::keep_twcc_in_answer(peer.webrtcbin(), &offer);
             let (p, bin) = (peer.clone(), obj.clone());
             crate::server::off_runtime(move || p.join(bin.upcast_ref()))
                 .await

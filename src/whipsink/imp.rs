@@ -8,10 +8,12 @@ use gst_webrtc::WebRTCRTPTransceiverDirection;
 
 use crate::codec::{self, Codec};
 use crate::encoder;
+use crate::peer::congestion;
+use crate::peer::stats::ClientStats;
 use crate::peer::Peer;
 use crate::protocol::Client;
 use crate::runtime::RUNTIME;
-use crate::session::supervisor::{Role, Sessions, Supervisor};
+use crate::session::supervisor::{stats_sources, Role, Sessions, Supervisor};
 use crate::session::{self, ClientSettings, SessionError};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -133,6 +135,10 @@ struct State {
     running: bool,
     next_pad: u32,
     next_peer: u32,
+    /// Congestion control of every peer, decided when the first one is made:
+    /// on when asked for and the first stream is encoded (we payload it, so
+    /// it carries TWCC).
+    congestion: Option<congestion::Settings>,
 }
 
 #[derive(Default)]
@@ -143,6 +149,8 @@ pub struct WhipSink {
     /// peer's DTLS transport and puts it in the bin, alone (streams' caps
     /// come on their own threads).
     feeding: Mutex<()>,
+    congestion: Mutex<congestion::Settings>,
+    stats: ClientStats,
 }
 
 #[glib::object_subclass]
@@ -179,6 +187,8 @@ impl ObjectImpl for WhipSink {
                     .mutable_ready()
                     .build(),
             );
+            props.extend(congestion::Settings::properties());
+            props.extend(ClientStats::properties());
             props
         });
         PROPS.as_ref()
@@ -197,6 +207,11 @@ impl ObjectImpl for WhipSink {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        if self.stats.set_property(value, pspec)
+            || self.congestion.lock().unwrap().set(value, pspec)
+        {
+            return;
+        }
         let token = {
             let mut settings = self.settings.lock().unwrap();
             match pspec.name() {
@@ -223,6 +238,12 @@ impl ObjectImpl for WhipSink {
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if let Some(value) = self.stats.property(pspec) {
+            return value;
+        }
+        if let Some(value) = self.congestion.lock().unwrap().get(pspec) {
+            return value;
+        }
         let settings = self.settings.lock().unwrap();
         match pspec.name() {
             "video-caps" => settings.video_caps.to_value(),
@@ -418,9 +439,67 @@ impl WhipSink {
 
     /// A new webrtcbin, configured from the properties, not in the bin yet:
     /// `request_send_pad` puts it there. Takes no lock of ours.
-    fn create_peer(&self, n: u32) -> Result<Arc<Peer>, crate::peer::PeerError> {
+    fn create_peer(
+        &self,
+        n: u32,
+        congestion: Option<congestion::Settings>,
+    ) -> Result<Arc<Peer>, crate::peer::PeerError> {
         let settings = self.settings.lock().unwrap().client.clone();
-        Peer::detached(&format!("session{n}"), &settings.peer_settings(0))
+        let peer = Peer::detached(&format!("session{n}"), &settings.peer_settings(0))?;
+        if let Some(cc) = congestion {
+            let weak = self.obj().downgrade();
+            let min = cc.min;
+            let on_estimate: congestion::OnEstimate = Arc::new(move |bps| {
+                if let Some(obj) = weak.upgrade() {
+                    obj.imp().set_bitrate(bps, min);
+                }
+            });
+            // Before the DTLS transport is made (`Peer::prime`): webrtcbin
+            // asks for the estimator when it makes the transport.
+            congestion::install(&peer, &cc, on_estimate).map_err(|reason| {
+                crate::peer::PeerError::Negotiation {
+                    what: "set up congestion control",
+                    reason,
+                }
+            })?;
+        }
+        Ok(peer)
+    }
+
+    /// Gives a total target bitrate to the video encoders: whipsink's own
+    /// (raw input) or the one upstream of an encoded stream (see
+    /// `congestion::video_share`).
+    fn set_bitrate(&self, total: u32, min: u32) {
+        let (encoders, audio) = {
+            let state = self.state.lock().unwrap();
+            let mut encoders = Vec::new();
+            let mut audio = 0;
+            for s in state.streams.iter() {
+                if s.media == "audio" {
+                    audio += 1;
+                    continue;
+                }
+                let encoder = match &s.raw {
+                    Some(raw) => raw.encoding.as_ref().map(|e| e.encoder.clone()),
+                    None => s
+                        .elements
+                        .first()
+                        .and_then(|e| e.static_pad("sink"))
+                        .and_then(|pad| congestion::upstream_encoder(&pad)),
+                };
+                encoders.extend(encoder);
+            }
+            (encoders, audio)
+        };
+        if encoders.is_empty() {
+            return;
+        }
+        let share = congestion::video_share(total, encoders.len(), audio, min);
+        for encoder in &encoders {
+            if encoder::set_target_bitrate(encoder, share) {
+                gst::debug!(CAT, imp = self, "{}: {share} bit/s", encoder.name());
+            }
+        }
     }
 
     /// Detaches the streams from `peer`, which is going away: until the next
@@ -596,10 +675,18 @@ impl WhipSink {
                     .structure(codec.rtp_caps(codec.payload_type, None))
                     .build(),
             );
-            (
-                codec.payload_chain().map_err(|e| e.to_string())?,
-                codec.media,
-            )
+            let mut chain = codec.payload_chain().map_err(|e| e.to_string())?;
+            if self.congestion.lock().unwrap().enabled {
+                // The payloader stamps TWCC, and its caps ask for feedback.
+                let caps = congestion::stamp_twcc(chain.last().unwrap())?;
+                chain.push(
+                    gst::ElementFactory::make("capsfilter")
+                        .property("caps", caps)
+                        .build()
+                        .map_err(|_| "capsfilter missing")?,
+                );
+            }
+            (chain, codec.media)
         };
         let codecs = if raw {
             let codecs = self.settings.lock().unwrap().codecs(media);
@@ -645,8 +732,13 @@ impl WhipSink {
                 Some(p) => p,
                 None => {
                     state.next_peer += 1;
+                    // Only encoded input carries TWCC so far (raw input's
+                    // offer does not ask for it yet; RTP input is the user's).
+                    let cc = *self.congestion.lock().unwrap();
+                    let encoded = !raw && !codec::is_rtp(caps);
+                    state.congestion = (cc.enabled && encoded).then_some(cc);
                     let p = self
-                        .create_peer(state.next_peer)
+                        .create_peer(state.next_peer, state.congestion)
                         .map_err(|e| e.to_string())?;
                     state.peer = Some(p.clone());
                     state.peer_fresh = true;
@@ -929,13 +1021,16 @@ impl WhipSink {
         };
         let policy = settings.policy();
         let role = Arc::new(WhipRole(self.obj().downgrade()));
-        let (task, sessions) = Supervisor::spawn(role, &obj, client.clone(), endpoint, policy);
+        let (task, sessions, current) =
+            Supervisor::spawn(role, &obj, client.clone(), endpoint, policy);
+        self.stats.start(&obj, stats_sources(&current));
         state.supervisor = Some(task);
         state.resources = Some(sessions);
         state.client = Some(client);
     }
 
     fn stop_session(&self, reason: &str) {
+        self.stats.stop();
         let (task, resources) = {
             let mut state = self.state.lock().unwrap();
             state.running = false;
@@ -1023,12 +1118,12 @@ impl Role for WhipRole {
             what: "move a stream to a new session",
             reason,
         };
-        let n = {
+        let (n, cc) = {
             let mut state = imp.state.lock().unwrap();
             state.next_peer += 1;
-            state.next_peer
+            (state.next_peer, state.congestion)
         };
-        let peer = imp.create_peer(n)?;
+        let peer = imp.create_peer(n, cc)?;
         let mut state = imp.state.lock().unwrap();
         for s in state.streams.iter_mut() {
             match s.raw.as_mut() {
@@ -1078,6 +1173,12 @@ impl Role for WhipRole {
     fn activate(&self, peer: &Arc<Peer>) {
         gst::info!(CAT, "connected, requesting a key frame");
         peer.request_keyframes();
+        // Congestion control starts from start-bitrate.
+        let target = peer.stats().target_bitrate();
+        if let (Some(obj), true) = (self.0.upgrade(), target > 0) {
+            let min = obj.imp().congestion.lock().unwrap().min;
+            obj.imp().set_bitrate(target, min);
+        }
     }
 
     fn carries_output(&self, _peer: &Arc<Peer>) -> bool {

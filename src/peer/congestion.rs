@@ -1,0 +1,296 @@
+//! Congestion control for what whipsink sends: Google Congestion Control
+//! (draft-ietf-rmcat-gcc-02) as gst-plugins-rs implements it in
+//! `rtpgccbwe`, driven by transport-wide congestion control feedback
+//! (TWCC, draft-holmer-rmcat-transport-wide-cc-extensions-01). Its
+//! estimate becomes the encoders' target bitrate.
+//!
+//! - Each payloader we make stamps the TWCC header extension, and its caps
+//!   ask for `a=rtcp-fb:<pt> transport-cc`, so the offer carries both.
+//! - webrtcbin asks for an element in front of each transport's sender
+//!   (`request-aux-sender`): the estimator goes there, paces what is sent
+//!   and reads the receiver's TWCC feedback.
+//! - Each new estimate goes to the video encoders (`encoder::set_target_bitrate`),
+//!   less what the audio streams take.
+
+use std::sync::{Arc, OnceLock};
+
+use gst::glib;
+use gst::prelude::*;
+use gst_rtp::prelude::*;
+
+use super::Peer;
+
+/// The TWCC RTP header extension (RFC 8285 URI).
+pub const TWCC_URI: &str =
+    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+/// Its extension id in our offers (the payloaders we make use no other).
+const TWCC_ID: u32 = 1;
+
+/// The estimator's element name.
+const GCC: &str = "rtpgccbwe";
+
+/// What an Opus stream is assumed to take from the estimate: its encoder
+/// runs at its own bitrate (opusenc's default is 64 kbit/s for stereo).
+const AUDIO_SHARE: u32 = 64_000;
+
+/// whipsink's congestion-control properties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub enabled: bool,
+    /// bit/s
+    pub min: u32,
+    pub start: u32,
+    pub max: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min: 100_000,
+            start: 1_000_000,
+            max: 8_192_000,
+        }
+    }
+}
+
+impl Settings {
+    pub fn properties() -> Vec<glib::ParamSpec> {
+        let d = Settings::default();
+        let rate = |name: &str, nick: &str, blurb: &str, default: u32| {
+            glib::ParamSpecUInt::builder(name)
+                .nick(nick)
+                .blurb(blurb)
+                .minimum(10_000)
+                .maximum(100_000_000)
+                .default_value(default)
+                .mutable_ready()
+                .build()
+        };
+        vec![
+            glib::ParamSpecBoolean::builder("congestion-control")
+                .nick("Congestion control")
+                .blurb(
+                    "Make the bitrate follow the available bandwidth: Google Congestion Control \
+                     (gst-plugins-rs' rtpgccbwe) estimates it from transport-wide congestion \
+                     control feedback (TWCC) and sets the target bitrate of the video encoder \
+                     upstream (vp8enc, vp9enc, x264enc, openh264enc), between min-bitrate and \
+                     max-bitrate, less 64 kbit/s per audio stream. Needs encoded input (the \
+                     payloaders whipsink makes send TWCC); with raw or RTP input (the first \
+                     stream's) it stays off for now.",
+                )
+                .default_value(d.enabled)
+                .mutable_ready()
+                .build(),
+            rate(
+                "min-bitrate",
+                "Minimum bitrate",
+                "Lowest total bitrate (bit/s) congestion control goes down to",
+                d.min,
+            ),
+            rate(
+                "start-bitrate",
+                "Start bitrate",
+                "Total bitrate (bit/s) congestion control starts from, until the first \
+                 feedback says more",
+                d.start,
+            ),
+            rate(
+                "max-bitrate",
+                "Maximum bitrate",
+                "Highest total bitrate (bit/s) congestion control goes up to",
+                d.max,
+            ),
+        ]
+    }
+
+    /// Handles this module's properties; false for others.
+    pub fn set(&mut self, value: &glib::Value, pspec: &glib::ParamSpec) -> bool {
+        match pspec.name() {
+            "congestion-control" => self.enabled = value.get().unwrap_or(true),
+            "min-bitrate" => self.min = value.get().unwrap_or(self.min),
+            "start-bitrate" => self.start = value.get().unwrap_or(self.start),
+            "max-bitrate" => self.max = value.get().unwrap_or(self.max),
+            _ => return false,
+        }
+        true
+    }
+
+    pub fn get(&self, pspec: &glib::ParamSpec) -> Option<glib::Value> {
+        Some(match pspec.name() {
+            "congestion-control" => self.enabled.to_value(),
+            "min-bitrate" => self.min.to_value(),
+            "start-bitrate" => self.start.to_value(),
+            "max-bitrate" => self.max.to_value(),
+            _ => return None,
+        })
+    }
+
+    /// The bounds in order, whatever order the user set them in.
+    fn bounds(&self) -> (u32, u32, u32) {
+        let (min, max) = (self.min.min(self.max), self.max.max(self.min));
+        (min, self.start.clamp(min, max), max)
+    }
+}
+
+/// Makes `rtpgccbwe` available: the installed one (gst-plugins-rs' rsrtp
+/// plugin) if there is one, else the copy linked into this plugin. The
+/// gst-plugin-rtp crate registers only its whole plugin, so that is
+/// registered (once, and only when no rsrtp plugin is installed: nothing
+/// installed is shadowed) and every element of it but `rtpgccbwe` is taken
+/// out of the registry again: the process gains that one element only.
+fn gcc_available() -> Result<(), String> {
+    static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
+    if gst::ElementFactory::find(GCC).is_some() {
+        return Ok(());
+    }
+    REGISTERED
+        .get_or_init(|| {
+            let registry = gst::Registry::get();
+            if registry.find_plugin("rsrtp").is_some() {
+                return Err(format!(
+                    "the installed gst-plugins-rs rsrtp plugin has no {GCC}; update it"
+                ));
+            }
+            gstrsrtp::plugin_register_static().map_err(|e| e.to_string())?;
+            for feature in registry.features_by_plugin("rsrtp") {
+                if feature.name() != GCC {
+                    registry.remove_feature(&feature);
+                }
+            }
+            Ok(())
+        })
+        .clone()?;
+    gst::ElementFactory::find(GCC)
+        .map(|_| ())
+        .ok_or_else(|| format!("{GCC} did not register"))
+}
+
+/// Makes a payloader we made send TWCC sequence numbers, and returns the
+/// caps to put after it so that the offer asks for TWCC feedback
+/// (`a=rtcp-fb:<pt> transport-cc`).
+pub fn stamp_twcc(payloader: &gst::Element) -> Result<gst::Caps, String> {
+    let ext = gst_rtp::RTPHeaderExtension::create_from_uri(TWCC_URI)
+        .ok_or("rtphdrexttwcc (gst-plugins-good) is missing")?;
+    ext.set_id(TWCC_ID);
+    payloader.emit_by_name::<()>("add-extension", &[&ext]);
+    Ok(gst::Caps::builder("application/x-rtp")
+        .field("rtcp-fb-transport-cc", true)
+        .build())
+}
+
+/// What a new estimate is handed to.
+pub type OnEstimate = Arc<dyn Fn(u32) + Send + Sync>;
+
+/// Puts a bandwidth estimator in front of each of `peer`'s transports
+/// (webrtcbin's `request-aux-sender`), reporting its estimates to
+/// `on_estimate` (on the estimator's thread) and to the peer's statistics.
+/// Call before the DTLS transport is made (before any offer).
+pub fn install(peer: &Peer, settings: &Settings, on_estimate: OnEstimate) -> Result<(), String> {
+    gcc_available()?;
+    let (min, start, max) = settings.bounds();
+    let stats = peer.stats_handle();
+    // The encoders get it when the session starts (whipsink's `activate`).
+    stats.set_target_bitrate(start);
+    peer.webrtcbin()
+        .connect("request-aux-sender", false, move |_| {
+            let bwe = gst::ElementFactory::make(GCC)
+                .property("min-bitrate", min)
+                .property("max-bitrate", max)
+                .property("estimated-bitrate", start)
+                .build()
+                .ok()?;
+            let (stats, on_estimate) = (stats.clone(), on_estimate.clone());
+            bwe.connect_notify(Some("estimated-bitrate"), move |bwe, _| {
+                let bps = bwe.property::<u32>("estimated-bitrate");
+                stats.set_target_bitrate(bps);
+                on_estimate(bps);
+            });
+            Some(bwe.to_value())
+        });
+    Ok(())
+}
+
+/// Splits a total estimate between the streams: the audio ones keep their
+/// own rate, the video ones share the rest evenly.
+pub fn video_share(total: u32, video_streams: usize, audio_streams: usize, min: u32) -> u32 {
+    let audio = AUDIO_SHARE.saturating_mul(audio_streams as u32);
+    (total.saturating_sub(audio) / video_streams.max(1) as u32).max(min / 2)
+}
+
+/// The encoder feeding `pad` (a sink pad), looking upstream through
+/// elements with one input (parsers, capsfilters, queues, tees) and ghost
+/// pads.
+pub fn upstream_encoder(pad: &gst::Pad) -> Option<gst::Element> {
+    let mut pad = pad.clone();
+    for _ in 0..16 {
+        let mut peer = pad.peer()?;
+        // Into a bin: its ghost pad's internal pad; out of one: the ghost
+        // pad's outer peer.
+        if let Some(ghost) = peer
+            .parent()
+            .and_then(|p| p.downcast::<gst::GhostPad>().ok())
+        {
+            peer = ghost.peer()?;
+        }
+        if let Ok(ghost) = peer.clone().downcast::<gst::GhostPad>() {
+            peer = ghost.target()?;
+        }
+        let element = peer.parent_element()?;
+        let is_encoder = element
+            .factory()
+            .is_some_and(|f| f.klass().contains("Encoder"));
+        if is_encoder {
+            return Some(element);
+        }
+        let inputs = element.sink_pads();
+        if inputs.len() != 1 {
+            return None;
+        }
+        pad = inputs[0].clone();
+    }
+    None
+}
+
+/// Receiving answerer (whipserversrc): keeps the offer's TWCC header
+/// extension in the answer, so that the publisher gets TWCC feedback (its
+/// congestion control needs it). webrtcbin 1.22 answers only with the
+/// extensions of a transceiver's codec preferences, and the transceivers it
+/// makes for a remote offer have none: each media that offers TWCC gets a
+/// receive-only transceiver beforehand, whose preferences are the offer's
+/// own formats, extensions included; webrtcbin answers that media with it.
+/// Call after the remote offer is set, before the answer is made.
+pub fn keep_twcc_in_answer(webrtcbin: &gst::Element, offer: &str) {
+    let Ok(sdp) = gst_sdp::SDPMessage::parse_buffer(offer.as_bytes()) else {
+        return;
+    };
+    for media in sdp.medias() {
+        let offers_twcc = media
+            .attributes()
+            .any(|a| a.key() == "extmap" && a.value().is_some_and(|v| v.contains(TWCC_URI)));
+        if !offers_twcc {
+            continue;
+        }
+        let mut caps = gst::Caps::new_empty();
+        for pt in media.formats().filter_map(|f| f.parse::<i32>().ok()) {
+            let Some(mut one) = media.caps_from_media(pt) else {
+                continue;
+            };
+            let one_mut = one.make_mut();
+            if media.attributes_to_caps(one_mut).is_err() {
+                continue;
+            }
+            if let Some(s) = one_mut.structure_mut(0) {
+                s.set_name("application/x-rtp");
+                s.set("media", media.media().unwrap_or("video"));
+            }
+            caps.merge(one);
+        }
+        if !caps.is_empty() {
+            webrtcbin.emit_by_name::<gst_webrtc::WebRTCRTPTransceiver>(
+                "add-transceiver",
+                &[&gst_webrtc::WebRTCRTPTransceiverDirection::Recvonly, &caps],
+            );
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! whipsink's congestion control (rtpgccbwe driven by TWCC) on a real
+//! session over loopback: the estimate moves with the feedback and the
+//! encoder upstream follows it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::e2e::{wait_until, Client, WhipServer};
+use gst::prelude::*;
+
+const SRC: &str = "videotestsrc is-live=true ! video/x-raw,width=640,height=480,framerate=30/1 ! vp8enc name=enc deadline=1 cpu-used=8";
+
+fn target(whip: &gst::Element) -> u32 {
+    whip.property::<gst::Structure>("stats")
+        .get::<u32>("target-bitrate")
+        .unwrap()
+}
+
+#[test]
+fn the_encoder_follows_the_estimate_from_twcc_feedback() {
+    let server = WhipServer::start("");
+    let client = Client::start(&format!(
+        "{SRC} ! whipsink name=whip whip-endpoint={}/whip/cam ice-addresses=127.0.0.1 \
+         start-bitrate=300000 min-bitrate=100000 max-bitrate=900000",
+        server.base
+    ));
+    let whip = client.pipeline.by_name("whip").unwrap();
+    let enc = client.pipeline.by_name("enc").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || server.counters.video() > 10),
+        "{:?}",
+        client.messages.errors()
+    );
+    // Loopback has room: GCC raises the estimate from start-bitrate as
+    // feedback comes, up to max-bitrate, and the encoder gets it (one video
+    // stream, no audio: all of it).
+    assert!(
+        wait_until(Duration::from_secs(15), || target(&whip) > 450_000),
+        "estimate stuck at {}",
+        target(&whip)
+    );
+    assert!(wait_until(Duration::from_secs(2), || {
+        let t = target(&whip) as i32;
+        (enc.property::<i32>("target-bitrate") - t).abs() < t / 5
+    }));
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(target(&whip) <= 900_000, "{}", target(&whip));
+    assert!(enc.property::<i32>("target-bitrate") <= 900_000);
+    assert!(client.messages.errors().is_empty());
+
+    // Only the estimator joined the registry, not the rest of rsrtp (whose
+    // payloaders would compete with the installed ones in autoplugging).
+    let features: Vec<String> = gst::Registry::get()
+        .features_by_plugin("rsrtp")
+        .iter()
+        .map(|f| f.name().to_string())
+        .collect();
+    assert_eq!(features, ["rtpgccbwe"]);
+    assert!(gst::ElementFactory::find("rtpvp8pay2").is_none());
+}
+
+#[test]
+fn without_congestion_control_the_encoder_is_left_alone() {
+    let server = WhipServer::start("");
+    let client = Client::start(&format!(
+        "{SRC} target-bitrate=400000 ! whipsink name=whip whip-endpoint={}/whip/cam \
+         ice-addresses=127.0.0.1 congestion-control=false",
+        server.base
+    ));
+    let whip = client.pipeline.by_name("whip").unwrap();
+    let enc = client.pipeline.by_name("enc").unwrap();
+    assert!(wait_until(Duration::from_secs(10), || server
+        .counters
+        .video()
+        > 60));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(target(&whip), 0);
+    assert_eq!(enc.property::<i32>("target-bitrate"), 400_000);
+}
