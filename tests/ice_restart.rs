@@ -23,11 +23,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::e2e::{init, wait_until, Player, RT};
+use common::e2e::{init, wait_until, Client, Player, RT, VP8_SRC};
 use common::front::Front;
 use common::launch::tail;
 use common::netns::{
-    endpoint, link_down, new_address, server, server_says, A, C, PORT, SERVER_HTTP,
+    endpoint, link_down, new_address, server, server_says, whip_server, A, C, PORT, SERVER_HTTP,
 };
 
 /// Runs `test` of this binary in its namespaces (see `netns`); true when
@@ -211,4 +211,64 @@ fn a_server_refusing_the_ice_restart_gets_a_new_session() {
         .any(|p| p.method == "PATCH" && p.status == 405));
     assert_eq!(passed.iter().filter(|p| p.method == "POST").count(), 2);
     assert_eq!(server_says(&server, "viewer-added"), 2);
+}
+
+/// whipsink hears only the server's RTCP: its silence (three times the
+/// interval the server uses, at least 1.5 s) says the path broke.
+#[test]
+fn whipsink_restarts_ice_after_a_link_flap_on_the_same_session() {
+    if !inside_namespace("whipsink_restarts_ice_after_a_link_flap_on_the_same_session") {
+        return;
+    }
+    init();
+    let server = whip_server();
+    let client = Client::start(&format!(
+        "{VP8_SRC} ! whipsink whip-endpoint=http://{SERVER_HTTP}:{PORT}/whip ice-addresses={A}"
+    ));
+    assert!(
+        wait_until(Duration::from_secs(10), || server.sink_buffers() >= 30),
+        "{:?}",
+        client.messages.errors()
+    );
+    let location = client.messages.element("session-started")[0]
+        .get::<Option<String>>("location")
+        .unwrap()
+        .unwrap();
+    link_down(Duration::from_millis(3500));
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            !client.messages.element("session-ice-restarted").is_empty()
+        }),
+        "no session-ice-restarted: {:?} {:?}",
+        client.messages.errors(),
+        client.messages.element("session-reconnecting")
+    );
+    let message = client.messages.element("session-ice-restarted").remove(0);
+    eprintln!("{message}");
+    assert_eq!(
+        message.get::<&str>("outcome").unwrap(),
+        "restarted",
+        "{message}"
+    );
+    assert_eq!(
+        message
+            .get::<Option<String>>("location")
+            .unwrap()
+            .as_deref(),
+        Some(location.as_str())
+    );
+    let before = server.sink_buffers();
+    assert!(
+        wait_until(Duration::from_secs(5), || server.sink_buffers()
+            >= before + 60),
+        "the server got no media after the restart"
+    );
+    assert_eq!(client.messages.element("session-started").len(), 1);
+    assert_eq!(server_says(&server, "publisher-added"), 1);
+    assert_eq!(
+        server_says(&server, "publisher-removed"),
+        0,
+        "{}",
+        tail(&server.output())
+    );
 }

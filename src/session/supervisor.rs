@@ -353,25 +353,39 @@ impl<R: Role> Supervisor<R> {
     }
 
     /// Restarts ICE on `active` (see `ice_restart`); Ok: when media came
-    /// back, within `limit`.
+    /// back, within `limit`. A path still down when a restart's checks run
+    /// exhausts them (libnice gives up on a pair after a few retransmissions),
+    /// so a restart that brought nothing back within `RESTART_RETRY` is made
+    /// again, each a new PATCH, until `limit`.
     async fn restart_ice(&self, active: &Active, limit: Duration) -> Result<Instant, String> {
+        const RESTART_RETRY: Duration = Duration::from_millis(1000);
         let since = Instant::now();
         let attempt = async {
-            ice_restart::restart(&active.peer, &active.resource).await?;
-            let mut tick = tokio::time::interval(Duration::from_millis(10));
             loop {
-                tick.tick().await;
-                let up = !matches!(
-                    *active.peer.connection_state().borrow(),
-                    WebRTCPeerConnectionState::Failed
-                        | WebRTCPeerConnectionState::Closed
-                        | WebRTCPeerConnectionState::Disconnected
-                );
-                if let Some(t) = Self::last_heard(&self.role, &active.peer).filter(|t| *t > since) {
-                    if up {
-                        return Ok(t);
+                ice_restart::restart(&active.peer, &active.resource).await?;
+                let tried = Instant::now();
+                let mut tick = tokio::time::interval(Duration::from_millis(10));
+                while tried.elapsed() < RESTART_RETRY {
+                    tick.tick().await;
+                    let up = !matches!(
+                        *active.peer.connection_state().borrow(),
+                        WebRTCPeerConnectionState::Failed
+                            | WebRTCPeerConnectionState::Closed
+                            | WebRTCPeerConnectionState::Disconnected
+                    );
+                    if let Some(t) =
+                        Self::last_heard(&self.role, &active.peer).filter(|t| *t > since)
+                    {
+                        if up {
+                            return Ok(t);
+                        }
                     }
                 }
+                gst::debug!(
+                    CAT,
+                    id = self.host.name(),
+                    "media not back yet: restarting ICE again"
+                );
             }
         };
         tokio::time::timeout(limit, attempt)

@@ -93,6 +93,24 @@ pub fn server() -> Launch {
     launch
 }
 
+/// whipserversrc in the server's namespace, its frames counted by
+/// `Launch::sink_buffers`.
+pub fn whip_server() -> Launch {
+    let args: Vec<String> = format!(
+        "-m whipserversrc address={SERVER_HTTP}:{PORT} ice-addresses={SERVER_ICE} peer-timeout=10000 name=s \
+         s. ! fakesink silent=false"
+    )
+    .split_whitespace()
+    .map(str::to_string)
+    .collect();
+    let launch = Launch::start_with(&["ip", "netns", "exec", "srv"], &args, &tempdir());
+    let up = wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect((SERVER_HTTP, PORT)).is_ok()
+    });
+    assert!(up, "server not up: {}", tail(&launch.output()));
+    launch
+}
+
 pub fn endpoint() -> String {
     format!("http://{SERVER_HTTP}:{PORT}/whep")
 }
@@ -102,6 +120,6 @@ pub fn server_says(server: &Launch, what: &str) -> usize {
     server
         .output()
         .lines()
-        .filter(|l| l.contains(&format!("{what}, location=")))
+        .filter(|l| l.contains(&format!(": {what}, ")))
         .count()
 }
