@@ -252,45 +252,119 @@ pub fn upstream_encoder(pad: &gst::Pad) -> Option<gst::Element> {
     None
 }
 
-/// Receiving answerer (whipserversrc): keeps the offer's TWCC header
-/// extension in the answer, so that the publisher gets TWCC feedback (its
-/// congestion control needs it). webrtcbin 1.22 answers only with the
-/// extensions of a transceiver's codec preferences, and the transceivers it
-/// makes for a remote offer have none: each media that offers TWCC gets a
-/// receive-only transceiver beforehand, whose preferences are the offer's
-/// own formats, extensions included; webrtcbin answers that media with it.
-/// Call after the remote offer is set, before the answer is made.
-pub fn keep_twcc_in_answer(webrtcbin: &gst::Element, offer: &str) {
-    let Ok(sdp) = gst_sdp::SDPMessage::parse_buffer(offer.as_bytes()) else {
-        return;
-    };
-    for media in sdp.medias() {
-        let offers_twcc = media
-            .attributes()
-            .any(|a| a.key() == "extmap" && a.value().is_some_and(|v| v.contains(TWCC_URI)));
-        if !offers_twcc {
+/// Receiving answerer (whipserversrc): the answer keeps the offer's TWCC
+/// header extension and `transport-cc` feedback, so that the publisher's
+/// congestion control gets TWCC feedback. webrtcbin 1.22 answers only with
+/// the extensions of a transceiver's codec preferences, and the transceivers
+/// it makes for a remote offer have none. Its receive side already counts
+/// the packets: the payload-type caps come from the remote offer, extension
+/// included. The edit is made to the SDP, per m-section: adding transceivers
+/// instead makes webrtcbin answer Chromium's offers wrongly.
+/// `None`: nothing to add.
+pub fn keep_twcc_in_answer(
+    offer: &gst_sdp::SDPMessageRef,
+    answer: &gst_sdp::SDPMessageRef,
+) -> Option<gst_sdp::SDPMessage> {
+    let mut edited = answer.to_owned();
+    let mut changed = false;
+    for (index, offered) in offer.medias().enumerate() {
+        let Some(id) = twcc_id(offered) else {
+            continue;
+        };
+        let Some(answered) = edited.media_mut(index as u32) else {
+            break;
+        };
+        let ids_taken = answered.attributes().any(|a| {
+            a.key() == "extmap"
+                && a.value()
+                    .and_then(|v| v.split(['/', ' ']).next())
+                    .is_some_and(|v| v == id.to_string())
+        });
+        if answered.port() == 0 || twcc_id(answered).is_some() || ids_taken {
             continue;
         }
-        let mut caps = gst::Caps::new_empty();
-        for pt in media.formats().filter_map(|f| f.parse::<i32>().ok()) {
-            let Some(mut one) = media.caps_from_media(pt) else {
-                continue;
-            };
-            let one_mut = one.make_mut();
-            if media.attributes_to_caps(one_mut).is_err() {
-                continue;
-            }
-            if let Some(s) = one_mut.structure_mut(0) {
-                s.set_name("application/x-rtp");
-                s.set("media", media.media().unwrap_or("video"));
-            }
-            caps.merge(one);
+        let feedback: Vec<String> = answered
+            .formats()
+            .filter(|pt| {
+                offered.attributes().any(|a| {
+                    a.key() == "rtcp-fb" && a.value() == Some(&format!("{pt} transport-cc"))
+                })
+            })
+            .map(|pt| format!("{pt} transport-cc"))
+            .collect();
+        answered.add_attribute("extmap", Some(&format!("{id} {TWCC_URI}")));
+        for value in &feedback {
+            answered.add_attribute("rtcp-fb", Some(value));
         }
-        if !caps.is_empty() {
-            webrtcbin.emit_by_name::<gst_webrtc::WebRTCRTPTransceiver>(
-                "add-transceiver",
-                &[&gst_webrtc::WebRTCRTPTransceiverDirection::Recvonly, &caps],
+        changed = true;
+    }
+    changed.then_some(edited)
+}
+
+/// The id a media section gives the TWCC extension.
+fn twcc_id(media: &gst_sdp::SDPMediaRef) -> Option<u32> {
+    media.attributes().find_map(|a| {
+        let value = a.value().filter(|_| a.key() == "extmap")?;
+        let (id, uri) = value.split_once(' ')?;
+        (uri.trim() == TWCC_URI).then(|| id.split('/').next()?.parse().ok())?
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> gst_sdp::SDPMessage {
+        gst_sdp::SDPMessage::parse_buffer(text.replace('\n', "\r\n").as_bytes()).unwrap()
+    }
+
+    const HEAD: &str = "v=0\no=- 1 1 IN IP4 127.0.0.1\ns=-\nt=0 0\n";
+
+    #[test]
+    fn the_answer_takes_the_offered_twcc_id_and_feedback() {
+        gst::init().unwrap();
+        // As Chromium offers: TWCC at id 3, feedback on some formats only.
+        let offer = parse(&format!(
+            "{HEAD}m=audio 9 UDP/TLS/RTP/SAVPF 111\na=mid:0\na=rtpmap:111 opus/48000/2\n\
+             a=rtcp-fb:111 transport-cc\na=extmap:3 {TWCC_URI}\n\
+             m=video 9 UDP/TLS/RTP/SAVPF 96 97\na=mid:1\na=rtpmap:96 VP8/90000\n\
+             a=rtcp-fb:96 transport-cc\na=rtpmap:97 rtx/90000\na=extmap:3 {TWCC_URI}\n\
+             m=video 0 UDP/TLS/RTP/SAVPF 98\na=mid:2\na=rtpmap:98 H264/90000\n"
+        ));
+        let answer = parse(&format!(
+            "{HEAD}m=audio 9 UDP/TLS/RTP/SAVPF 111\na=mid:0\na=rtpmap:111 opus/48000/2\n\
+             m=video 9 UDP/TLS/RTP/SAVPF 96 97\na=mid:1\na=rtpmap:96 VP8/90000\n\
+             a=rtpmap:97 rtx/90000\n\
+             m=video 0 UDP/TLS/RTP/SAVPF 98\na=mid:2\n"
+        ));
+        let edited = keep_twcc_in_answer(&offer, &answer).expect("an edit");
+        let text = edited.as_text().unwrap();
+        let sections: Vec<&str> = text.split("m=").skip(1).collect();
+        for section in &sections[..2] {
+            assert!(
+                section.contains(&format!("a=extmap:3 {TWCC_URI}")),
+                "{text}"
             );
         }
+        assert!(sections[0].contains("a=rtcp-fb:111 transport-cc"), "{text}");
+        assert!(sections[1].contains("a=rtcp-fb:96 transport-cc"), "{text}");
+        assert!(!sections[1].contains("97 transport-cc"), "{text}");
+        assert!(!sections[2].contains("extmap"), "rejected section: {text}");
+        // Nothing to add the second time.
+        assert!(keep_twcc_in_answer(&offer, &edited).is_none());
+    }
+
+    #[test]
+    fn an_id_the_answer_uses_otherwise_is_left_alone() {
+        gst::init().unwrap();
+        let offer = parse(&format!(
+            "{HEAD}m=video 9 UDP/TLS/RTP/SAVPF 96\na=mid:0\na=rtpmap:96 VP8/90000\n\
+             a=extmap:2 {TWCC_URI}\n"
+        ));
+        let answer = parse(&format!(
+            "{HEAD}m=video 9 UDP/TLS/RTP/SAVPF 96\na=mid:0\na=rtpmap:96 VP8/90000\n\
+             a=extmap:2 urn:ietf:params:rtp-hdrext:sdes:mid\n"
+        ));
+        assert!(keep_twcc_in_answer(&offer, &answer).is_none());
     }
 }

@@ -905,7 +905,7 @@ impl Peer {
         gather_limit: Duration,
     ) -> Result<LocalDescription, PeerError> {
         self.set_remote(WebRTCSDPType::Offer, offer).await?;
-        self.answer_remote_offer(offer, gather_limit).await
+        self.answer_remote_offer(offer, gather_limit, false).await
     }
 
     /// Creates and sets the answer to the remote offer already applied
@@ -914,10 +914,18 @@ impl Peer {
         &self,
         offer: &str,
         gather_limit: Duration,
+        keep_twcc: bool,
     ) -> Result<LocalDescription, PeerError> {
-        let answer = self
+        let mut answer = self
             .create("create an answer", "create-answer", "answer")
             .await?;
+        if keep_twcc {
+            let offered = gst_sdp::SDPMessage::parse_buffer(offer.as_bytes())
+                .map_err(|e| PeerError::InvalidSdp(e.to_string()))?;
+            if let Some(sdp) = congestion::keep_twcc_in_answer(&offered, answer.sdp()) {
+                answer = gst_webrtc::WebRTCSessionDescription::new(answer.type_(), sdp);
+            }
+        }
         self.set_local(&answer).await?;
         let complete = self.wait_gathering(gather_limit).await;
         self.local_text(complete, Some(offer))

@@ -462,7 +462,7 @@ impl WhepServerSink {
             Err((branches, refusal)) => return Err(fail(peer, branches, refusal).await),
         };
         let answer = match peer
-            .answer_remote_offer(&offer, settings.gather_timeout())
+            .answer_remote_offer(&offer, settings.gather_timeout(), false)
             .await
         {
             Ok(a) => Answered {

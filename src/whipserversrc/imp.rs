@@ -338,7 +338,6 @@ impl WhipServerSrc {
         let answered = async {
             peer.set_remote(gst_webrtc::WebRTCSDPType::Offer, &offer)
                 .await?;
-            crate::peer::congestion::keep_twcc_in_answer(peer.webrtcbin(), &offer);
             let (p, bin) = (peer.clone(), obj.clone());
             crate::server::off_runtime(move || p.join(bin.upcast_ref()))
                 .await
@@ -346,7 +345,7 @@ impl WhipServerSrc {
                     what: "start",
                     reason: r.detail,
                 })??;
-            peer.answer_remote_offer(&offer, settings.gather_timeout())
+            peer.answer_remote_offer(&offer, settings.gather_timeout(), true)
                 .await
         };
         match answered.await {
