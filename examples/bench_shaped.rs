@@ -6,9 +6,10 @@
 //! the encoder), frames decoded at the server, RTP bitrate received, and
 //! whipsink's target bitrate; per run: decoded/sent after the drop has
 //! settled (5 s), and the longest freeze (gap between decoded frames).
-//! Prints one JSON object.
+//! Prints one JSON object. Raw input by default (whipsink encodes with its
+//! own vp8enc); `--encoded` puts vp8enc in the user's pipeline instead.
 //!
-//!     cargo run --release --example bench_shaped -- [--runs 3] [--seconds 25] [--drop-at 10]
+//!     cargo run --release --example bench_shaped -- [--runs 3] [--seconds 25] [--drop-at 10] [--encoded]
 //!
 //! Delay and loss are not added: netem is not available in the sandbox
 //! (`Specified qdisc kind is unknown`); the token bucket's queue
@@ -77,6 +78,9 @@ fn main() {
     let runs = arg(&args, "--runs", 3usize);
     let seconds = arg(&args, "--seconds", 25u64);
     let drop_at = arg(&args, "--drop-at", 10u64);
+    // --encoded: the previous mode, vp8enc in the user's pipeline
+    // (congestion-control-upstream); by default raw input, whipsink's own.
+    let encoded = args.iter().any(|a| a == "--encoded");
     sh("ip link set lo up");
     gst::init().unwrap();
     gstwhipwhep::plugin_register_static().unwrap();
@@ -87,6 +91,7 @@ fn main() {
         for (cc, results) in modes.iter_mut() {
             results.push(run(
                 *cc,
+                encoded,
                 Duration::from_secs(seconds),
                 Duration::from_secs(drop_at),
             ));
@@ -138,13 +143,27 @@ fn main() {
             results.iter().map(Run::json).collect::<Vec<_>>().join(", ")
         )
     };
+    let video = if encoded {
+        format!(
+            "encoded input: videotestsrc pattern=spokes {WIDTH}x{HEIGHT} {FPS} fps, a leaky queue of 2 frames, vp8enc deadline=1 cpu-used=16 end-usage=cbr max-intra-bitrate={MAX_INTRA} keyframe-max-dist=3000 (key frames on PLI) ! whipsink"
+        )
+    } else {
+        format!(
+            "raw input: videotestsrc pattern=spokes ! video/x-raw,width={WIDTH},height={HEIGHT},framerate={FPS}/1 ! whipsink video-caps=video/x-vp8 (whipsink's own leaky queue of 4 frames and vp8enc; encoder-setup sets max-intra-bitrate={MAX_INTRA} keyframe-max-dist=3000)"
+        )
+    };
+    let upstream = if encoded {
+        " congestion-control-upstream=true"
+    } else {
+        ""
+    };
     println!(
         "{{\"benchmark\": \"bench_shaped\", \
-         \"video\": \"videotestsrc pattern=spokes {WIDTH}x{HEIGHT} {FPS} fps, a leaky queue of 2 frames (a real-time encoder that falls behind drops frames rather than bursting), vp8enc deadline=1 cpu-used=16 end-usage=cbr max-intra-bitrate={MAX_INTRA} keyframe-max-dist=3000 (key frames on PLI)\", \
+         \"video\": \"{video}\", \
          \"path\": \"whipsink -> whipserversrc -> vp8dec, one process, loopback in a private network namespace\", \
          \"shaping\": \"tc tbf on lo (both directions): rate 1mbit burst 10k latency {QUEUE_MS}ms (the queue), then rate 300kbit from {drop_at} s; no added delay or random loss (netem unavailable in the sandbox, no relay)\", \
-         \"congestion_control_on\": \"whipsink congestion-control=true min-bitrate=100000 start-bitrate={FIXED_BITRATE} max-bitrate=2000000\", \
-         \"congestion_control_off\": \"whipsink congestion-control=false, vp8enc target-bitrate={FIXED_BITRATE}\", \
+         \"congestion_control_on\": \"whipsink congestion-control=true{upstream} min-bitrate=100000 start-bitrate={FIXED_BITRATE} max-bitrate=2000000\", \
+         \"congestion_control_off\": \"whipsink congestion-control=false, the vp8enc at target-bitrate={FIXED_BITRATE}\", \
          \"seconds\": {seconds}, \"drop_at_s\": {drop_at}, \"settle_s\": {}, \"runs\": {runs}, \
          \"target\": \"with congestion control: decoded >= 90 % of sent from drop+5 s, no freeze > 1 s\", \
          \"results\": [{}]}}",
@@ -214,7 +233,7 @@ fn loadavg() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn run(cc: bool, length: Duration, drop_at: Duration) -> Run {
+fn run(cc: bool, encoded: bool, length: Duration, drop_at: Duration) -> Run {
     let load_before = loadavg();
     shape("1mbit");
     // Server: every decoded frame's arrival time, and RTP bytes received.
@@ -266,30 +285,54 @@ fn run(cc: bool, length: Duration, drop_at: Duration) -> Run {
     );
     let sink = if cc {
         format!(
-            "whipsink name=whip congestion-control=true min-bitrate=100000 \
-             start-bitrate={FIXED_BITRATE} max-bitrate=2000000"
+            "whipsink name=whip congestion-control=true congestion-control-upstream=true \
+             min-bitrate=100000 start-bitrate={FIXED_BITRATE} max-bitrate=2000000"
         )
     } else {
         "whipsink name=whip congestion-control=false".to_string()
     };
+    let input = if encoded {
+        format!(
+            "queue leaky=downstream max-size-buffers=2 max-size-bytes=0 max-size-time=0 ! {encoder} ! {sink}"
+        )
+    } else {
+        format!("{sink} video-caps=video/x-vp8")
+    };
     let client = gst::parse::launch(&format!(
         "videotestsrc is-live=true pattern=spokes ! video/x-raw,width={WIDTH},height={HEIGHT},framerate={FPS}/1 \
-         ! queue leaky=downstream max-size-buffers=2 max-size-bytes=0 max-size-time=0 ! {encoder} ! {sink} whip-endpoint=http://{addr}/whip/bench ice-addresses=127.0.0.1"
+         ! {input} whip-endpoint=http://{addr}/whip/bench ice-addresses=127.0.0.1"
     ))
     .unwrap()
     .downcast::<gst::Pipeline>()
     .unwrap();
     let sent: Arc<Mutex<Vec<Instant>>> = Default::default();
-    {
+    let count_sent = {
         let sent = sent.clone();
+        move |enc: &gst::Element| {
+            let sent = sent.clone();
+            enc.static_pad("src")
+                .unwrap()
+                .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                    sent.lock().unwrap().push(Instant::now());
+                    gst::PadProbeReturn::Ok
+                });
+        }
+    };
+    if encoded {
+        count_sent(&client.by_name("enc").unwrap());
+    } else {
+        // whipsink's own encoder, as the previous mode's (except the key
+        // frame cap and threads, which whipsink sets itself).
         client
-            .by_name("enc")
+            .by_name("whip")
             .unwrap()
-            .static_pad("src")
-            .unwrap()
-            .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                sent.lock().unwrap().push(Instant::now());
-                gst::PadProbeReturn::Ok
+            .connect("encoder-setup", false, move |args| {
+                let enc = args[2].get::<gst::Element>().unwrap();
+                enc.set_property("target-bitrate", FIXED_BITRATE as i32);
+                enc.set_property("keyframe-max-dist", 3000i32);
+                enc.set_property("max-intra-bitrate", MAX_INTRA as i32);
+                count_sent(&enc);
+                None
             });
     }
     client.set_state(gst::State::Playing).unwrap();

@@ -1,6 +1,7 @@
 //! whipsink's congestion control (rtpgccbwe driven by TWCC) on a real
 //! session over loopback: the estimate moves with the feedback and the
-//! encoder upstream follows it.
+//! encoder follows it: whipsink's own (raw input), or the one upstream
+//! of encoded input when congestion-control-upstream asks for it.
 
 mod common;
 
@@ -22,7 +23,8 @@ fn the_encoder_follows_the_estimate_from_twcc_feedback() {
     let server = WhipServer::start("");
     let client = Client::start(&format!(
         "{SRC} ! whipsink name=whip whip-endpoint={}/whip/cam ice-addresses=127.0.0.1 \
-         start-bitrate=300000 min-bitrate=100000 max-bitrate=900000",
+         start-bitrate=300000 min-bitrate=100000 max-bitrate=900000 \
+         congestion-control-upstream=true",
         server.base
     ));
     let whip = client.pipeline.by_name("whip").unwrap();
@@ -77,4 +79,89 @@ fn without_congestion_control_the_encoder_is_left_alone() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(target(&whip), 0);
     assert_eq!(enc.property::<i32>("target-bitrate"), 400_000);
+}
+
+#[test]
+fn by_default_the_upstream_encoder_is_left_alone_but_the_estimate_runs() {
+    let server = WhipServer::start("");
+    let client = Client::start(&format!(
+        "{SRC} target-bitrate=400000 ! whipsink name=whip whip-endpoint={}/whip/cam \
+         ice-addresses=127.0.0.1 start-bitrate=300000 max-bitrate=900000",
+        server.base
+    ));
+    let whip = client.pipeline.by_name("whip").unwrap();
+    let enc = client.pipeline.by_name("enc").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(15), || target(&whip) > 450_000),
+        "estimate stuck at {} (errors {:?})",
+        target(&whip),
+        client.messages.errors()
+    );
+    assert_eq!(enc.property::<i32>("target-bitrate"), 400_000);
+}
+
+const RAW: &str =
+    "videotestsrc is-live=true ! video/x-raw,width=640,height=480,framerate=30/1 ! whipsink name=whip";
+
+/// whipsink's own encoder (raw input), once it has one.
+fn own_encoder(whip: &gst::Element) -> Option<gst::Element> {
+    whip.downcast_ref::<gst::Bin>()?
+        .iterate_recurse()
+        .into_iter()
+        .flatten()
+        .find(|e| e.factory().is_some_and(|f| f.name() == "vp8enc"))
+}
+
+#[test]
+fn raw_input_whipsinks_own_encoder_follows_the_estimate() {
+    let server = WhipServer::start("");
+    let client = Client::start(&format!(
+        "{RAW} whip-endpoint={}/whip/cam ice-addresses=127.0.0.1 video-caps=video/x-vp8 \
+         start-bitrate=300000 min-bitrate=100000 max-bitrate=900000",
+        server.base
+    ));
+    let whip = client.pipeline.by_name("whip").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || server.counters.video() > 10),
+        "{:?}",
+        client.messages.errors()
+    );
+    let enc = own_encoder(&whip).expect("no vp8enc in whipsink");
+    // The encoder's first bitrate is start-bitrate, not its own default;
+    // then it follows the estimate up from there.
+    let first = enc.property::<i32>("target-bitrate");
+    assert!((100_000..=900_000).contains(&first), "{first}");
+    assert!(
+        wait_until(Duration::from_secs(15), || target(&whip) > 450_000),
+        "estimate stuck at {} (errors {:?})",
+        target(&whip),
+        client.messages.errors()
+    );
+    assert!(wait_until(Duration::from_secs(2), || {
+        let t = target(&whip) as i32;
+        (enc.property::<i32>("target-bitrate") - t).abs() < t / 5
+    }));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(enc.property::<i32>("target-bitrate") <= 900_000);
+    assert!(client.messages.errors().is_empty());
+}
+
+#[test]
+fn raw_input_without_congestion_control_keeps_the_encoders_bitrate() {
+    let server = WhipServer::start("");
+    let client = Client::start(&format!(
+        "{RAW} whip-endpoint={}/whip/cam ice-addresses=127.0.0.1 video-caps=video/x-vp8 \
+         congestion-control=false",
+        server.base
+    ));
+    let whip = client.pipeline.by_name("whip").unwrap();
+    assert!(wait_until(Duration::from_secs(10), || server
+        .counters
+        .video()
+        > 60));
+    let enc = own_encoder(&whip).expect("no vp8enc in whipsink");
+    let first = enc.property::<i32>("target-bitrate");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(target(&whip), 0);
+    assert_eq!(enc.property::<i32>("target-bitrate"), first);
 }

@@ -37,6 +37,8 @@ const AUDIO_SHARE: u32 = 64_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
     pub enabled: bool,
+    /// Also drive the encoder upstream of encoded input (the user's).
+    pub upstream: bool,
     /// bit/s
     pub min: u32,
     pub start: u32,
@@ -47,6 +49,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             enabled: true,
+            upstream: false,
             min: 100_000,
             start: 1_000_000,
             max: 8_192_000,
@@ -73,13 +76,25 @@ impl Settings {
                 .blurb(
                     "Make the bitrate follow the available bandwidth: Google Congestion Control \
                      (gst-plugins-rs' rtpgccbwe) estimates it from transport-wide congestion \
-                     control feedback (TWCC) and sets the target bitrate of the video encoder \
-                     upstream (vp8enc, vp9enc, x264enc, openh264enc), between min-bitrate and \
-                     max-bitrate, less 64 kbit/s per audio stream. Needs encoded input (the \
-                     payloaders whipsink makes send TWCC); with raw or RTP input (the first \
-                     stream's) it stays off for now.",
+                     control feedback (TWCC) and sets the target bitrate of whipsink's own \
+                     video encoder (raw input), between min-bitrate and max-bitrate, less \
+                     64 kbit/s per audio stream. With encoded input it estimates (stats' \
+                     target-bitrate) but leaves the encoder upstream alone unless \
+                     congestion-control-upstream is set. With RTP input (the first stream's) \
+                     it is off.",
                 )
                 .default_value(d.enabled)
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecBoolean::builder("congestion-control-upstream")
+                .nick("Congestion control upstream")
+                .blurb(
+                    "Also set the bitrate of the encoder upstream of encoded input (vp8enc, \
+                     vp9enc, x264enc, openh264enc, found through parsers, queues and \
+                     capsfilters) to congestion control's estimate. Off by default: whipsink \
+                     does not touch the user's elements unasked.",
+                )
+                .default_value(d.upstream)
                 .mutable_ready()
                 .build(),
             rate(
@@ -108,6 +123,7 @@ impl Settings {
     pub fn set(&mut self, value: &glib::Value, pspec: &glib::ParamSpec) -> bool {
         match pspec.name() {
             "congestion-control" => self.enabled = value.get().unwrap_or(true),
+            "congestion-control-upstream" => self.upstream = value.get().unwrap_or(false),
             "min-bitrate" => self.min = value.get().unwrap_or(self.min),
             "start-bitrate" => self.start = value.get().unwrap_or(self.start),
             "max-bitrate" => self.max = value.get().unwrap_or(self.max),
@@ -119,6 +135,7 @@ impl Settings {
     pub fn get(&self, pspec: &glib::ParamSpec) -> Option<glib::Value> {
         Some(match pspec.name() {
             "congestion-control" => self.enabled.to_value(),
+            "congestion-control-upstream" => self.upstream.to_value(),
             "min-bitrate" => self.min.to_value(),
             "start-bitrate" => self.start.to_value(),
             "max-bitrate" => self.max.to_value(),
@@ -127,7 +144,7 @@ impl Settings {
     }
 
     /// The bounds in order, whatever order the user set them in.
-    fn bounds(&self) -> (u32, u32, u32) {
+    pub fn bounds(&self) -> (u32, u32, u32) {
         let (min, max) = (self.min.min(self.max), self.max.max(self.min));
         (min, self.start.clamp(min, max), max)
     }
@@ -174,9 +191,23 @@ pub fn stamp_twcc(payloader: &gst::Element) -> Result<gst::Caps, String> {
         .ok_or("rtphdrexttwcc (gst-plugins-good) is missing")?;
     ext.set_id(TWCC_ID);
     payloader.emit_by_name::<()>("add-extension", &[&ext]);
-    Ok(gst::Caps::builder("application/x-rtp")
-        .field("rtcp-fb-transport-cc", true)
-        .build())
+    let mut caps = gst::Caps::new_empty_simple("application/x-rtp");
+    ask_feedback(caps.make_mut().structure_mut(0).unwrap());
+    Ok(caps)
+}
+
+/// Makes RTP caps ask for TWCC feedback (`a=rtcp-fb:<pt> transport-cc`).
+fn ask_feedback(s: &mut gst::StructureRef) {
+    s.set("rtcp-fb-transport-cc", true);
+}
+
+/// Makes a format of a transceiver's codec preferences offer TWCC: the
+/// header extension the payloader will stamp (`stamp_twcc`) and the
+/// feedback (webrtcbin offers a codec-preferences transceiver's
+/// extensions and feedback from these caps).
+pub fn offer_twcc(s: &mut gst::StructureRef) {
+    s.set(format!("extmap-{TWCC_ID}").as_str(), TWCC_URI);
+    ask_feedback(s);
 }
 
 /// What a new estimate is handed to.

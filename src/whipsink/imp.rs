@@ -467,20 +467,25 @@ impl WhipSink {
     }
 
     /// Gives a total target bitrate to the video encoders: whipsink's own
-    /// (raw input) or the one upstream of an encoded stream (see
-    /// `congestion::video_share`).
+    /// (raw input) and, with congestion-control-upstream, the one upstream
+    /// of an encoded stream (see `congestion::video_share`). Audio and
+    /// encoded video streams whose encoder is left alone still count.
     fn set_bitrate(&self, total: u32, min: u32) {
-        let (encoders, audio) = {
+        let upstream = self.congestion.lock().unwrap().upstream;
+        let (encoders, video, audio) = {
             let state = self.state.lock().unwrap();
             let mut encoders = Vec::new();
-            let mut audio = 0;
+            let (mut video, mut audio) = (0, 0);
             for s in state.streams.iter() {
                 if s.media == "audio" {
                     audio += 1;
                     continue;
                 }
+                video += 1;
                 let encoder = match &s.raw {
                     Some(raw) => raw.encoding.as_ref().map(|e| e.encoder.clone()),
+                    // The user's encoder: only when asked.
+                    None if !upstream => None,
                     None => s
                         .elements
                         .first()
@@ -489,12 +494,12 @@ impl WhipSink {
                 };
                 encoders.extend(encoder);
             }
-            (encoders, audio)
+            (encoders, video, audio)
         };
         if encoders.is_empty() {
             return;
         }
-        let share = congestion::video_share(total, encoders.len(), audio, min);
+        let share = congestion::video_share(total, video, audio, min);
         for encoder in &encoders {
             if encoder::set_target_bitrate(encoder, share) {
                 gst::debug!(CAT, imp = self, "{}: {share} bit/s", encoder.name());
@@ -616,19 +621,30 @@ impl WhipSink {
     /// SPS, whose constraint flags differ (x264's Constrained Baseline is
     /// 42c0..). The SDP sent gets 42e01f (`sdp::complete_h264_fmtp`), and
     /// the encoder makes the profile the answer names.
-    fn offer_caps(codecs: &[&'static Codec]) -> gst::Caps {
+    /// With `twcc`, each format also offers TWCC (`congestion::offer_twcc`).
+    fn offer_caps(codecs: &[&'static Codec], twcc: bool) -> gst::Caps {
         let mut caps = gst::Caps::new_empty();
         for c in codecs {
             let mut s = c.rtp_caps(c.payload_type, None);
             s.remove_field("profile-level-id");
+            if twcc {
+                congestion::offer_twcc(&mut s);
+            }
             caps.get_mut().unwrap().append_structure(s);
         }
         caps
     }
 
     /// Gives a raw stream a transceiver on `peer` offering its codecs.
-    fn offer_raw(&self, raw: &mut RawInput, media: &str, peer: &Peer) -> Result<(), String> {
-        let offer = Self::offer_caps(&raw.codecs);
+    /// `twcc`: congestion control is on for `peer`.
+    fn offer_raw(
+        &self,
+        raw: &mut RawInput,
+        media: &str,
+        peer: &Peer,
+        twcc: bool,
+    ) -> Result<(), String> {
+        let offer = Self::offer_caps(&raw.codecs, twcc);
         let wpad = self.request_send_pad(peer, media, Some(&offer), None)?;
         raw.pending = Some(wpad);
         Ok(())
@@ -724,19 +740,18 @@ impl WhipSink {
         );
         codec::add_chain(self.obj().upcast_ref(), &chain).map_err(|e| e.to_string())?;
         let queue_src = chain.last().unwrap().static_pad("src").unwrap();
-        let peer = {
+        let (peer, twcc) = {
             // Streams' caps come on their own threads: one of them makes the
             // first webrtcbin, under the lock, and the others use it.
             let mut state = self.state.lock().unwrap();
-            match state.peer.clone() {
+            let peer = match state.peer.clone() {
                 Some(p) => p,
                 None => {
                     state.next_peer += 1;
-                    // Only encoded input carries TWCC so far (raw input's
-                    // offer does not ask for it yet; RTP input is the user's).
+                    // The payloaders we make (raw and encoded input) stamp
+                    // TWCC; RTP input is the user's, without it.
                     let cc = *self.congestion.lock().unwrap();
-                    let encoded = !raw && !codec::is_rtp(caps);
-                    state.congestion = (cc.enabled && encoded).then_some(cc);
+                    state.congestion = (cc.enabled && !codec::is_rtp(caps)).then_some(cc);
                     let p = self
                         .create_peer(state.next_peer, state.congestion)
                         .map_err(|e| e.to_string())?;
@@ -744,7 +759,8 @@ impl WhipSink {
                     state.peer_fresh = true;
                     p
                 }
-            }
+            };
+            (peer, state.congestion.is_some())
         };
         let mut raw_input = None;
         if raw {
@@ -759,7 +775,7 @@ impl WhipSink {
                 encoding: None,
                 pending: None,
             };
-            self.offer_raw(&mut input, media, &peer)?;
+            self.offer_raw(&mut input, media, &peer, twcc)?;
             raw_input = Some(input);
         } else {
             self.feed_peer(&queue_src, media, rtp.as_ref(), &peer)?;
@@ -846,6 +862,13 @@ impl WhipSink {
                 gst::element_imp_error!(self, gst::StreamError::Encode, ("{}", e));
             }
         }
+        // New encoders start from congestion control's current target
+        // (start-bitrate at first), not their own default.
+        let cc = self.state.lock().unwrap().congestion;
+        let target = peer.stats().target_bitrate();
+        if let (Some(cc), true) = (cc, target > 0) {
+            self.set_bitrate(target, cc.min);
+        }
     }
 
     /// Makes a raw stream feed `wpad` in `format`: the encoder chain it has
@@ -856,8 +879,9 @@ impl WhipSink {
         wpad: &gst::Pad,
         format: encoder::Format,
     ) -> Result<(), String> {
-        let (same, caps, queue_src, old_out) = {
+        let (same, caps, queue_src, old_out, twcc) = {
             let mut state = self.state.lock().unwrap();
+            let twcc = state.congestion.is_some();
             let s = state
                 .streams
                 .iter_mut()
@@ -866,7 +890,13 @@ impl WhipSink {
             let raw = s.raw.as_mut().ok_or("not a raw stream")?;
             raw.pending = None;
             let same = raw.encoding.as_ref().is_some_and(|e| e.format == format);
-            (same, raw.caps.clone(), raw.queue_src.clone(), s.out.clone())
+            (
+                same,
+                raw.caps.clone(),
+                raw.queue_src.clone(),
+                s.out.clone(),
+                twcc,
+            )
         };
         if same {
             let out = old_out.ok_or("encoder without output")?;
@@ -880,8 +910,19 @@ impl WhipSink {
             .unwrap()
             .preferred_encoder(format.codec)
             .map(String::from);
-        let (chain, enc) = encoder::encode_chain(&format, preferred.as_deref(), &caps)
+        let (mut chain, enc) = encoder::encode_chain(&format, preferred.as_deref(), &caps)
             .map_err(|e| e.to_string())?;
+        if twcc {
+            // As for encoded input (`link_stream`): the payloader stamps
+            // TWCC, and its caps keep the feedback the offer asked for.
+            let caps = congestion::stamp_twcc(chain.last().unwrap())?;
+            chain.push(
+                gst::ElementFactory::make("capsfilter")
+                    .property("caps", caps)
+                    .build()
+                    .map_err(|_| "capsfilter missing")?,
+            );
+        }
         let selected = gst::Structure::builder("encoder-selected")
             .field("pad", ghost.name().to_string())
             .field(
@@ -1129,7 +1170,9 @@ impl Role for WhipRole {
             match s.raw.as_mut() {
                 // Offered again: the new server may pick another codec.
                 // Fed once it answered (see `answered`).
-                Some(raw) => imp.offer_raw(raw, s.media, &peer).map_err(negotiation)?,
+                Some(raw) => imp
+                    .offer_raw(raw, s.media, &peer, cc.is_some())
+                    .map_err(negotiation)?,
                 None => {
                     let Some(out) = s.out.clone() else { continue };
                     imp.feed_peer(&out, s.media, None, &peer)
