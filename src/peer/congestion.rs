@@ -183,17 +183,23 @@ fn gcc_available() -> Result<(), String> {
         .ok_or_else(|| format!("{GCC} did not register"))
 }
 
-/// Makes a payloader we made send TWCC sequence numbers, and returns the
-/// caps to put after it so that the offer asks for TWCC feedback
+/// Makes the payloader ending `chain` (one we made) send TWCC sequence
+/// numbers, and appends the caps that make the offer ask for TWCC feedback
 /// (`a=rtcp-fb:<pt> transport-cc`).
-pub fn stamp_twcc(payloader: &gst::Element) -> Result<gst::Caps, String> {
+pub fn stamp_twcc(chain: &mut Vec<gst::Element>) -> Result<(), String> {
+    let payloader = chain.last().ok_or("no payloader to stamp TWCC")?;
     let ext = gst_rtp::RTPHeaderExtension::create_from_uri(TWCC_URI)
         .ok_or("rtphdrexttwcc (gst-plugins-good) is missing")?;
     ext.set_id(TWCC_ID);
     payloader.emit_by_name::<()>("add-extension", &[&ext]);
     let mut caps = gst::Caps::new_empty_simple("application/x-rtp");
     ask_feedback(caps.make_mut().structure_mut(0).unwrap());
-    Ok(caps)
+    let filter = gst::ElementFactory::make("capsfilter")
+        .property("caps", caps)
+        .build()
+        .map_err(|_| "capsfilter (GStreamer core) is missing")?;
+    chain.push(filter);
+    Ok(())
 }
 
 /// Makes RTP caps ask for TWCC feedback (`a=rtcp-fb:<pt> transport-cc`).

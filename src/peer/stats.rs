@@ -465,7 +465,9 @@ fn selected_pair<'a>(
 
 /// The live sessions of an element: each peer, with its session's location
 /// (redacted for clients, the path for servers).
-pub type Sources = Arc<dyn Fn() -> Vec<(Arc<Peer>, Option<String>)> + Send + Sync>;
+pub type Sources = Arc<dyn Fn() -> Vec<Source> + Send + Sync>;
+/// One session to sample: its peer, and its Location if it has one.
+pub type Source = (Arc<Peer>, Option<String>);
 
 /// An element's statistics: the `stats` and `stats-interval` properties
 /// and the task that keeps them fresh. `PER_SESSION`: a server element,

@@ -81,6 +81,30 @@ impl Refusal {
 
 pub use crate::runtime::BoxFuture;
 
+/// What a server element's stats sample: `sessions` lists its sessions'
+/// peers with their Locations, for as long as the element lives.
+pub fn stats_sources<E>(
+    element: &E,
+    sessions: fn(&E) -> Vec<crate::peer::stats::Source>,
+) -> crate::peer::stats::Sources
+where
+    E: gst::prelude::IsA<gst::Element> + Send + Sync,
+{
+    let weak = gst::prelude::ObjectExt::downgrade(element);
+    Arc::new(move || weak.upgrade().map(|e| sessions(&e)).unwrap_or_default())
+}
+
+/// Each session's peer with its Location, from a map by Location.
+pub fn peers_by_location<S>(
+    sessions: &HashMap<String, S>,
+    peer: fn(&S) -> &Arc<crate::peer::Peer>,
+) -> Vec<crate::peer::stats::Source> {
+    sessions
+        .iter()
+        .map(|(location, s)| (peer(s).clone(), Some(location.clone())))
+        .collect()
+}
+
 /// Runs `f` on a blocking thread: element work (adding a webrtcbin, syncing
 /// states, stopping one) never runs on a runtime worker, where it could
 /// wait on a streaming thread while HTTP for every client waits on it.

@@ -203,22 +203,11 @@ impl ElementImpl for WhepServerSink {
                 Arc::new(WhepHandler(self.obj().downgrade())),
             )?;
             self.state.lock().unwrap().server = Some(server);
-            let weak = self.obj().downgrade();
             self.stats.start(
                 self.obj().upcast_ref(),
-                Arc::new(move || {
-                    weak.upgrade()
-                        .map(|obj| {
-                            obj.imp()
-                                .state
-                                .lock()
-                                .unwrap()
-                                .viewers
-                                .iter()
-                                .map(|(location, s)| (s.peer.clone(), Some(location.clone())))
-                                .collect()
-                        })
-                        .unwrap_or_default()
+                crate::server::stats_sources(&*self.obj(), |obj| {
+                    let state = obj.imp().state.lock().unwrap();
+                    crate::server::peers_by_location(&state.viewers, |s| &s.peer)
                 }),
             );
         }

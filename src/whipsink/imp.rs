@@ -693,14 +693,7 @@ impl WhipSink {
             );
             let mut chain = codec.payload_chain().map_err(|e| e.to_string())?;
             if self.congestion.lock().unwrap().enabled {
-                // The payloader stamps TWCC, and its caps ask for feedback.
-                let caps = congestion::stamp_twcc(chain.last().unwrap())?;
-                chain.push(
-                    gst::ElementFactory::make("capsfilter")
-                        .property("caps", caps)
-                        .build()
-                        .map_err(|_| "capsfilter missing")?,
-                );
+                congestion::stamp_twcc(&mut chain)?;
             }
             (chain, codec.media)
         };
@@ -913,15 +906,7 @@ impl WhipSink {
         let (mut chain, enc) = encoder::encode_chain(&format, preferred.as_deref(), &caps)
             .map_err(|e| e.to_string())?;
         if twcc {
-            // As for encoded input (`link_stream`): the payloader stamps
-            // TWCC, and its caps keep the feedback the offer asked for.
-            let caps = congestion::stamp_twcc(chain.last().unwrap())?;
-            chain.push(
-                gst::ElementFactory::make("capsfilter")
-                    .property("caps", caps)
-                    .build()
-                    .map_err(|_| "capsfilter missing")?,
-            );
+            congestion::stamp_twcc(&mut chain)?;
         }
         let selected = gst::Structure::builder("encoder-selected")
             .field("pad", ghost.name().to_string())
