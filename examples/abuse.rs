@@ -21,7 +21,7 @@ use gst::prelude::*;
 
 #[path = "common/bench.rs"]
 mod bench;
-use bench::{pipeline_of, rss_kib};
+use bench::{arg, init, pipeline_of, rss_kib, WHIP_SERVER};
 #[path = "../tests/common/offers.rs"]
 mod offers;
 
@@ -66,25 +66,11 @@ fn fds() -> usize {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let requests: usize = value("--requests")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
-    let server = value("--server").unwrap_or_else(|| "whep".into());
-    gst::init().unwrap();
-    gstwhipwhep::plugin_register_static().unwrap();
+    let requests: usize = arg("--requests", 300);
+    let server: String = arg("--server", "whep".into());
+    init();
     let (desc, path, direction) = match server.as_str() {
-        "whip" => (
-            "whipserversrc name=server address=127.0.0.1:0 ice-addresses=127.0.0.1".to_string(),
-            "/whip/abuse",
-            "sendonly",
-        ),
+        "whip" => (WHIP_SERVER.to_string(), "/whip/abuse", "sendonly"),
         "whep" => (
             format!(
                 "{VIDEO} ! whepserversink name=server address=127.0.0.1:0 ice-addresses=127.0.0.1"

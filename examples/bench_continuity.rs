@@ -5,38 +5,23 @@
 //!
 //!     cargo run --release --example bench_continuity -- [--seconds 60] [--cap 5]
 
+#[path = "common/bench.rs"]
+mod bench;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::time::Duration;
 
+use bench::{arg, json_number, Stats};
 use common::stamp::{play, StampedServer};
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn stats(v: &mut [f64]) -> String {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let median = if v.is_empty() {
-        f64::NAN
-    } else {
-        v[v.len() / 2]
-    };
-    let worst = v.last().copied().unwrap_or(f64::NAN);
-    let f = |x: f64| {
-        if x.is_finite() {
-            format!("{x:.1}")
-        } else {
-            "null".into()
-        }
-    };
-    format!("{{\"median\": {}, \"worst\": {}}}", f(median), f(worst))
+fn stats(v: Vec<f64>) -> String {
+    let v = Stats(v);
+    format!(
+        "{{\"median\": {}, \"worst\": {}}}",
+        json_number(v.median()),
+        json_number(v.max())
+    )
 }
 
 /// Plays for `seconds` and returns the JSON for each switch between sessions.
@@ -64,7 +49,7 @@ fn run(seconds: u64, cap: u64, client_extra: &str) -> String {
     }
     // Renewals that lost nothing leave no trace in the counter: their gap is
     // the element's own report (one frame period).
-    let mut reported: Vec<f64> = client
+    let reported: Vec<f64> = client
         .messages
         .element("session-renewed")
         .iter()
@@ -76,17 +61,17 @@ fn run(seconds: u64, cap: u64, client_extra: &str) -> String {
          \"reported_switch_gap_ms\": {}, \"timestamps_going_back\": {backwards}, \"errors\": {}}}",
         frames.len(),
         lost.len(),
-        stats(&mut lost.clone()),
+        stats(lost.clone()),
         lost.iter().map(|l| *l as u64).sum::<u64>(),
-        stats(&mut gaps),
-        stats(&mut reported),
+        stats(gaps),
+        stats(reported),
         client.messages.errors().len()
     )
 }
 
 fn main() {
-    let seconds = arg("--seconds", 60);
-    let cap = arg("--cap", 5);
+    let seconds: u64 = arg("--seconds", 60);
+    let cap: u64 = arg("--cap", 5);
     let renewal = run(
         seconds,
         cap,

@@ -9,29 +9,18 @@
 //!
 //!     cargo run --release --example bench_ice_restart -- [--runs 5] [--outage 1000]
 
+#[path = "common/bench.rs"]
+mod bench;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bench::{arg, record_arrivals, Stats};
 use common::e2e::{init, wait_until};
 use common::netns::{endpoint, link_down, server, server_says, A, C};
 use gst::prelude::*;
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
 
 /// One run: the interruption (ms), the outcome the element reported, and
 /// how many sessions the server saw.
@@ -46,16 +35,7 @@ fn run(extra: &str, outage: Duration) -> (f64, String, usize) {
     .downcast::<gst::Pipeline>()
     .unwrap();
     let arrivals: Arc<Mutex<Vec<Instant>>> = Default::default();
-    let a = arrivals.clone();
-    pipeline
-        .by_name("out")
-        .unwrap()
-        .static_pad("sink")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            a.lock().unwrap().push(Instant::now());
-            gst::PadProbeReturn::Ok
-        });
+    record_arrivals(&pipeline, "out", &arrivals);
     let messages = common::e2e::Messages::attach(&pipeline);
     pipeline.set_state(gst::State::Playing).unwrap();
     assert!(wait_until(Duration::from_secs(10), || arrivals
@@ -87,8 +67,8 @@ fn run(extra: &str, outage: Duration) -> (f64, String, usize) {
 }
 
 fn main() {
-    let runs = arg("--runs", 5);
-    let outage = arg("--outage", 1000);
+    let runs: u64 = arg("--runs", 5);
+    let outage: u64 = arg("--outage", 1000);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     if !common::netns::inside(&args) {
@@ -115,9 +95,9 @@ fn main() {
          \"media_timeout_ms\": 500, \
          \"ice_restart\": {{\"median_gap_ms\": {:.0}, \"runs\": [{}]}}, \
          \"reconnect\": {{\"median_gap_ms\": {:.0}, \"runs\": [{}]}}}}",
-        median(&mut restart),
+        Stats(restart).median(),
         restart_runs.join(", "),
-        median(&mut reconnect),
+        Stats(reconnect).median(),
         reconnect_runs.join(", ")
     );
 }

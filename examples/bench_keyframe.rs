@@ -17,12 +17,7 @@ use gst::prelude::*;
 
 #[path = "common/bench.rs"]
 mod bench;
-use bench::Stats;
-
-fn init() {
-    gst::init().unwrap();
-    gstwhipwhep::plugin_register_static().unwrap();
-}
+use bench::{arg, fakesink_for, init, pipeline_of, Stats, WHIP_SERVER};
 
 fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
@@ -39,11 +34,8 @@ fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// process and measures `requests` key-frame requests, in ms; and the
 /// frames per second the server received meanwhile.
 fn measure(source: &str, extra: &str, requests: usize) -> (Stats, f64) {
-    let server =
-        gst::parse::launch("whipserversrc name=server address=127.0.0.1:0 ice-addresses=127.0.0.1")
-            .unwrap();
-    let spipe = gst::Pipeline::new();
-    spipe.add(&server).unwrap();
+    let spipe = pipeline_of(WHIP_SERVER);
+    let server = spipe.by_name("server").unwrap();
     let keys: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let frames = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let video_pad: Arc<Mutex<Option<gst::Pad>>> = Arc::default();
@@ -51,15 +43,7 @@ fn measure(source: &str, extra: &str, requests: usize) -> (Stats, f64) {
         let (keys, frames, video_pad) = (keys.clone(), frames.clone(), video_pad.clone());
         let bin = spipe.clone();
         server.connect_pad_added(move |_, pad| {
-            let sink = gst::ElementFactory::make("fakesink")
-                .property("sync", false)
-                .property("async", false)
-                .build()
-                .unwrap();
-            bin.add(&sink).unwrap();
-            sink.sync_state_with_parent().unwrap();
-            let sinkpad = sink.static_pad("sink").unwrap();
-            pad.link(&sinkpad).unwrap();
+            let sinkpad = fakesink_for(&bin, pad);
             if pad.name().starts_with("video") {
                 *video_pad.lock().unwrap() = Some(sinkpad.clone());
                 let (keys, frames) = (keys.clone(), frames.clone());
@@ -138,14 +122,8 @@ fn measure(source: &str, extra: &str, requests: usize) -> (Stats, f64) {
 
 fn main() {
     init();
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
-    let requests: usize = arg("--requests").and_then(|v| v.parse().ok()).unwrap_or(15);
-    let size = arg("--size").unwrap_or_else(|| "1280x720".into());
+    let requests: usize = arg("--requests", 15);
+    let size: String = arg("--size", "1280x720".into());
     let (w, h) = size.split_once('x').expect("--size WxH");
     let raw =
         format!("videotestsrc is-live=true ! video/x-raw,width={w},height={h},framerate=30/1");

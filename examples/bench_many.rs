@@ -33,24 +33,11 @@ use gst::prelude::*;
 
 #[path = "common/bench.rs"]
 mod bench;
-use bench::{clk_tck, cpu_seconds, rss_kib, spawn_self, Stats};
+use bench::{arg, clk_tck, cpu_seconds, init, rss_kib, spawn_self, Stats};
 
 const VIDEO: &str = "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! vp8enc deadline=1 cpu-used=8";
 /// The window of `decoded_fps_min` and of the steady CPU figure.
 const FPS_WINDOW: Duration = Duration::from_secs(5);
-
-fn init() {
-    gst::init().unwrap();
-    gstwhipwhep::plugin_register_static().unwrap();
-}
-
-fn opt<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -65,13 +52,13 @@ fn main() {
             probe_child(&args[2], args[3].parse().unwrap(), args[4].parse().unwrap())
         }
         _ if args.iter().any(|a| a == "--probe") => {
-            probe_parent(opt(&args, "--load", 0usize), opt(&args, "--reps", 10usize))
+            probe_parent(arg("--load", 0usize), arg("--reps", 10usize))
         }
         _ => parent(
-            opt(&args, "--count", 50usize),
-            opt(&args, "--stagger", 50u64),
-            opt(&args, "--runs", 3usize),
-            opt(&args, "--seconds", 15u64),
+            arg("--count", 50usize),
+            arg("--stagger", 50u64),
+            arg("--runs", 3usize),
+            arg("--seconds", 15u64),
         ),
     }
 }

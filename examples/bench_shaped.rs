@@ -23,7 +23,7 @@ use gst::prelude::*;
 
 #[path = "common/bench.rs"]
 mod bench;
-use bench::Stats;
+use bench::{arg, init, pipeline_of, record_arrivals, Stats, WHIP_SERVER};
 
 const WIDTH: u32 = 1280;
 const HEIGHT: u32 = 720;
@@ -39,14 +39,6 @@ const MAX_INTRA: u32 = 300;
 const QUEUE_MS: u32 = 200;
 /// How long after the drop the figures are judged.
 const SETTLE: Duration = Duration::from_secs(5);
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
 
 fn sh(cmd: &str) {
     let ok = Command::new("sh")
@@ -75,9 +67,9 @@ fn main() {
             .expect("unshare");
         std::process::exit(status.code().unwrap_or(1));
     }
-    let runs = arg(&args, "--runs", 3usize);
-    let seconds = arg(&args, "--seconds", 25u64);
-    let drop_at = arg(&args, "--drop-at", 10u64);
+    let runs = arg("--runs", 3usize);
+    let seconds = arg("--seconds", 25u64);
+    let drop_at = arg("--drop-at", 10u64);
     // --encoded: the previous mode, vp8enc in the user's pipeline
     // (congestion-control-upstream); by default raw input, whipsink's own.
     let encoded = args.iter().any(|a| a == "--encoded");
@@ -90,8 +82,7 @@ fn main() {
         String::from("pattern=smpte horizontal-speed=8"),
     );
     sh("ip link set lo up");
-    gst::init().unwrap();
-    gstwhipwhep::plugin_register_static().unwrap();
+    init();
 
     // Interleaved, so that other load on the machine falls on both alike.
     let mut modes: Vec<(bool, Vec<Run>)> = vec![(true, Vec::new()), (false, Vec::new())];
@@ -246,11 +237,8 @@ fn run(cc: bool, encoded: bool, source: &str, length: Duration, drop_at: Duratio
     let load_before = loadavg();
     shape("1mbit");
     // Server: every decoded frame's arrival time, and RTP bytes received.
-    let server =
-        gst::parse::launch("whipserversrc name=server address=127.0.0.1:0 ice-addresses=127.0.0.1")
-            .unwrap();
-    let server_pipeline = gst::Pipeline::new();
-    server_pipeline.add(&server).unwrap();
+    let server_pipeline = pipeline_of(WHIP_SERVER);
+    let server = server_pipeline.by_name("server").unwrap();
     let decoded: Arc<Mutex<Vec<Instant>>> = Default::default();
     let received: Arc<Mutex<Vec<(Instant, usize)>>> = Default::default();
     {
@@ -273,16 +261,7 @@ fn run(cc: bool, encoded: bool, source: &str, length: Duration, drop_at: Duratio
             bin.add(&chain).unwrap();
             chain.sync_state_with_parent().unwrap();
             pad.link(&chain.static_pad("sink").unwrap()).unwrap();
-            let decoded = decoded.clone();
-            chain
-                .by_name("out")
-                .unwrap()
-                .static_pad("sink")
-                .unwrap()
-                .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                    decoded.lock().unwrap().push(Instant::now());
-                    gst::PadProbeReturn::Ok
-                });
+            record_arrivals(&chain, "out", &decoded);
         });
     }
     server_pipeline.set_state(gst::State::Playing).unwrap();

@@ -20,18 +20,13 @@ use gst::prelude::*;
 #[path = "common/bench.rs"]
 mod bench;
 use bench::{
-    clk_tck, cpu_seconds, read_line_after, read_until, read_value, rss_kib, spawn_self, Phases,
-    Stats,
+    arg, clk_tck, cpu_seconds, init, read_line_after, read_until, read_value, rss_kib, spawn_self,
+    Phases, Stats,
 };
 
 const VIDEO: &str = "videotestsrc is-live=true ! video/x-raw,width=640,height=360,framerate=30/1 ! vp8enc deadline=1 cpu-used=8";
 const VIEWERS: usize = 20;
 const VIEWER_WINDOW: Duration = Duration::from_secs(10);
-
-fn init() {
-    gst::init().unwrap();
-    gstwhipwhep::plugin_register_static().unwrap();
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -45,15 +40,7 @@ fn main() {
             ))
         }
         Some("--viewers") => client_viewers(&args[2], args[3].parse().unwrap()),
-        _ => {
-            let runs = args
-                .iter()
-                .position(|a| a == "--runs")
-                .and_then(|i| args.get(i + 1))
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(7usize);
-            parent(runs)
-        }
+        _ => parent(arg("--runs", 7)),
     }
 }
 

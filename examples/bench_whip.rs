@@ -19,7 +19,7 @@ use gst::prelude::*;
 
 #[path = "common/bench.rs"]
 mod bench;
-use bench::{read_until, read_value, spawn_self, Phases, Stats};
+use bench::{arg, fakesink_for, init, read_until, read_value, spawn_self, Phases, Stats};
 
 const VIDEO: &str = "videotestsrc is-live=true ! video/x-raw,width=640,height=360,framerate=30/1 ! vp8enc deadline=1 cpu-used=8";
 
@@ -28,11 +28,6 @@ fn now_us() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_micros() as u64
-}
-
-fn init() {
-    gst::init().unwrap();
-    gstwhipwhep::plugin_register_static().unwrap();
 }
 
 fn main() {
@@ -46,15 +41,7 @@ fn main() {
                 "rtpvp8depay ! fakesink name=first sync=false",
             ))
         }
-        _ => {
-            let runs = args
-                .iter()
-                .position(|a| a == "--runs")
-                .and_then(|i| args.get(i + 1))
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(7usize);
-            parent(runs)
-        }
+        _ => parent(arg("--runs", 7)),
     }
 }
 
@@ -145,21 +132,11 @@ fn parent(runs: usize) {
     let f = first.clone();
     let bin = pipeline.clone();
     server.connect_pad_added(move |_, pad| {
-        let sink = gst::ElementFactory::make("fakesink")
-            .property("sync", false)
-            .property("async", false)
-            .build()
-            .unwrap();
-        bin.add(&sink).unwrap();
-        sink.sync_state_with_parent().unwrap();
-        pad.link(&sink.static_pad("sink").unwrap()).unwrap();
         let f = f.clone();
-        sink.static_pad("sink")
-            .unwrap()
-            .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                let _ = f.compare_exchange(0, now_us(), Ordering::SeqCst, Ordering::SeqCst);
-                gst::PadProbeReturn::Remove
-            });
+        fakesink_for(&bin, pad).add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            let _ = f.compare_exchange(0, now_us(), Ordering::SeqCst, Ordering::SeqCst);
+            gst::PadProbeReturn::Remove
+        });
     });
     pipeline.set_state(gst::State::Playing).unwrap();
     let endpoint = format!(

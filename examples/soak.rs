@@ -19,22 +19,9 @@ use gst::prelude::*;
 
 #[path = "common/bench.rs"]
 mod bench;
-use bench::{pipeline_of, rss_kib};
+use bench::{arg, init, pipeline_of, rss_kib, WHIP_SERVER};
 
 const VIDEO: &str = "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! vp8enc deadline=1 cpu-used=8";
-
-fn arg(args: &[String], name: &str, default: u64) -> u64 {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn init() {
-    gst::init().unwrap();
-    gstwhipwhep::plugin_register_static().unwrap();
-}
 
 /// xorshift: a reproducible sequence of stop points from `--seed`.
 fn next(state: &mut u64) -> u64 {
@@ -112,8 +99,8 @@ fn main() {
             args[5].parse().unwrap(),
         );
     }
-    let (cycles, seed) = (arg(&args, "--cycles", 100), arg(&args, "--seed", 1));
-    let batches = arg(&args, "--batches", 2);
+    let (cycles, seed): (u64, u64) = (arg("--cycles", 100), arg("--seed", 1));
+    let batches: u64 = arg("--batches", 2);
     let server = args
         .iter()
         .position(|a| a == "--server")
@@ -121,7 +108,7 @@ fn main() {
         .map_or("whep", String::as_str);
     let (desc, added_name, removed_name) = match server {
         "whip" => (
-            "whipserversrc name=server address=127.0.0.1:0 ice-addresses=127.0.0.1".to_string(),
+            WHIP_SERVER.to_string(),
             "publisher-added",
             "publisher-removed",
         ),

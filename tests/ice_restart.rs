@@ -23,9 +23,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::e2e::{init, wait_until, Client, Player, RT, VP8_SRC};
+use common::e2e::{init, wait_until, Client, Messages, Player, RT, VP8_SRC};
 use common::front::Front;
-use common::launch::tail;
+use common::launch::{tail, Launch};
 use common::netns::{
     endpoint, link_down, new_address, server, server_says, whip_server, A, C, PORT, SERVER_HTTP,
 };
@@ -49,20 +49,73 @@ fn player(endpoint: &str) -> Player {
     player
 }
 
-/// The first `session-ice-restarted`, within `limit`.
-fn restarted(player: &Player, limit: Duration) -> gst::Structure {
+/// The first `session-ice-restarted` among `messages`, within `limit`.
+fn restarted(messages: &Messages, limit: Duration) -> gst::Structure {
     let found = wait_until(limit, || {
-        !player.messages.element("session-ice-restarted").is_empty()
+        !messages.element("session-ice-restarted").is_empty()
     });
     assert!(
         found,
         "no session-ice-restarted: {:?} {:?}",
-        player.messages.errors(),
-        player.messages.element("session-reconnecting")
+        messages.errors(),
+        messages.element("session-reconnecting")
     );
-    let message = player.messages.element("session-ice-restarted").remove(0);
+    let message = messages.element("session-ice-restarted").remove(0);
     eprintln!("{message}");
     message
+}
+
+/// `message` says ICE restarted on the session at `location`.
+fn assert_same_session(message: &gst::Structure, location: &str) {
+    assert_eq!(
+        message.get::<&str>("outcome").unwrap(),
+        "restarted",
+        "{message}"
+    );
+    assert_eq!(
+        message
+            .get::<Option<String>>("location")
+            .unwrap()
+            .as_deref(),
+        Some(location)
+    );
+}
+
+/// `message` says a new session, for a reason containing `why`, replaced
+/// the one at `first`.
+fn assert_new_session(message: &gst::Structure, first: &str, why: &str) {
+    assert_eq!(
+        message.get::<&str>("outcome").unwrap(),
+        "new-session",
+        "{message}"
+    );
+    assert!(
+        message.get::<&str>("reason").unwrap().contains(why),
+        "{message}"
+    );
+    let second = message.get::<Option<String>>("location").unwrap().unwrap();
+    assert_ne!(second, first);
+}
+
+/// `player` decodes `more` frames within 5 s.
+fn assert_media_goes_on(player: &Player, more: u64) {
+    let before = player.counters.video();
+    assert!(
+        player.wait_frames(Duration::from_secs(5), before + more, 0),
+        "media did not go on after the restart"
+    );
+}
+
+/// The server posted `added` once and `removed` never: one session
+/// throughout.
+fn assert_one_session_on(server: &Launch, added: &str, removed: &str) {
+    assert_eq!(server_says(server, added), 1);
+    assert_eq!(
+        server_says(server, removed),
+        0,
+        "{}",
+        tail(&server.output())
+    );
 }
 
 #[test]
@@ -78,37 +131,16 @@ fn a_path_that_comes_back_is_resumed_by_an_ice_restart_on_the_same_session() {
     let cut = Instant::now();
     // Long enough for whepsrc to see the cut and start the restart.
     link_down(Duration::from_millis(1500));
-    let message = restarted(&player, Duration::from_secs(10));
+    let message = restarted(&player.messages, Duration::from_secs(10));
     eprintln!("{:?} after the cut", cut.elapsed());
-    assert_eq!(
-        message.get::<&str>("outcome").unwrap(),
-        "restarted",
-        "{message}"
-    );
-    assert_eq!(
-        message
-            .get::<Option<String>>("location")
-            .unwrap()
-            .as_deref(),
-        Some(location.as_str())
-    );
+    assert_same_session(&message, &location);
     let interrupted = message.get::<u64>("interrupted-ms").unwrap();
     assert!((1500..5000).contains(&interrupted), "{message}");
-    let before = player.counters.video();
-    assert!(
-        player.wait_frames(Duration::from_secs(5), before + 60, 0),
-        "media did not go on after the restart"
-    );
+    assert_media_goes_on(&player, 60);
     // One session throughout: one POST, the viewer never removed.
     assert_eq!(player.messages.element("session-started").len(), 1);
     assert!(player.messages.element("session-reconnecting").is_empty());
-    assert_eq!(server_says(&server, "viewer-added"), 1);
-    assert_eq!(
-        server_says(&server, "viewer-removed"),
-        0,
-        "{}",
-        tail(&server.output())
-    );
+    assert_one_session_on(&server, "viewer-added", "viewer-removed");
     assert!(player.messages.errors().is_empty());
 }
 
@@ -122,27 +154,11 @@ fn a_new_address_is_reached_by_an_ice_restart_on_the_same_session() {
     let player = player(&endpoint());
     let location = player.location().unwrap();
     new_address();
-    let message = restarted(&player, Duration::from_secs(10));
-    assert_eq!(
-        message.get::<&str>("outcome").unwrap(),
-        "restarted",
-        "{message}"
-    );
-    assert_eq!(
-        message
-            .get::<Option<String>>("location")
-            .unwrap()
-            .as_deref(),
-        Some(location.as_str())
-    );
-    let before = player.counters.video();
-    assert!(
-        player.wait_frames(Duration::from_secs(5), before + 60, 0),
-        "media did not go on after the restart"
-    );
+    let message = restarted(&player.messages, Duration::from_secs(10));
+    assert_same_session(&message, &location);
+    assert_media_goes_on(&player, 60);
     assert_eq!(player.messages.element("session-started").len(), 1);
-    assert_eq!(server_says(&server, "viewer-added"), 1);
-    assert_eq!(server_says(&server, "viewer-removed"), 0);
+    assert_one_session_on(&server, "viewer-added", "viewer-removed");
 }
 
 #[test]
@@ -157,23 +173,9 @@ fn a_restart_that_times_out_gets_a_new_session() {
     // Longer than the detection (media-timeout 0.5 s) plus the restart's
     // 3 s (ice-restart-timeout).
     link_down(Duration::from_millis(4500));
-    let message = restarted(&player, Duration::from_secs(15));
-    assert_eq!(
-        message.get::<&str>("outcome").unwrap(),
-        "new-session",
-        "{message}"
-    );
-    assert!(
-        message
-            .get::<&str>("reason")
-            .unwrap()
-            .contains("not back within"),
-        "{message}"
-    );
-    let second = message.get::<Option<String>>("location").unwrap().unwrap();
-    assert_ne!(second, first);
-    let before = player.counters.video();
-    assert!(player.wait_frames(Duration::from_secs(5), before + 30, 0));
+    let message = restarted(&player.messages, Duration::from_secs(15));
+    assert_new_session(&message, &first, "not back within");
+    assert_media_goes_on(&player, 30);
     assert_eq!(server_says(&server, "viewer-added"), 2);
 }
 
@@ -191,20 +193,9 @@ fn a_server_refusing_the_ice_restart_gets_a_new_session() {
     let player = player(&format!("{}/whep", front.base()));
     let first = player.location().unwrap();
     link_down(Duration::from_millis(1500));
-    let message = restarted(&player, Duration::from_secs(15));
-    assert_eq!(
-        message.get::<&str>("outcome").unwrap(),
-        "new-session",
-        "{message}"
-    );
-    assert!(
-        message.get::<&str>("reason").unwrap().contains("405"),
-        "{message}"
-    );
-    let second = message.get::<Option<String>>("location").unwrap().unwrap();
-    assert_ne!(second, first);
-    let before = player.counters.video();
-    assert!(player.wait_frames(Duration::from_secs(5), before + 30, 0));
+    let message = restarted(&player.messages, Duration::from_secs(15));
+    assert_new_session(&message, &first, "405");
+    assert_media_goes_on(&player, 30);
     let passed = front.passed();
     assert!(passed
         .iter()
@@ -235,28 +226,8 @@ fn whipsink_restarts_ice_after_a_link_flap_on_the_same_session() {
         .unwrap()
         .unwrap();
     link_down(Duration::from_millis(3500));
-    assert!(
-        wait_until(Duration::from_secs(10), || {
-            !client.messages.element("session-ice-restarted").is_empty()
-        }),
-        "no session-ice-restarted: {:?} {:?}",
-        client.messages.errors(),
-        client.messages.element("session-reconnecting")
-    );
-    let message = client.messages.element("session-ice-restarted").remove(0);
-    eprintln!("{message}");
-    assert_eq!(
-        message.get::<&str>("outcome").unwrap(),
-        "restarted",
-        "{message}"
-    );
-    assert_eq!(
-        message
-            .get::<Option<String>>("location")
-            .unwrap()
-            .as_deref(),
-        Some(location.as_str())
-    );
+    let message = restarted(&client.messages, Duration::from_secs(10));
+    assert_same_session(&message, &location);
     let before = server.sink_buffers();
     assert!(
         wait_until(Duration::from_secs(5), || server.sink_buffers()
@@ -264,11 +235,5 @@ fn whipsink_restarts_ice_after_a_link_flap_on_the_same_session() {
         "the server got no media after the restart"
     );
     assert_eq!(client.messages.element("session-started").len(), 1);
-    assert_eq!(server_says(&server, "publisher-added"), 1);
-    assert_eq!(
-        server_says(&server, "publisher-removed"),
-        0,
-        "{}",
-        tail(&server.output())
-    );
+    assert_one_session_on(&server, "publisher-added", "publisher-removed");
 }

@@ -10,48 +10,29 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 
-use common::e2e::{wait_until, Client, WhipServer};
+use common::e2e::{publish_and_count, wait_until, whipsink, Client, WhipServer, MEDIA_WAIT};
 
-const MEDIA_WAIT: Duration = Duration::from_secs(10);
 const RAW_VIDEO: &str =
     "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1";
 const RAW_AUDIO: &str = "audiotestsrc is-live=true";
 
-fn whipsink(server: &WhipServer, extra: &str) -> String {
-    format!(
-        "whipsink name=whip whip-endpoint={}/whip/cam ice-addresses=127.0.0.1 {extra}",
-        server.base
-    )
+/// whipsink publishing raw video to `server`, `extra` its properties.
+fn publish_raw_video(server: &WhipServer, extra: &str) -> Client {
+    Client::start(&format!(
+        "{RAW_VIDEO} ! {}",
+        whipsink(&server.endpoint(), extra)
+    ))
 }
 
-/// Waits for `video`/`audio` frames at the server, then stops the client
-/// and checks it ended cleanly (DELETE, no ERROR).
-fn publish_and_count(server: &WhipServer, client: &Client, video: u64, audio: u64) {
-    let arrived = wait_until(MEDIA_WAIT, || {
-        server.counters.video() >= video && server.counters.audio() >= audio
-    });
-    assert!(
-        arrived,
-        "media did not arrive: video {} audio {}, client errors {:?}, server errors {:?}",
-        server.counters.video(),
-        server.counters.audio(),
-        client.messages.errors(),
-        server.messages.errors()
-    );
-    client.stop();
-    assert!(
-        wait_until(Duration::from_secs(2), || server.deletes() == 1),
-        "the server saw no DELETE"
-    );
-    assert!(
-        client.messages.errors().is_empty(),
-        "{:?}",
-        client.messages.errors()
-    );
-}
-
-fn server_caps(server: &WhipServer) -> Vec<String> {
-    server.counters.caps.lock().unwrap().clone()
+/// Whether `factory` is installed; says so when it is not (the test has
+/// nothing to check then).
+fn installed(factory: &str) -> bool {
+    common::e2e::init();
+    let found = gst::ElementFactory::find(factory).is_some();
+    if !found {
+        eprintln!("{factory} is not installed: nothing to test");
+    }
+    found
 }
 
 /// The `encoder-selected` message whipsink posted for `pad`.
@@ -67,29 +48,24 @@ fn selected(client: &Client, pad: &str) -> gst::Structure {
 #[test]
 fn raw_video_is_encoded_and_published_without_an_encoder_in_the_pipeline() {
     let server = WhipServer::start("");
-    let client = Client::start(&format!("{RAW_VIDEO} ! {}", whipsink(&server, "")));
+    let client = publish_raw_video(&server, "");
     publish_and_count(&server, &client, 30, 0);
     // Nothing asked for a codec: the first of the default preference.
     let s = selected(&client, "sink_0");
     assert_eq!(s.get::<String>("encoding-name").unwrap(), "VP8");
     assert_eq!(s.get::<String>("encoder").unwrap(), "vp8enc");
-    let caps = server_caps(&server);
-    assert!(
-        caps.iter().any(|c| c.starts_with("video/x-vp8")),
-        "{caps:?}"
-    );
+    server.counters.assert_caps("video/x-vp8");
 }
 
 #[test]
 fn raw_audio_is_encoded_and_published_without_an_encoder_in_the_pipeline() {
     let server = WhipServer::start("");
-    let client = Client::start(&format!("{RAW_AUDIO} ! {}", whipsink(&server, "")));
+    let client = Client::start(&format!(
+        "{RAW_AUDIO} ! {}",
+        whipsink(&server.endpoint(), "")
+    ));
     publish_and_count(&server, &client, 0, 20);
-    let caps = server_caps(&server);
-    assert!(
-        caps.iter().any(|c| c.starts_with("audio/x-opus")),
-        "{caps:?}"
-    );
+    server.counters.assert_caps("audio/x-opus");
 }
 
 #[test]
@@ -97,7 +73,7 @@ fn raw_audio_and_video_together() {
     let server = WhipServer::start("");
     let client = Client::start(&format!(
         "{} {RAW_VIDEO} ! whip.sink_0 {RAW_AUDIO} ! whip.sink_1",
-        whipsink(&server, "")
+        whipsink(&server.endpoint(), "")
     ));
     publish_and_count(&server, &client, 30, 20);
 }
@@ -105,10 +81,7 @@ fn raw_audio_and_video_together() {
 #[test]
 fn video_caps_h264_gets_h264_in_the_answered_profile() {
     let server = WhipServer::start("");
-    let client = Client::start(&format!(
-        "{RAW_VIDEO} ! {}",
-        whipsink(&server, "video-caps=video/x-h264")
-    ));
+    let client = publish_raw_video(&server, "video-caps=video/x-h264");
     publish_and_count(&server, &client, 30, 0);
     let s = selected(&client, "sink_0");
     assert_eq!(s.get::<String>("encoding-name").unwrap(), "H264");
@@ -119,7 +92,7 @@ fn video_caps_h264_gets_h264_in_the_answered_profile() {
         "42e01f",
         "{s}"
     );
-    let caps = server_caps(&server);
+    let caps = server.counters.caps();
     assert!(
         caps.iter()
             .any(|c| c.starts_with("video/x-h264")
@@ -130,13 +103,11 @@ fn video_caps_h264_gets_h264_in_the_answered_profile() {
 
 #[test]
 fn a_server_answering_only_vp9_gets_vp9() {
-    common::e2e::init();
-    if gst::ElementFactory::find("vp9enc").is_none() {
-        eprintln!("vp9enc is not installed: nothing to test");
+    if !installed("vp9enc") {
         return;
     }
     let server = WhipServer::start("video-caps=video/x-vp9");
-    let client = Client::start(&format!("{RAW_VIDEO} ! {}", whipsink(&server, "")));
+    let client = publish_raw_video(&server, "");
     publish_and_count(&server, &client, 30, 0);
     assert_eq!(
         selected(&client, "sink_0")
@@ -144,23 +115,16 @@ fn a_server_answering_only_vp9_gets_vp9() {
             .unwrap(),
         "VP9"
     );
-    let caps = server_caps(&server);
-    assert!(
-        caps.iter().any(|c| c.starts_with("video/x-vp9")),
-        "{caps:?}"
-    );
+    server.counters.assert_caps("video/x-vp9");
 }
 
 #[test]
 fn a_server_accepting_no_offered_codec_refuses_and_the_client_says_so() {
     let server = WhipServer::start("video-caps=video/x-vp9");
-    let client = Client::start(&format!(
-        "{RAW_VIDEO} ! {}",
-        whipsink(
-            &server,
-            "video-caps=video/x-vp8 max-retries=0 reconnect=false"
-        )
-    ));
+    let client = publish_raw_video(
+        &server,
+        "video-caps=video/x-vp8 max-retries=0 reconnect=false",
+    );
     let err = client
         .wait_error(Duration::from_secs(10))
         .expect("an ERROR");
@@ -170,16 +134,11 @@ fn a_server_accepting_no_offered_codec_refuses_and_the_client_says_so() {
 
 #[test]
 fn video_encoder_names_the_h264_encoder() {
-    common::e2e::init();
-    if gst::ElementFactory::find("openh264enc").is_none() {
-        eprintln!("openh264enc is not installed: nothing to test");
+    if !installed("openh264enc") {
         return;
     }
     let server = WhipServer::start("");
-    let client = Client::start(&format!(
-        "{RAW_VIDEO} ! {}",
-        whipsink(&server, "video-caps=video/x-h264 video-encoder=openh264enc")
-    ));
+    let client = publish_raw_video(&server, "video-caps=video/x-h264 video-encoder=openh264enc");
     publish_and_count(&server, &client, 30, 0);
     assert_eq!(
         selected(&client, "sink_0")
@@ -255,7 +214,10 @@ fn key_frame_on_request(source: &str, extra: &str) -> Duration {
             k.watch(&peer);
         }
     });
-    let client = Client::start(&format!("{source} ! {}", whipsink(&server, extra)));
+    let client = Client::start(&format!(
+        "{source} ! {}",
+        whipsink(&server.endpoint(), extra)
+    ));
     if let Some(whip) = client.pipeline.by_name("whip") {
         // Raw input: no periodic key frames either, so that only the
         // request can make one.
@@ -338,7 +300,7 @@ fn the_offer_asks_for_nack_and_offers_rtx_for_video() {
     let server = WhipServer::start("");
     let client = Client::start(&format!(
         "{} {RAW_VIDEO} ! whip.sink_0 {RAW_AUDIO} ! whip.sink_1",
-        whipsink(&server, "")
+        whipsink(&server.endpoint(), "")
     ));
     assert!(
         wait_until(MEDIA_WAIT, || server.counters.video() >= 10),
@@ -399,30 +361,32 @@ fn the_offer_asks_for_nack_and_offers_rtx_for_video() {
     client.stop();
 }
 
-#[test]
-fn the_next_session_may_pick_another_codec_and_the_encoder_follows() {
-    common::e2e::init();
-    if gst::ElementFactory::find("vp9enc").is_none() {
-        eprintln!("vp9enc is not installed: nothing to test");
-        return;
-    }
-    // The server ends each session after 2 s; whipsink publishes again.
+/// Raw video published to a server that ends each session after 2 s
+/// (whipsink publishes again), once 20 frames arrived.
+fn sessions_of_2_s() -> (WhipServer, Client) {
     let server = WhipServer::start("max-session-duration=2");
-    let client = Client::start(&format!("{RAW_VIDEO} ! {}", whipsink(&server, "")));
+    let client = publish_raw_video(&server, "");
     assert!(
         wait_until(MEDIA_WAIT, || server.counters.video() >= 20),
         "no video: {:?}",
         client.messages.errors()
     );
+    (server, client)
+}
+
+#[test]
+fn the_next_session_may_pick_another_codec_and_the_encoder_follows() {
+    if !installed("vp9enc") {
+        return;
+    }
+    let (server, client) = sessions_of_2_s();
     // From the next session on, this server takes VP9 only.
     let server_el = server.pipeline.by_name("server").unwrap();
     server_el.set_property("video-caps", gst::Caps::new_empty_simple("video/x-vp9"));
     assert!(
-        wait_until(MEDIA_WAIT, || server_caps(&server)
-            .iter()
-            .any(|c| c.starts_with("video/x-vp9"))),
+        wait_until(MEDIA_WAIT, || server.counters.has_caps("video/x-vp9")),
         "no VP9 after the reconnection: caps {:?}, errors {:?}",
-        server_caps(&server),
+        server.counters.caps(),
         client.messages.errors()
     );
     let vp9_from = server.counters.video();
@@ -451,13 +415,7 @@ fn the_next_session_may_pick_another_codec_and_the_encoder_follows() {
 
 #[test]
 fn a_reconnection_with_the_same_codec_keeps_the_encoder() {
-    let server = WhipServer::start("max-session-duration=2");
-    let client = Client::start(&format!("{RAW_VIDEO} ! {}", whipsink(&server, "")));
-    assert!(
-        wait_until(MEDIA_WAIT, || server.counters.video() >= 20),
-        "no video: {:?}",
-        client.messages.errors()
-    );
+    let (server, client) = sessions_of_2_s();
     let whip = client
         .pipeline
         .by_name("whip")

@@ -9,23 +9,23 @@ use std::time::Duration;
 use common::e2e::{wait_until, Client, Player, WhepServer, WhipServer, VP8_SRC};
 use gst::prelude::*;
 
-fn streams(session: &gst::StructureRef) -> Vec<gst::Structure> {
-    session
-        .get::<gst::Array>("streams")
+/// The structures in the array `field` of `stats`.
+fn structures(stats: &gst::StructureRef, field: &str) -> Vec<gst::Structure> {
+    stats
+        .get::<gst::Array>(field)
         .unwrap()
         .iter()
         .map(|v| v.get::<gst::Structure>().unwrap())
         .collect()
 }
 
+fn streams(session: &gst::StructureRef) -> Vec<gst::Structure> {
+    structures(session, "streams")
+}
+
 fn sessions(server_stats: &gst::Structure) -> Vec<gst::Structure> {
     assert_eq!(server_stats.name(), "server-stats");
-    server_stats
-        .get::<gst::Array>("sessions")
-        .unwrap()
-        .iter()
-        .map(|v| v.get::<gst::Structure>().unwrap())
-        .collect()
+    structures(server_stats, "sessions")
 }
 
 /// The one video stream of a session's statistics, once it has a bitrate.

@@ -6,56 +6,18 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::e2e::{wait_until, Client, WhipServer, H264_SRC, OPUS_SRC, RT, VP8_SRC};
+use common::e2e::{
+    publish_and_count, wait_until, whipsink, Client, WhipServer, H264_SRC, OPUS_SRC, RT, VP8_SRC,
+};
 use common::front::Front;
 use common::http_server::{Reply, TestServer};
-
-const MEDIA_WAIT: Duration = Duration::from_secs(10);
-
-fn whipsink(endpoint: &str, extra: &str) -> String {
-    format!("whipsink name=whip whip-endpoint={endpoint} ice-addresses=127.0.0.1 {extra}")
-}
-
-/// Publishes until `min_frames` video frames arrived, stops, and checks
-/// the DELETE reached the server.
-fn publish_and_count(server: &WhipServer, client: &Client, min_video: u64, min_audio: u64) {
-    let arrived = wait_until(MEDIA_WAIT, || {
-        server.counters.video() >= min_video && server.counters.audio() >= min_audio
-    });
-    assert!(
-        arrived,
-        "media did not arrive: video {} audio {}, client errors {:?}, server errors {:?}",
-        server.counters.video(),
-        server.counters.audio(),
-        client.messages.errors(),
-        server.messages.errors()
-    );
-    assert_eq!(client.messages.element("session-started").len(), 1);
-    client.stop();
-    assert!(
-        wait_until(Duration::from_secs(2), || server.deletes() == 1),
-        "the server saw no DELETE"
-    );
-    assert!(
-        client.messages.errors().is_empty(),
-        "{:?}",
-        client.messages.errors()
-    );
-}
 
 #[test]
 fn vp8_is_published_and_deleted_on_stop() {
     let server = WhipServer::start("");
-    let client = Client::start(&format!(
-        "{VP8_SRC} ! {}",
-        whipsink(&format!("{}/whip/cam", server.base), "")
-    ));
+    let client = Client::start(&format!("{VP8_SRC} ! {}", whipsink(&server.endpoint(), "")));
     publish_and_count(&server, &client, 30, 0);
-    let caps = server.counters.caps.lock().unwrap().clone();
-    assert!(
-        caps.iter().any(|c| c.starts_with("video/x-vp8")),
-        "{caps:?}"
-    );
+    server.counters.assert_caps("video/x-vp8");
 }
 
 #[test]
@@ -63,7 +25,7 @@ fn rtp_input_is_accepted_like_gst_plugins_rs_whipsink() {
     let server = WhipServer::start("");
     let client = Client::start(&format!(
         "{VP8_SRC} ! rtpvp8pay ! {}",
-        whipsink(&format!("{}/whip/cam", server.base), "")
+        whipsink(&server.endpoint(), "")
     ));
     publish_and_count(&server, &client, 30, 0);
 }
@@ -73,14 +35,10 @@ fn h264_is_published_with_profile_and_packetization_mode() {
     let server = WhipServer::start("");
     let client = Client::start(&format!(
         "{H264_SRC} ! {}",
-        whipsink(&format!("{}/whip/cam", server.base), "")
+        whipsink(&server.endpoint(), "")
     ));
     publish_and_count(&server, &client, 30, 0);
-    let caps = server.counters.caps.lock().unwrap().clone();
-    assert!(
-        caps.iter().any(|c| c.starts_with("video/x-h264")),
-        "{caps:?}"
-    );
+    server.counters.assert_caps("video/x-h264");
 }
 
 #[test]
@@ -88,7 +46,7 @@ fn opus_and_vp8_are_published_together() {
     let server = WhipServer::start("");
     let client = Client::start(&format!(
         "{} {VP8_SRC} ! whip.sink_0 {OPUS_SRC} ! whip.sink_1",
-        whipsink(&format!("{}/whip/cam", server.base), "")
+        whipsink(&server.endpoint(), "")
     ));
     publish_and_count(&server, &client, 30, 20);
 }
@@ -98,7 +56,7 @@ fn correct_token_is_accepted() {
     let server = WhipServer::start("auth-token=s3cret");
     let client = Client::start(&format!(
         "{VP8_SRC} ! {}",
-        whipsink(&format!("{}/whip/cam", server.base), "auth-token=s3cret")
+        whipsink(&server.endpoint(), "auth-token=s3cret")
     ));
     publish_and_count(&server, &client, 10, 0);
 }
@@ -108,10 +66,7 @@ fn wrong_token_gives_an_error_naming_401_and_no_secret() {
     let server = WhipServer::start("auth-token=s3cret");
     let client = Client::start(&format!(
         "{VP8_SRC} ! {}",
-        whipsink(
-            &format!("{}/whip/cam", server.base),
-            "auth-token=wrong-token"
-        )
+        whipsink(&server.endpoint(), "auth-token=wrong-token")
     ));
     let err = client.wait_error(Duration::from_secs(5)).expect("an ERROR");
     assert!(err.contains("401"), "{err}");
@@ -128,7 +83,7 @@ fn redirect_307_is_followed_with_body_and_token() {
     front.on(
         "POST",
         "/whip/old",
-        Reply::new(307).header("location", &format!("{}/whip/cam", server.base)),
+        Reply::new(307).header("location", &server.endpoint()),
     );
     // Another port is another origin, and http: the token goes along only
     // because redirect-auth says so (docs/protocol.md P6).
@@ -152,7 +107,7 @@ fn token_is_dropped_on_a_cross_origin_redirect_to_http() {
     front.on(
         "POST",
         "/whip/old",
-        Reply::new(307).header("location", &format!("{}/whip/cam", server.base)),
+        Reply::new(307).header("location", &server.endpoint()),
     );
     let client = Client::start(&format!(
         "{VP8_SRC} ! {}",
@@ -289,7 +244,7 @@ fn eos_deletes_the_session_before_eos_is_posted() {
     let server = WhipServer::start("");
     let client = Client::start(&format!(
         "videotestsrc is-live=true num-buffers=60 ! video/x-raw,width=320,height=240,framerate=30/1 ! vp8enc deadline=1 ! {}",
-        whipsink(&format!("{}/whip/cam", server.base), "")
+        whipsink(&server.endpoint(), "")
     ));
     assert!(
         wait_until(Duration::from_secs(10), || client.messages.has_eos()),

@@ -1,14 +1,74 @@
-//! What the benchmarks share: statistics, re-executing the benchmark as a
-//! fresh client process, and the bare webrtcbin → webrtcbin baseline.
+//! What the benchmarks share: command-line options, statistics,
+//! re-executing the benchmark as a fresh client process, and the bare
+//! webrtcbin → webrtcbin baseline.
 #![allow(dead_code)]
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
+
+/// A whipserversrc named `server` on a free loopback port, ICE on loopback.
+pub const WHIP_SERVER: &str =
+    "whipserversrc name=server address=127.0.0.1:0 ice-addresses=127.0.0.1";
+
+/// GStreamer with this crate's elements registered.
+pub fn init() {
+    gst::init().unwrap();
+    gstwhipwhep::plugin_register_static().unwrap();
+}
+
+/// The value after `name` on the command line, or `default` when it is
+/// missing or does not parse.
+pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A figure for the JSON output: one decimal, `null` when not finite.
+pub fn json_number(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.1}")
+    } else {
+        "null".into()
+    }
+}
+
+/// Links `pad` to a new fakesink (no sync, no preroll) in `bin`, started,
+/// and returns the fakesink's sink pad.
+pub fn fakesink_for(bin: &gst::Pipeline, pad: &gst::Pad) -> gst::Pad {
+    let sink = gst::ElementFactory::make("fakesink")
+        .property("sync", false)
+        .property("async", false)
+        .build()
+        .unwrap();
+    bin.add(&sink).unwrap();
+    sink.sync_state_with_parent().unwrap();
+    let sinkpad = sink.static_pad("sink").unwrap();
+    pad.link(&sinkpad).unwrap();
+    sinkpad
+}
+
+/// Adds the time each buffer reaches the sink pad of the element named
+/// `name` in `bin` to `arrivals`.
+pub fn record_arrivals(bin: &impl IsA<gst::Bin>, name: &str, arrivals: &Arc<Mutex<Vec<Instant>>>) {
+    let arrivals = arrivals.clone();
+    bin.by_name(name)
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            arrivals.lock().unwrap().push(Instant::now());
+            gst::PadProbeReturn::Ok
+        });
+}
 
 /// Samples of one measure; NaN for a failed run.
 pub struct Stats(pub Vec<f64>);
@@ -33,20 +93,17 @@ impl Stats {
         self.finite().first().copied().unwrap_or(f64::NAN)
     }
 
+    pub fn max(&self) -> f64 {
+        self.finite().last().copied().unwrap_or(f64::NAN)
+    }
+
     pub fn json(&self) -> String {
         let v = self.finite();
-        let fmt = |x: f64| {
-            if x.is_finite() {
-                format!("{x:.1}")
-            } else {
-                "null".into()
-            }
-        };
         format!(
             "{{\"median\": {}, \"min\": {}, \"max\": {}, \"n\": {}, \"failed\": {}, \"samples\": [{}]}}",
-            fmt(self.median()),
-            fmt(self.min()),
-            fmt(v.last().copied().unwrap_or(f64::NAN)),
+            json_number(self.median()),
+            json_number(self.min()),
+            json_number(self.max()),
             v.len(),
             self.0.len() - v.len(),
             v.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(", ")

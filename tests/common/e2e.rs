@@ -53,6 +53,21 @@ impl Counters {
         self.audio.load(Ordering::SeqCst)
     }
 
+    /// The caps of the streams counted so far.
+    pub fn caps(&self) -> Vec<String> {
+        self.caps.lock().unwrap().clone()
+    }
+
+    /// Whether a stream whose caps begin with `prefix` was counted.
+    pub fn has_caps(&self, prefix: &str) -> bool {
+        self.caps().iter().any(|c| c.starts_with(prefix))
+    }
+
+    /// Asserts that a stream whose caps begin with `prefix` was counted.
+    pub fn assert_caps(&self, prefix: &str) {
+        assert!(self.has_caps(prefix), "{:?}", self.caps());
+    }
+
     /// Links `pad` to a fakesink in `bin` and counts its buffers.
     pub fn count_pad(&self, bin: &gst::Bin, pad: &gst::Pad) {
         let queue = gst::ElementFactory::make("queue").build().unwrap();
@@ -186,10 +201,51 @@ impl WhipServer {
         }
     }
 
+    /// The WHIP endpoint the tests publish to.
+    pub fn endpoint(&self) -> String {
+        format!("{}/whip/cam", self.base)
+    }
+
     /// Publishers removed by a DELETE.
     pub fn deletes(&self) -> usize {
         self.messages.element("publisher-removed").len()
     }
+}
+
+/// A whipsink named `whip` publishing to `endpoint` with ICE on loopback,
+/// `extra` properties after.
+pub fn whipsink(endpoint: &str, extra: &str) -> String {
+    format!("whipsink name=whip whip-endpoint={endpoint} ice-addresses=127.0.0.1 {extra}")
+}
+
+/// How long media may take to arrive on loopback.
+pub const MEDIA_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits for `video`/`audio` frames at `server` from `client`, then stops
+/// the client and checks it ended cleanly: one session, DELETEd, no ERROR.
+pub fn publish_and_count(server: &WhipServer, client: &Client, video: u64, audio: u64) {
+    let arrived = wait_until(MEDIA_WAIT, || {
+        server.counters.video() >= video && server.counters.audio() >= audio
+    });
+    assert!(
+        arrived,
+        "media did not arrive: video {} audio {}, client errors {:?}, server errors {:?}",
+        server.counters.video(),
+        server.counters.audio(),
+        client.messages.errors(),
+        server.messages.errors()
+    );
+    assert_eq!(client.messages.element("session-started").len(), 1);
+    client.stop();
+    assert!(
+        wait_until(Duration::from_secs(2), || server.deletes() == 1),
+        "the server saw no DELETE"
+    );
+    assert!(
+        client.messages.errors().is_empty(),
+        "{:?}",
+        client.messages.errors()
+    );
 }
 
 impl Drop for WhipServer {

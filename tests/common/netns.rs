@@ -79,30 +79,24 @@ pub fn new_address() {
 
 /// whepserversink in the server's namespace, VP8.
 pub fn server() -> Launch {
-    let args: Vec<String> = format!(
+    in_server_namespace(&format!(
         "-m {VP8_SRC} ! whepserversink address={SERVER_HTTP}:{PORT} ice-addresses={SERVER_ICE}"
-    )
-    .split_whitespace()
-    .map(str::to_string)
-    .collect();
-    let launch = Launch::start_with(&["ip", "netns", "exec", "srv"], &args, &tempdir());
-    let up = wait_until(Duration::from_secs(10), || {
-        std::net::TcpStream::connect((SERVER_HTTP, PORT)).is_ok()
-    });
-    assert!(up, "server not up: {}", tail(&launch.output()));
-    launch
+    ))
 }
 
 /// whipserversrc in the server's namespace, its frames counted by
 /// `Launch::sink_buffers`.
 pub fn whip_server() -> Launch {
-    let args: Vec<String> = format!(
+    in_server_namespace(&format!(
         "-m whipserversrc address={SERVER_HTTP}:{PORT} ice-addresses={SERVER_ICE} peer-timeout=10000 name=s \
          s. ! fakesink silent=false"
-    )
-    .split_whitespace()
-    .map(str::to_string)
-    .collect();
+    ))
+}
+
+/// gst-launch-1.0 `pipeline` in the server's namespace, once its HTTP port
+/// takes connections.
+fn in_server_namespace(pipeline: &str) -> Launch {
+    let args: Vec<String> = pipeline.split_whitespace().map(str::to_string).collect();
     let launch = Launch::start_with(&["ip", "netns", "exec", "srv"], &args, &tempdir());
     let up = wait_until(Duration::from_secs(10), || {
         std::net::TcpStream::connect((SERVER_HTTP, PORT)).is_ok()
