@@ -76,11 +76,7 @@ fn main() {
     // videotestsrc's properties: moving bars reach the encoder's target
     // (1.95 Mbit/s of 2 at 720p, cpu-used=8); `pattern=spokes` stays at
     // 0.57, `pattern=snow` (noise) cannot be sent at 1 Mbit/s at all.
-    let source = arg(
-        &args,
-        "--source",
-        String::from("pattern=smpte horizontal-speed=8"),
-    );
+    let source = arg("--source", String::from("pattern=smpte horizontal-speed=8"));
     sh("ip link set lo up");
     init();
 
