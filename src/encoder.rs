@@ -275,7 +275,7 @@ pub fn encode_chain(
     format: &Format,
     preferred: Option<&str>,
     raw: &gst::CapsRef,
-) -> Result<(Vec<gst::Element>, gst::Element), MissingElement> {
+) -> Result<EncodeChain, MissingElement> {
     let codec = format.codec;
     let make = |f: &'static str| {
         gst::ElementFactory::make(f)
@@ -283,7 +283,11 @@ pub fn encode_chain(
             .map_err(|_| MissingElement(f))
     };
     let mut chain = Vec::new();
+    let mut scaler = None;
     if codec.media == "video" {
+        let [scale, filter] = crate::resolution::scaler().map_err(MissingElement)?;
+        scaler = Some(filter.clone());
+        chain.extend([scale, filter]);
         chain.push(make("videoconvert")?);
     } else {
         chain.push(make("audioconvert")?);
@@ -316,7 +320,21 @@ pub fn encode_chain(
         p.set_property("pt", format.payload_type);
     }
     chain.append(&mut pay);
-    Ok((chain, encoder))
+    Ok(EncodeChain {
+        elements: chain,
+        encoder,
+        scaler,
+    })
+}
+
+/// What `encode_chain` makes.
+pub struct EncodeChain {
+    /// In stream order: [videoscale ! capsfilter !] convert ! encoder !
+    /// [caps !] [parser !] payloader.
+    pub elements: Vec<gst::Element>,
+    pub encoder: gst::Element,
+    /// Video: the capsfilter that sets the size sent (`resolution`).
+    pub scaler: Option<gst::Element>,
 }
 
 use gst::glib;
@@ -372,7 +390,11 @@ mod tests {
             .field("height", 240)
             .field("framerate", gst::Fraction::new(30, 1))
             .build();
-        let (chain, enc) = encode_chain(&format, Some(encoder), &raw).unwrap();
+        let EncodeChain {
+            elements: chain,
+            encoder: enc,
+            ..
+        } = encode_chain(&format, Some(encoder), &raw).unwrap();
         assert_eq!(enc.factory().unwrap().name(), encoder);
         let pipeline = gst::Pipeline::new();
         let src = gst::ElementFactory::make("videotestsrc")

@@ -13,6 +13,7 @@ pub(crate) mod element;
 pub mod encoder;
 pub mod peer;
 pub mod protocol;
+pub mod resolution;
 pub mod runtime;
 pub mod server;
 pub mod session;

@@ -165,3 +165,37 @@ fn raw_input_without_congestion_control_keeps_the_encoders_bitrate() {
     assert_eq!(target(&whip), 0);
     assert_eq!(enc.property::<i32>("target-bitrate"), first);
 }
+
+#[test]
+fn a_low_estimate_makes_whipsinks_own_encoder_send_a_smaller_picture() {
+    let server = WhipServer::start("");
+    let client = Client::start(&format!(
+        "videotestsrc is-live=true ! video/x-raw,width=1280,height=720,framerate=30/1 \
+         ! whipsink name=whip whip-endpoint={}/whip/cam ice-addresses=127.0.0.1 \
+         video-caps=video/x-vp8 start-bitrate=250000 min-bitrate=100000 max-bitrate=300000",
+        server.base
+    ));
+    let whip = client.pipeline.by_name("whip").unwrap();
+    let encoded_size = || {
+        let caps = own_encoder(&whip)?.static_pad("sink")?.current_caps()?;
+        let s = caps.structure(0)?;
+        Some((s.get::<i32>("width").ok()?, s.get::<i32>("height").ok()?))
+    };
+    // 720p30 at 300 kbit/s at most: 640x360 or 320x180 (src/resolution.rs).
+    assert!(
+        wait_until(Duration::from_secs(10), || encoded_size()
+            .is_some_and(|(w, h)| w <= 640 && h <= 360)),
+        "encoded at {:?}, estimate {} (errors {:?})",
+        encoded_size(),
+        target(&whip),
+        client.messages.errors()
+    );
+    let before = server.counters.video();
+    assert!(
+        wait_until(Duration::from_secs(5), || server.counters.video()
+            > before + 30),
+        "the smaller picture does not arrive: {} frames",
+        server.counters.video()
+    );
+    assert!(client.messages.errors().is_empty());
+}

@@ -64,7 +64,9 @@ struct RawInput {
 struct Encoding {
     format: encoder::Format,
     encoder: gst::Element,
-    /// convert ! encoder ! [caps !] [parser !] payloader.
+    /// Video: where congestion control sets the size sent (`resolution`).
+    scaler: Option<gst::Element>,
+    /// See `encoder::EncodeChain`.
     elements: Vec<gst::Element>,
 }
 
@@ -483,14 +485,18 @@ impl WhipSink {
                 }
                 video += 1;
                 let encoder = match &s.raw {
-                    Some(raw) => raw.encoding.as_ref().map(|e| e.encoder.clone()),
+                    Some(raw) => raw
+                        .encoding
+                        .as_ref()
+                        .map(|e| (e.encoder.clone(), e.scaler.clone())),
                     // The user's encoder: only when asked.
                     None if !upstream => None,
                     None => s
                         .elements
                         .first()
                         .and_then(|e| e.static_pad("sink"))
-                        .and_then(|pad| congestion::upstream_encoder(&pad)),
+                        .and_then(|pad| congestion::upstream_encoder(&pad))
+                        .map(|e| (e, None)),
                 };
                 encoders.extend(encoder);
             }
@@ -500,9 +506,21 @@ impl WhipSink {
             return;
         }
         let share = congestion::video_share(total, video, audio, min);
-        for encoder in &encoders {
+        for (encoder, scaler) in &encoders {
             if encoder::set_target_bitrate(encoder, share) {
                 gst::debug!(CAT, imp = self, "{}: {share} bit/s", encoder.name());
+            }
+            // Our own encoder: also the picture size that fits the bitrate.
+            let resized = scaler
+                .as_ref()
+                .and_then(|f| crate::resolution::follow_bitrate(f, share));
+            if let Some((w, h)) = resized {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "{}: {w}x{h} at {share} bit/s",
+                    encoder.name()
+                );
             }
         }
     }
@@ -903,7 +921,11 @@ impl WhipSink {
             .unwrap()
             .preferred_encoder(format.codec)
             .map(String::from);
-        let (mut chain, enc) = encoder::encode_chain(&format, preferred.as_deref(), &caps)
+        let encoder::EncodeChain {
+            elements: mut chain,
+            encoder: enc,
+            scaler,
+        } = encoder::encode_chain(&format, preferred.as_deref(), &caps)
             .map_err(|e| e.to_string())?;
         if twcc {
             congestion::stamp_twcc(&mut chain)?;
@@ -982,6 +1004,7 @@ impl WhipSink {
             raw.encoding.replace(Encoding {
                 format,
                 encoder: enc.clone(),
+                scaler,
                 elements: chain,
             })
         };
