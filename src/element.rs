@@ -8,18 +8,26 @@ use gst::prelude::*;
 /// would otherwise make a source bin a sink too, and the pipeline would wait
 /// for an EOS from it that never comes.
 pub fn set_up_bin(bin: &gst::Bin, role: gst::ElementFlags) {
-    // As early as an application can let us.
-    prewarm();
     bin.set_suppressed_flags(gst::ElementFlags::SINK | gst::ElementFlags::SOURCE);
     bin.set_element_flags(role);
 }
 
+/// What every element does first in `change_state`: `prewarm` when it
+/// leaves NULL. Not when it is created: an element only inspected
+/// (gst-inspect-1.0) or never started costs nothing, and no thread of ours
+/// is still loading plugins when such a process exits.
+pub fn before_transition(transition: gst::StateChange) {
+    if transition == gst::StateChange::NullToReady {
+        prewarm();
+    }
+}
+
 /// Moves one-off costs off the first session's critical path, once per
-/// process, on a thread of its own: the shared HTTP client (the system's CA
-/// certificates) and the DTLS certificate work (`certificate::prepare`).
-/// Elements call it when they are created, so a session started a moment
-/// later finds both ready.
-pub fn prewarm() {
+/// process, on threads of its own: the shared HTTP client (the system's CA
+/// certificates), the plugins a session loads, and the DTLS certificate
+/// work (`certificate::prepare`). From NULL→READY, so that a session
+/// started a moment later (PLAYING) finds them ready.
+fn prewarm() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // Two threads: the DTLS key is the long one (see `prepare`); the

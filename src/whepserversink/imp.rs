@@ -196,6 +196,7 @@ impl ElementImpl for WhepServerSink {
         &self,
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        crate::element::before_transition(transition);
         if transition == gst::StateChange::NullToReady {
             let settings = self.settings.lock().unwrap().clone();
             let server = settings.serve(

@@ -283,6 +283,7 @@ impl ElementImpl for WhepSrc {
         &self,
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        crate::element::before_transition(transition);
         match transition {
             gst::StateChange::NullToReady => {
                 if let Err(msg) = self

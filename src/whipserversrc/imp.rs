@@ -197,6 +197,7 @@ impl ElementImpl for WhipServerSrc {
         &self,
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        crate::element::before_transition(transition);
         if transition == gst::StateChange::NullToReady {
             let settings = self.settings.lock().unwrap().clone();
             let server = settings.serve(

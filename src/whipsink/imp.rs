@@ -389,6 +389,7 @@ impl ElementImpl for WhipSink {
         &self,
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        crate::element::before_transition(transition);
         match transition {
             gst::StateChange::NullToReady => {
                 if let Err(msg) = self.settings.lock().unwrap().validate() {
