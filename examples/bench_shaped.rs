@@ -181,6 +181,7 @@ fn main() {
 struct Second {
     t: u64,
     sent: u64,
+    key_frames_sent: u64,
     decoded: u64,
     received_kbps: u64,
     target_kbps: u64,
@@ -189,8 +190,8 @@ struct Second {
 impl Second {
     fn json(&self) -> String {
         format!(
-            "{{\"t\": {}, \"sent_fps\": {}, \"decoded_fps\": {}, \"received_video_kbps\": {}, \"target_kbps\": {}}}",
-            self.t, self.sent, self.decoded, self.received_kbps, self.target_kbps
+            "{{\"t\": {}, \"sent_fps\": {}, \"key_frames_sent\": {}, \"decoded_fps\": {}, \"received_video_kbps\": {}, \"target_kbps\": {}}}",
+            self.t, self.sent, self.key_frames_sent, self.decoded, self.received_kbps, self.target_kbps
         )
     }
 }
@@ -294,14 +295,22 @@ fn run(cc: bool, encoded: bool, source: &str, length: Duration, drop_at: Duratio
     .downcast::<gst::Pipeline>()
     .unwrap();
     let sent: Arc<Mutex<Vec<Instant>>> = Default::default();
+    let key_frames: Arc<Mutex<Vec<Instant>>> = Default::default();
     let count_sent = {
-        let sent = sent.clone();
+        let (sent, key_frames) = (sent.clone(), key_frames.clone());
         move |enc: &gst::Element| {
-            let sent = sent.clone();
+            let (sent, key_frames) = (sent.clone(), key_frames.clone());
             enc.static_pad("src")
                 .unwrap()
-                .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                    sent.lock().unwrap().push(Instant::now());
+                .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                    let now = Instant::now();
+                    sent.lock().unwrap().push(now);
+                    let delta = info
+                        .buffer()
+                        .is_some_and(|b| b.flags().contains(gst::BufferFlags::DELTA_UNIT));
+                    if !delta {
+                        key_frames.lock().unwrap().push(now);
+                    }
                     gst::PadProbeReturn::Ok
                 });
         }
@@ -367,6 +376,7 @@ fn run(cc: bool, encoded: bool, source: &str, length: Duration, drop_at: Duratio
         per_second.push(Second {
             t,
             sent: window(&sent.lock().unwrap()),
+            key_frames_sent: window(&key_frames.lock().unwrap()),
             decoded: window(&decoded.lock().unwrap()),
             received_kbps: bytes as u64 * 8 / 1000,
             target_kbps: u64::from(target) / 1000,
