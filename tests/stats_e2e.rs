@@ -83,7 +83,7 @@ fn assert_pair(session: &gst::StructureRef) {
 fn a_publishing_session_reports_bitrate_rtt_frames_and_its_candidate_pair() {
     let server = WhipServer::start("");
     let client = Client::start(&format!(
-        "{VP8_SRC} ! whipsink name=whip whip-endpoint={}/whip/cam ice-addresses=127.0.0.1 stats-interval=300 congestion-control-upstream=true",
+        "{VP8_SRC} ! whipsink name=whip whip-endpoint={}/whip/cam ice-addresses=127.0.0.1 stats-interval=300",
         server.base
     ));
     let whip = client.pipeline.by_name("whip").unwrap();

@@ -44,6 +44,9 @@ const FASTSTART_PACKETS: u32 = 1;
 
 /// ICE and jitterbuffer settings for one webrtcbin, taken from element
 /// properties when a session starts.
+/// RTCP bandwidth for reports (`set_rtcp_interval`), bytes/s.
+const RTCP_BANDWIDTH: i32 = 16_000;
+
 #[derive(Debug, Clone)]
 pub struct PeerSettings {
     /// Local addresses to gather host candidates on. Empty: libnice's default
@@ -641,6 +644,14 @@ impl Peer {
             rtpbin.emit_by_name::<Option<glib::Object>>("get-internal-session", &[&0u32])
         {
             session.set_property("rtcp-min-interval", interval.as_nanos() as u64);
+            // RFC 3550 §6.2 scales the interval with the RTCP bandwidth, by
+            // default 5 % of a session bandwidth rtpsession guesses low, and
+            // counts TWCC feedback in the average packet size: a receiver
+            // sending feedback for a 250 kbit/s stream sent its reports
+            // 10-20 s apart, the sender had no RTT. The reports are tiny
+            // next to the media; the minimum interval paces them.
+            session.set_property("rtcp-rr-bandwidth", RTCP_BANDWIDTH);
+            session.set_property("rtcp-rs-bandwidth", RTCP_BANDWIDTH);
         }
     }
 
