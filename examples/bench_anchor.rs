@@ -310,8 +310,17 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
+/// The 1-minute load average: the machine's other work during the run.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "null".into())
+}
+
 fn parent(runs: usize) {
     bench::init();
+    let load_before = loadavg();
     let pipeline = gst::Pipeline::new();
     let first = Arc::new(AtomicU64::new(0));
     let whip = server("publish", &pipeline, &first);
@@ -349,9 +358,10 @@ fn parent(runs: usize) {
     }
     pipeline.set_state(gst::State::Null).unwrap();
     println!(
-        "{{\n  \"runs\": {runs},\n  \"anchor\": \"gst-plugin-webrtchttp {} (whipsink, whepsrc), default features off, rustls-ring\",\n  \"gstreamer\": \"{}\",\n  {}\n}}",
+        "{{\n  \"runs\": {runs},\n  \"anchor\": \"gst-plugin-webrtchttp {} (whipsink, whepsrc), default features off, rustls-ring\",\n  \"gstreamer\": \"{}\",\n  \"loadavg_1min_before_after\": [{load_before}, {}],\n  {}\n}}",
         anchor_version(),
         gst::version_string(),
+        loadavg(),
         results.join(",\n  ")
     );
 }
