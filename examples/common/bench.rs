@@ -140,7 +140,9 @@ pub fn read_value(lines: &mut impl Iterator<Item = std::io::Result<String>>, key
     read_line_after(lines, key).parse().unwrap_or(f64::NAN)
 }
 
-fn pin_loopback(webrtcbin: &gst::Element) {
+/// Pins `webrtcbin`'s ICE to 127.0.0.1 and turns UPnP off; call it
+/// before set-local-description.
+pub fn pin_loopback(webrtcbin: &gst::Element) {
     let ice = webrtcbin.property::<gst_webrtc::WebRTCICE>("ice-agent");
     ice.property::<glib::Object>("agent")
         .set_property("upnp", false);
@@ -260,6 +262,11 @@ pub fn rss_kib() -> f64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(f64::NAN)
+}
+
+/// Threads of this process.
+pub fn threads() -> f64 {
+    std::fs::read_dir("/proc/self/task").map_or(f64::NAN, |d| d.count() as f64)
 }
 
 pub fn clk_tck() -> f64 {
