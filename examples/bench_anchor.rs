@@ -25,7 +25,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 
@@ -41,13 +41,6 @@ const VIDEO: &str = "videotestsrc is-live=true ! video/x-raw,width=640,height=36
 const SETTLE: Duration = Duration::from_millis(500);
 /// The window over which a flowing client's CPU is measured.
 const WINDOW: Duration = Duration::from_secs(2);
-
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -135,19 +128,9 @@ fn client(direction: &str, kind: &str, endpoint: &str) {
                 gst::PadProbeReturn::Remove
             });
         pipeline.set_state(gst::State::Playing).unwrap();
-        std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while first.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            match first.load(Ordering::SeqCst) {
-                0 => println!("ttff_ms nan"),
-                us => println!("ttff_ms {:.3}", (us - 1) as f64 / 1000.0),
-            }
-            std::io::stdout().flush().unwrap();
-        });
+        bench::print_first_frame_when_seen(first.clone());
     } else {
-        println!("t0 {}", now_us());
+        println!("t0 {}", bench::now_us());
         std::io::stdout().flush().unwrap();
         pipeline.set_state(gst::State::Playing).unwrap();
     }
@@ -244,7 +227,7 @@ fn server(direction: &str, pipeline: &gst::Pipeline, first: &Arc<AtomicU64>) -> 
         server.connect_pad_added(move |_, pad| {
             let f = f.clone();
             fakesink_for(&bin, pad).add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                let _ = f.compare_exchange(0, now_us(), Ordering::SeqCst, Ordering::SeqCst);
+                let _ = f.compare_exchange(0, bench::now_us(), Ordering::SeqCst, Ordering::SeqCst);
                 gst::PadProbeReturn::Remove
             });
         });

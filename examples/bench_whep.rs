@@ -55,7 +55,7 @@ fn count(sink: &gst::Element, frames: Arc<AtomicU64>, first: Option<Arc<AtomicU6
         .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
             if frames.fetch_add(1, Ordering::SeqCst) == 0 {
                 if let Some(first) = &first {
-                    first.store(t0.elapsed().as_micros() as u64, Ordering::SeqCst);
+                    first.store(t0.elapsed().as_micros() as u64 + 1, Ordering::SeqCst);
                 }
             }
             gst::PadProbeReturn::Ok
@@ -88,6 +88,9 @@ fn client_whepsrc(endpoint: &str, mode: &str) {
     let pipeline = make();
     bench::print_timelines(pipeline.upcast_ref());
     if mode == "--warm" {
+        // As an application that prepares its pipeline ahead: the
+        // elements prewarm when they leave NULL.
+        pipeline.set_state(gst::State::Ready).unwrap();
         std::thread::sleep(Duration::from_secs(1));
     }
     let first = Arc::new(AtomicU64::new(0));
@@ -100,16 +103,7 @@ fn client_whepsrc(endpoint: &str, mode: &str) {
         t0,
     );
     pipeline.set_state(gst::State::Playing).unwrap();
-    std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while first.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        match first.load(Ordering::SeqCst) {
-            0 => println!("ttff_ms nan"),
-            us => println!("ttff_ms {:.3}", us as f64 / 1000.0),
-        }
-    });
+    bench::print_first_frame_when_seen(first);
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).unwrap();
     let start = Instant::now();

@@ -13,7 +13,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 
@@ -22,13 +22,6 @@ mod bench;
 use bench::{arg, fakesink_for, init, read_until, read_value, spawn_self, Phases, Stats};
 
 const VIDEO: &str = "videotestsrc is-live=true ! video/x-raw,width=640,height=360,framerate=30/1 ! vp8enc deadline=1 cpu-used=8";
-
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -68,9 +61,12 @@ fn client_whipsink(endpoint: &str, mode: &str) {
     let pipeline = make();
     bench::print_timelines(&pipeline);
     if mode == "--warm" {
+        // As an application that prepares its pipeline ahead: the
+        // elements prewarm when they leave NULL.
+        pipeline.set_state(gst::State::Ready).unwrap();
         std::thread::sleep(Duration::from_secs(1));
     }
-    println!("t0 {}", now_us());
+    println!("t0 {}", bench::now_us());
     pipeline.set_state(gst::State::Playing).unwrap();
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).unwrap();
@@ -134,7 +130,7 @@ fn parent(runs: usize) {
     server.connect_pad_added(move |_, pad| {
         let f = f.clone();
         fakesink_for(&bin, pad).add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            let _ = f.compare_exchange(0, now_us(), Ordering::SeqCst, Ordering::SeqCst);
+            let _ = f.compare_exchange(0, bench::now_us(), Ordering::SeqCst, Ordering::SeqCst);
             gst::PadProbeReturn::Remove
         });
     });

@@ -359,3 +359,29 @@ pub fn pipeline_of(desc: &str) -> gst::Pipeline {
         }
     }
 }
+
+/// Wall-clock microseconds, for times compared across processes.
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+/// In a client process: prints `ttff_ms <ms>` once `first` holds the first
+/// frame's time (microseconds since PLAYING, plus 1 so that 0 means none
+/// yet), or `ttff_ms nan` after 10 s.
+pub fn print_first_frame_when_seen(first: Arc<AtomicU64>) {
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while first.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        match first.load(Ordering::SeqCst) {
+            0 => println!("ttff_ms nan"),
+            us => println!("ttff_ms {:.3}", (us - 1) as f64 / 1000.0),
+        }
+        use std::io::Write;
+        std::io::stdout().flush().unwrap();
+    });
+}
