@@ -32,8 +32,8 @@ use gst::prelude::*;
 #[path = "common/bench.rs"]
 mod bench;
 use bench::{
-    arg, clk_tck, cpu_seconds, fakesink_for, json_number, read_until, read_value, rss_kib,
-    spawn_self, threads, Stats,
+    arg, clk_tck, cpu_seconds, json_number, read_until, read_value, rss_kib, spawn_self, threads,
+    Stats,
 };
 
 const VIDEO: &str = "videotestsrc is-live=true ! video/x-raw,width=640,height=360,framerate=30/1 ! vp8enc deadline=1 cpu-used=8";
@@ -223,14 +223,7 @@ fn server(direction: &str, pipeline: &gst::Pipeline, first: &Arc<AtomicU64>) -> 
             .build()
             .unwrap();
         pipeline.add(&server).unwrap();
-        let (f, bin) = (first.clone(), pipeline.clone());
-        server.connect_pad_added(move |_, pad| {
-            let f = f.clone();
-            fakesink_for(&bin, pad).add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                let _ = f.compare_exchange(0, bench::now_us(), Ordering::SeqCst, Ordering::SeqCst);
-                gst::PadProbeReturn::Remove
-            });
-        });
+        bench::note_first_frame(&server, pipeline, first);
         pipeline.set_state(gst::State::Playing).unwrap();
         let at = server.property::<String>("bound-address");
         format!("http://{at}/whip/bench")

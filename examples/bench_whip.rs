@@ -19,7 +19,7 @@ use gst::prelude::*;
 
 #[path = "common/bench.rs"]
 mod bench;
-use bench::{arg, fakesink_for, init, read_until, read_value, spawn_self, Phases, Stats};
+use bench::{arg, init, read_until, read_value, spawn_self, Phases, Stats};
 
 const VIDEO: &str = "videotestsrc is-live=true ! video/x-raw,width=640,height=360,framerate=30/1 ! vp8enc deadline=1 cpu-used=8";
 
@@ -125,15 +125,7 @@ fn parent(runs: usize) {
     let pipeline = gst::Pipeline::new();
     pipeline.add(&server).unwrap();
     let first = Arc::new(AtomicU64::new(0));
-    let f = first.clone();
-    let bin = pipeline.clone();
-    server.connect_pad_added(move |_, pad| {
-        let f = f.clone();
-        fakesink_for(&bin, pad).add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            let _ = f.compare_exchange(0, bench::now_us(), Ordering::SeqCst, Ordering::SeqCst);
-            gst::PadProbeReturn::Remove
-        });
-    });
+    bench::note_first_frame(&server, &pipeline, &first);
     pipeline.set_state(gst::State::Playing).unwrap();
     let endpoint = format!(
         "http://{}/whip/bench",

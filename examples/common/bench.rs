@@ -385,3 +385,17 @@ pub fn print_first_frame_when_seen(first: Arc<AtomicU64>) {
         std::io::stdout().flush().unwrap();
     });
 }
+
+/// In a benchmark's server pipeline: each stream `server` (whipserversrc)
+/// exposes goes to a fakesink, and `first` gets the wall-clock time
+/// (`now_us`) of the first buffer of any of them.
+pub fn note_first_frame(server: &gst::Element, bin: &gst::Pipeline, first: &Arc<AtomicU64>) {
+    let (f, bin) = (first.clone(), bin.clone());
+    server.connect_pad_added(move |_, pad| {
+        let f = f.clone();
+        fakesink_for(&bin, pad).add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            let _ = f.compare_exchange(0, now_us(), Ordering::SeqCst, Ordering::SeqCst);
+            gst::PadProbeReturn::Remove
+        });
+    });
+}
