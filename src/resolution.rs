@@ -81,9 +81,10 @@ pub fn follow_bitrate(filter: &gst::Element, bps: u32) -> Option<(u32, u32)> {
         height: s.get::<i32>("height").ok()?.try_into().ok()?,
         fps,
     };
+    // The size last asked for (it reaches the src pad only with the next
+    // frame); none yet: the input's.
     let current = filter
-        .static_pad("src")
-        .and_then(|p| p.current_caps())
+        .property::<Option<gst::Caps>>("caps")
         .and_then(|c| {
             let s = c.structure(0)?;
             Some((s.get::<i32>("width").ok()?, s.get::<i32>("height").ok()?))

@@ -42,11 +42,11 @@ const ICE_PACING_MS: u32 = 5;
 /// for any hole before them, as usual.
 const FASTSTART_PACKETS: u32 = 1;
 
-/// ICE and jitterbuffer settings for one webrtcbin, taken from element
-/// properties when a session starts.
 /// RTCP bandwidth for reports (`set_rtcp_interval`), bytes/s.
 const RTCP_BANDWIDTH: i32 = 16_000;
 
+/// ICE and jitterbuffer settings for one webrtcbin, taken from element
+/// properties when a session starts.
 #[derive(Debug, Clone)]
 pub struct PeerSettings {
     /// Local addresses to gather host candidates on. Empty: libnice's default
