@@ -222,18 +222,29 @@ fn main() {
     relay.set_state(gst::State::Null).unwrap();
     println!("stopped in {} ms", stop.elapsed().as_millis());
 
-    let frames: u64 = counters
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, c)| c.frames.load(Ordering::Relaxed))
-        .sum();
-    println!("frames received: {frames}");
+    // The publisher sends both kinds: the player must have received both.
+    let frames_of = |kind: &str| -> u64 {
+        counters
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k == kind)
+            .map(|(_, c)| c.frames.load(Ordering::Relaxed))
+            .sum()
+    };
+    let (video, audio) = (frames_of("video"), frames_of("audio"));
+    println!(
+        "frames received: {} (video {video}, audio {audio})",
+        video + audio
+    );
     match *first_frame.lock().unwrap() {
         Some(t) => println!("time to first frame: {} ms", (t - started).as_millis()),
         None => println!("time to first frame: none"),
     }
-    if failed.load(Ordering::SeqCst) || frames == 0 {
+    if failed.load(Ordering::SeqCst) || video == 0 || audio == 0 {
+        if video == 0 || audio == 0 {
+            eprintln!("demo: the player did not receive both video and audio");
+        }
         std::process::exit(1);
     }
 }

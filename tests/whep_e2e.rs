@@ -31,13 +31,15 @@ fn whepsrc(endpoint: &str, extra: &str) -> String {
 
 /// Waits for `video`/`audio` decoded frames, with a helpful failure.
 fn assert_frames(player: &Player, video: u64, audio: u64) {
+    let arrived = player.wait_frames(MEDIA_WAIT, video, audio);
+    // Not held while the assert panics: the counting probes take it.
+    let caps = player.counters.caps.lock().unwrap().clone();
     assert!(
-        player.wait_frames(MEDIA_WAIT, video, audio),
-        "decoded media did not arrive: video {} audio {}, errors {:?}, caps {:?}",
+        arrived,
+        "decoded media did not arrive: video {} audio {}, errors {:?}, caps {caps:?}",
         player.counters.video(),
         player.counters.audio(),
         player.messages.errors(),
-        player.counters.caps.lock().unwrap()
     );
     assert!(
         player.messages.errors().is_empty(),
@@ -106,6 +108,33 @@ fn opus_and_vp8_come_out_of_two_pads_and_both_decode() {
     assert_eq!(out.len(), 2, "{out:?}");
     assert!(has_caps(&out, "video/x-raw"), "{out:?}");
     assert!(has_caps(&out, "audio/x-raw"), "{out:?}");
+    stop_and_expect_delete(&server, &player);
+}
+
+#[test]
+fn a_viewer_that_comes_before_an_inputs_first_caps_still_gets_that_input() {
+    // The audio input's caps come 1.5 s after the viewer starts, its offer
+    // long at the server by then: answered with what flows at that moment,
+    // the viewer would get video only, for its whole session (a relay's
+    // second stream starts a frame after the first).
+    let gate_after = Duration::from_millis(1500);
+    let server = WhepServer::start(
+        &format!(
+            "{VP8_SRC} ! server. audiotestsrc is-live=true ! audio/x-raw,rate=48000,channels=2 \
+             ! valve name=gate drop=true ! opusenc ! server."
+        ),
+        "",
+    );
+    let gate = server.pipeline.by_name("gate").unwrap();
+    let player = Player::dynamic(&whepsrc(&server.endpoint(), ""), ANY_RAW);
+    std::thread::sleep(gate_after);
+    gate.set_property("drop", false);
+    assert_frames(&player, 30, 20);
+    assert_eq!(player.output_caps().len(), 2, "{:?}", player.output_caps());
+    // The premise: the offer went out before the audio's caps existed.
+    let timeline = &player.messages.element("session-timeline")[0];
+    let post_sent = timeline.get::<f64>("post-sent-ms").unwrap();
+    assert!(post_sent < gate_after.as_millis() as f64, "{timeline}");
     stop_and_expect_delete(&server, &player);
 }
 

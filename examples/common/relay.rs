@@ -28,13 +28,14 @@ pub fn build_relay(pipeline: &gst::Pipeline, address: &str, ice_addresses: &str)
     let address = bound.clone();
     waiting.set_property("address", &address);
 
-    let sinks: Arc<Mutex<HashMap<String, gst::Element>>> = Arc::default();
+    let sinks: Arc<Mutex<HashMap<String, Served>>> = Arc::default();
     let (bin, s, ice) = (pipeline.clone(), sinks.clone(), ice_addresses.to_string());
     let addr = address.clone();
     whip.connect_pad_added(move |whip, pad| {
         let path = whip
             .emit_by_name::<Option<String>>("publisher-path", &[pad])
             .unwrap_or_default();
+        let streams = whip.emit_by_name::<u32>("publisher-streams", &[pad]);
         let name = path
             .trim_start_matches("/whip")
             .trim_matches('/')
@@ -44,28 +45,33 @@ pub fn build_relay(pipeline: &gst::Pipeline, address: &str, ice_addresses: &str)
         } else {
             name
         };
-        let sink = s
-            .lock()
-            .unwrap()
-            .entry(name.clone())
-            .or_insert_with(|| {
-                let sink = gst::ElementFactory::make("whepserversink")
-                    .name(format!("whep-{name}"))
-                    .property("address", &addr)
-                    .property("path", format!("/whep/{name}"))
-                    .property("ice-addresses", &ice)
-                    .build()
-                    .expect("whepserversink");
-                bin.add(&sink).unwrap();
-                sink.sync_state_with_parent().unwrap();
-                println!("relay: {name} is live at http://{addr}/whep/{name}");
-                sink
-            })
-            .clone();
-        let queue = gst::ElementFactory::make("queue").build().unwrap();
-        bin.add(&queue).unwrap();
-        queue.sync_state_with_parent().unwrap();
-        queue.link(&sink).unwrap();
+        let mut sinks = s.lock().unwrap();
+        let served = sinks.entry(name.clone()).or_insert_with(|| {
+            let sink = gst::ElementFactory::make("whepserversink")
+                .name(format!("whep-{name}"))
+                .property("address", &addr)
+                .property("path", format!("/whep/{name}"))
+                .property("ice-addresses", &ice)
+                .build()
+                .expect("whepserversink");
+            bin.add(&sink).unwrap();
+            // An input for each of the publisher's streams from the start:
+            // the sink answers viewers once all have caps, so a viewer
+            // that comes before the last stream's pad still gets it.
+            let queues: Vec<_> = (0..streams.max(1)).map(|_| input(&bin, &sink)).collect();
+            sink.sync_state_with_parent().unwrap();
+            println!("relay: {name} is live at http://{addr}/whep/{name}");
+            Served {
+                sink,
+                unlinked: queues.clone(),
+                queues,
+            }
+        });
+        let queue = served.unlinked.pop().unwrap_or_else(|| {
+            let queue = input(&bin, &served.sink);
+            served.queues.push(queue.clone());
+            queue
+        });
         pad.link(&queue.static_pad("sink").unwrap()).unwrap();
     });
 
@@ -81,11 +87,30 @@ pub fn build_relay(pipeline: &gst::Pipeline, address: &str, ice_addresses: &str)
         let path = st.get::<String>("path").unwrap_or_default();
         let name = path.trim_start_matches("/whip").trim_matches('/');
         let name = if name.is_empty() { "default" } else { name };
-        if let Some(sink) = s.lock().unwrap().remove(name) {
-            let _ = sink.set_state(gst::State::Null);
-            let _ = bin.remove(&sink);
+        if let Some(Served { sink, queues, .. }) = s.lock().unwrap().remove(name) {
+            for element in queues.iter().chain([&sink]) {
+                let _ = element.set_state(gst::State::Null);
+                let _ = bin.remove(element);
+            }
             println!("relay: {name} ended");
         }
     });
     address
+}
+
+/// A published name's whepserversink and the queues into its inputs.
+struct Served {
+    sink: gst::Element,
+    queues: Vec<gst::Element>,
+    /// Those no publisher pad is linked to yet.
+    unlinked: Vec<gst::Element>,
+}
+
+/// A queue into a new input of `sink`.
+fn input(bin: &gst::Pipeline, sink: &gst::Element) -> gst::Element {
+    let queue = gst::ElementFactory::make("queue").build().unwrap();
+    bin.add(&queue).unwrap();
+    queue.sync_state_with_parent().unwrap();
+    queue.link(sink).unwrap();
+    queue
 }

@@ -306,6 +306,27 @@ pub fn set_fmtp_param(sdp: &str, pt: u32, key: &str, value: &str) -> String {
     })
 }
 
+/// How many streams an offerer will send once answered: the m-lines it
+/// sends on that the answer accepted (port not 0; the offer's port says
+/// nothing: with max-bundle all but the first m-line offer port 0).
+pub fn streams_to_receive(offer: &str, answer: &str) -> usize {
+    let (Ok(offer), Ok(answer)) = (
+        gst_sdp::SDPMessage::parse_buffer(offer.as_bytes()),
+        gst_sdp::SDPMessage::parse_buffer(answer.as_bytes()),
+    ) else {
+        return 0;
+    };
+    offer
+        .medias()
+        .zip(answer.medias())
+        .filter(|(_, a)| a.port() != 0)
+        .filter(|(o, _)| {
+            o.attributes()
+                .all(|a| !matches!(a.key(), "recvonly" | "inactive"))
+        })
+        .count()
+}
+
 /// The media the remote will send, from its answer or offer: for each
 /// m-line it sends on (sendonly or sendrecv, port not 0), the media type and
 /// the encoding name of its preferred (first) format.
@@ -564,6 +585,20 @@ mod tests {
     const OFFER: &str = "v=0\r\no=- 1 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE video0 audio1\r\n\
 m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=fingerprint:sha-256 00:11\r\na=mid:video0\r\na=rtcp-mux\r\na=rtpmap:96 H264/90000\r\n\
 m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio1\r\na=rtcp-mux\r\na=rtpmap:111 OPUS/48000/2\r\n";
+
+    #[test]
+    fn streams_to_receive_counts_what_the_offerer_sends_and_the_answer_accepts() {
+        gst::init().unwrap();
+        let answer = OFFER.replace("a=fingerprint", "a=recvonly\r\na=fingerprint");
+        assert_eq!(streams_to_receive(OFFER, &answer), 2);
+        let rejected = answer.replace("m=audio 9", "m=audio 0");
+        assert_eq!(streams_to_receive(OFFER, &rejected), 1);
+        let bundle_only = OFFER.replace("m=audio 9", "m=audio 0");
+        assert_eq!(streams_to_receive(&bundle_only, &answer), 2);
+        let recvonly = OFFER.replace("a=mid:audio1", "a=mid:audio1\r\na=recvonly");
+        assert_eq!(streams_to_receive(&recvonly, &answer), 1);
+        assert_eq!(streams_to_receive("not sdp", &answer), 0);
+    }
 
     #[test]
     fn h264_without_fmtp_gets_packetization_mode_and_profile() {

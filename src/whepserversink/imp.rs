@@ -32,6 +32,11 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 /// RTCP slot, which cost viewers 400 ms of gap when waited for).
 const BYE_GRACE: Duration = Duration::from_millis(20);
 
+/// How long a viewer's offer waits for inputs whose first caps have not
+/// come (a stream that starts a frame after the others): answered without
+/// them, the viewer would never get those streams.
+const INPUT_CAPS_WAIT: Duration = Duration::from_secs(2);
+
 /// One input stream, normalized to encoded media and split by a tee.
 struct Input {
     ghost: gst::GhostPad,
@@ -75,6 +80,8 @@ pub struct WhepServerSink {
     state: Mutex<State>,
     slots: Slots,
     stats: ServerStats,
+    /// Woken when an input's first caps come (see `wait_for_inputs`).
+    input_ready: tokio::sync::Notify,
 }
 
 #[glib::object_subclass]
@@ -303,6 +310,8 @@ impl WhepServerSink {
                     }
                     state.inputs.iter().all(|i| i.eos)
                 };
+                // An input that ends before its caps is not waited for.
+                self.input_ready.notify_waiters();
                 if all_eos {
                     let obj = self.obj();
                     let _ = obj.post_message(gst::message::Eos::builder().src(&*obj).build());
@@ -362,6 +371,8 @@ impl WhepServerSink {
             i.tee = Some(tee);
             i.elements = chain;
         }
+        drop(state);
+        self.input_ready.notify_waiters();
         gst::info!(
             CAT,
             imp = self,
@@ -381,6 +392,7 @@ impl WhepServerSink {
         let settings = self.settings.lock().unwrap().clone();
         check_offer(Endpoint::Whep, &offer)?;
         let slot = self.slots.take(settings.max_sessions)?;
+        self.wait_for_inputs().await;
         let (inputs, name) = {
             let mut state = self.state.lock().unwrap();
             state.next_peer += 1;
@@ -529,6 +541,36 @@ impl WhepServerSink {
             }
         });
         Ok(answer)
+    }
+
+    /// While some inputs flow, until the others have their caps too, bounded
+    /// by `INPUT_CAPS_WAIT`: what is served when the viewer is answered is
+    /// what it gets for its whole session.
+    async fn wait_for_inputs(&self) {
+        let deadline = tokio::time::Instant::now() + INPUT_CAPS_WAIT;
+        loop {
+            // Made before the check: a wake-up in between is not lost.
+            let woken = self.input_ready.notified();
+            let (ready, waiting) = {
+                let state = self.state.lock().unwrap();
+                let live = state.inputs.iter().filter(|i| !i.eos);
+                let ready = live.clone().filter(|i| i.codec.is_some()).count();
+                (ready, live.count() - ready)
+            };
+            // With nothing to serve yet the answer is 409 at once (WHEP's
+            // "no live publisher"): the viewer retries when it says.
+            if waiting == 0 || ready == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "{waiting} input(s) without caps after {INPUT_CAPS_WAIT:?}: answering without them"
+                );
+                return;
+            }
+        }
     }
 
     /// A branch for each input the viewer's offer takes, and the codec

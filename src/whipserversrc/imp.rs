@@ -7,7 +7,7 @@ use gst::subclass::prelude::*;
 
 use crate::codec;
 use crate::peer::stats::ServerStats;
-use crate::peer::{Peer, PeerError};
+use crate::peer::{sdp, Peer, PeerError};
 use crate::runtime::RUNTIME;
 use crate::server::claims::{Claim, PathClaims, Slot, Slots};
 use crate::server::direction::{check_offer, Endpoint};
@@ -32,6 +32,8 @@ struct Publisher {
     /// Its trickle and ICE restart PATCHes.
     ice: Arc<IceSession>,
     pads: Vec<gst::GhostPad>,
+    /// How many src pads it will have: the streams its answer accepted.
+    streams: u32,
     elements: Vec<gst::Element>,
     /// Its path, unless allow-multiple-publishers.
     claim: Option<Claim>,
@@ -72,6 +74,18 @@ impl ObjectSubclass for WhipServerSrc {
     type ParentType = gst::Bin;
 }
 
+/// `f` of the publisher whose src pad is the action signal's argument.
+fn publisher_of<T>(args: &[glib::Value], f: impl Fn(&Publisher) -> T) -> Option<T> {
+    let obj = args[0].get::<super::WhipServerSrc>().ok()?;
+    let pad = args[1].get::<gst::Pad>().ok()?;
+    let state = obj.imp().state.lock().unwrap();
+    state
+        .publishers
+        .values()
+        .find(|p| p.pads.iter().any(|g| g.upcast_ref::<gst::Pad>() == &pad))
+        .map(f)
+}
+
 impl ObjectImpl for WhipServerSrc {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
@@ -86,22 +100,30 @@ impl ObjectImpl for WhipServerSrc {
         static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
             // The path a src pad's publisher POSTed to (e.g. "/whip/cam1"),
             // for applications that route streams by name (the relay).
-            vec![glib::subclass::Signal::builder("publisher-path")
-                .param_types([gst::Pad::static_type()])
-                .return_type::<Option<String>>()
-                .action()
-                .class_handler(|args| {
-                    let obj = args[0].get::<super::WhipServerSrc>().ok()?;
-                    let pad = args[1].get::<gst::Pad>().ok()?;
-                    let state = obj.imp().state.lock().unwrap();
-                    let path = state
-                        .publishers
-                        .values()
-                        .find(|p| p.pads.iter().any(|g| g.upcast_ref::<gst::Pad>() == &pad))
-                        .map(|p| p.path.clone());
-                    Some(path.to_value())
-                })
-                .build()]
+            vec![
+                glib::subclass::Signal::builder("publisher-path")
+                    .param_types([gst::Pad::static_type()])
+                    .return_type::<Option<String>>()
+                    .action()
+                    .class_handler(|args| {
+                        let path = publisher_of(args, |p| p.path.clone());
+                        Some(path.to_value())
+                    })
+                    .build(),
+                // How many src pads a pad's publisher will have (0 if the
+                // pad is not a publisher's), so that an application can wait
+                // for all of them before serving the streams together: a
+                // viewer answered before the last one came would never get it.
+                glib::subclass::Signal::builder("publisher-streams")
+                    .param_types([gst::Pad::static_type()])
+                    .return_type::<u32>()
+                    .action()
+                    .class_handler(|args| {
+                        let streams = publisher_of(args, |p| p.streams).unwrap_or(0);
+                        Some(streams.to_value())
+                    })
+                    .build(),
+            ]
         });
         SIGNALS.as_ref()
     }
@@ -341,6 +363,7 @@ impl WhipServerSrc {
         match answered.await {
             Ok(answer) => {
                 let ice = IceSession::new(peer.clone(), &offer);
+                let streams = sdp::streams_to_receive(&offer, &answer.sdp) as u32;
                 let answer = Answered {
                     sdp: answer.sdp,
                     ice: ice.clone(),
@@ -358,6 +381,7 @@ impl WhipServerSrc {
                                 peer: peer.clone(),
                                 ice,
                                 pads: Vec::new(),
+                                streams,
                                 elements: Vec::new(),
                                 claim,
                                 _slot: slot,
