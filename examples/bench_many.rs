@@ -410,15 +410,50 @@ fn child(endpoint: &str, n: usize, stagger: u64, seconds: u64, kind: &str) {
 struct ServerCounts {
     viewers_added: u64,
     removed_reasons: BTreeMap<String, u64>,
+    /// Key unit requests that reached the encoder, and key frames it made.
+    keyframe_requests: u64,
+    keyframes: u64,
 }
 
-/// The server: whepserversink in this process; its messages are counted.
-fn server(max_sessions: u32) -> (gst::Element, String, Arc<Mutex<ServerCounts>>) {
+/// The server: whepserversink in this process; its messages, the key unit
+/// requests reaching its encoder and the key frames it makes are counted.
+/// `peer_timeout`: whepserversink's `peer-timeout`, ms.
+fn server(
+    max_sessions: u32,
+    peer_timeout: u32,
+) -> (gst::Element, String, Arc<Mutex<ServerCounts>>) {
     let pipeline = gst::parse::launch(&format!(
-        "{VIDEO} ! whepserversink name=server address=127.0.0.1:0 ice-addresses=127.0.0.1 max-sessions={max_sessions}"
+        "{VIDEO} name=enc ! whepserversink name=server address=127.0.0.1:0 ice-addresses=127.0.0.1 max-sessions={max_sessions} peer-timeout={peer_timeout}"
     ))
     .unwrap();
     let counts = Arc::new(Mutex::new(ServerCounts::default()));
+    let enc_src = pipeline
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .by_name("enc")
+        .unwrap()
+        .static_pad("src")
+        .unwrap();
+    let c = counts.clone();
+    enc_src.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_UPSTREAM,
+        move |_, info| {
+            match &info.data {
+                Some(gst::PadProbeData::Buffer(b))
+                    if !b.flags().contains(gst::BufferFlags::DELTA_UNIT) =>
+                {
+                    c.lock().unwrap().keyframes += 1
+                }
+                Some(gst::PadProbeData::Event(e))
+                    if e.structure().is_some_and(|s| s.has_name("GstForceKeyUnit")) =>
+                {
+                    c.lock().unwrap().keyframe_requests += 1
+                }
+                _ => {}
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
     let c = counts.clone();
     pipeline
         .downcast_ref::<gst::Pipeline>()
@@ -480,6 +515,9 @@ struct Run {
     reconnects_per_second: Vec<u64>,
     /// The server process (this one), % of one core, over the run.
     server_cpu: f64,
+    /// At the server's encoder, over the run.
+    keyframe_requests_per_second: f64,
+    keyframes_per_second: f64,
     /// All cores, over the run: how busy the machine was (others included).
     machine_busy_percent: f64,
     load_before: f64,
@@ -569,9 +607,14 @@ fn run_once(
     let machine_busy_percent = (busy1.0 - busy0.0) / (busy1.1 - busy0.1) * 100.0;
     let load_after = loadavg();
     // Counted before the child stops: its DELETEs are not sessions lost.
-    let (viewers_added, viewers_removed) = {
+    let (viewers_added, viewers_removed, keyframe_requests, keyframes) = {
         let s = server.lock().unwrap();
-        (s.viewers_added, s.removed_reasons.clone())
+        (
+            s.viewers_added,
+            s.removed_reasons.clone(),
+            s.keyframe_requests,
+            s.keyframes,
+        )
     };
     writeln!(child.stdin.as_mut().unwrap(), "stop").unwrap();
     for line in lines.by_ref() {
@@ -613,6 +656,8 @@ fn run_once(
             h
         },
         server_cpu,
+        keyframe_requests_per_second: keyframe_requests as f64 / run_secs,
+        keyframes_per_second: keyframes as f64 / run_secs,
         machine_busy_percent,
         load_before,
         load_after,
@@ -622,8 +667,8 @@ fn run_once(
 }
 
 /// Threads by name, medians over runs (a name missing in a run counts 0):
-/// per session (or per process with `per` 1) and % of one core, the names
-/// with the most CPU first.
+/// how many per session (or per process with `per` 1) and their CPU
+/// together (% of one core), the names with the most CPU first.
 fn threads_json(
     runs: &[Run],
     of: fn(&Run) -> &BTreeMap<String, (u64, f64)>,
@@ -652,7 +697,7 @@ fn threads_json(
         .take(top)
         .map(|(name, count, cpu)| {
             format!(
-                "      {}: {{\"count\": {count:.2}, \"cpu_percent_of_one_core\": {cpu:.1}}}",
+                "      {}: {{\"count\": {count:.2}, \"cpu_percent_of_one_core_all\": {cpu:.1}}}",
                 json_str(name)
             )
         })
@@ -663,7 +708,7 @@ fn threads_json(
 fn run_json(r: &Run) -> String {
     let no_frame = r.first_frame_ms.iter().filter(|x| !x.is_finite()).count();
     format!(
-        "    {{\"set_state_playing_ms\": {}, \"all_started_s\": {:.3}, \"first_frame_ms\": {}, \"elements_without_frame\": {no_frame}, \"spurious_reconnects\": {}, \"reconnects_during_start\": {}, \"reconnect_reasons\": {}, \"reconnects_per_second_since_first_start\": {:?}, \"sessions_started\": {}, \"server_viewer_added\": {}, \"server_viewer_removed_before_stop\": {}, \"decoded_fps\": {}, \"child_cpu_percent_start_phase\": {:.1}, \"child_cpu_percent_steady\": {:.1}, \"child_rss_kib_per_element_made\": {:.0}, \"child_rss_kib_per_element_playing\": {:.0}, \"child_threads_per_element_playing\": {:.1}, \"errors\": {}, \"server_cpu_percent_of_one_core\": {:.1}, \"machine_busy_percent_all_cores\": {:.1}, \"loadavg_1min_before\": {:.2}, \"loadavg_1min_after\": {:.2}}}",
+        "    {{\"set_state_playing_ms\": {}, \"all_started_s\": {:.3}, \"first_frame_ms\": {}, \"elements_without_frame\": {no_frame}, \"spurious_reconnects\": {}, \"reconnects_during_start\": {}, \"reconnect_reasons\": {}, \"reconnects_per_second_since_first_start\": {:?}, \"sessions_started\": {}, \"server_viewer_added\": {}, \"server_viewer_removed_before_stop\": {}, \"decoded_fps\": {}, \"child_cpu_percent_start_phase\": {:.1}, \"child_cpu_percent_steady\": {:.1}, \"child_rss_kib_per_element_made\": {:.0}, \"child_rss_kib_per_element_playing\": {:.0}, \"child_threads_per_element_playing\": {:.1}, \"errors\": {}, \"server_cpu_percent_of_one_core\": {:.1}, \"server_keyframe_requests_per_second\": {:.1}, \"server_keyframes_per_second\": {:.1}, \"machine_busy_percent_all_cores\": {:.1}, \"loadavg_1min_before\": {:.2}, \"loadavg_1min_after\": {:.2}}}",
         pooled(&r.set_state_ms),
         r.all_started_s,
         pooled(&r.first_frame_ms),
@@ -682,6 +727,8 @@ fn run_json(r: &Run) -> String {
         r.threads_per_element,
         r.errors,
         r.server_cpu,
+        r.keyframe_requests_per_second,
+        r.keyframes_per_second,
         r.machine_busy_percent,
         r.load_before,
         r.load_after,
@@ -706,7 +753,7 @@ fn summary_json(all: &[Run], n: usize) -> String {
     }
     let per_run: Vec<String> = all.iter().map(run_json).collect();
     format!(
-        "  \"set_state_playing_ms_all_elements\": {},\n  \"set_state_playing_ms_median\": {},\n  \"set_state_playing_ms_max\": {},\n  \"all_started_s\": {},\n  \"first_frame_ms_all_elements\": {},\n  \"first_frame_ms_median\": {},\n  \"first_frame_ms_max\": {},\n  \"elements_without_frame\": {},\n  \"spurious_reconnects\": {},\n  \"reconnects_during_start\": {},\n  \"reconnect_reasons_total\": {},\n  \"server_viewer_added\": {},\n  \"decoded_fps_min\": {},\n  \"decoded_fps_median\": {},\n  \"child_cpu_percent_of_one_core_start_phase\": {},\n  \"child_cpu_percent_of_one_core_steady\": {},\n  \"child_cpu_percent_of_one_core_per_session_steady\": {},\n  \"child_rss_kib_per_element_made\": {},\n  \"child_rss_kib_per_element_playing\": {},\n  \"child_threads_per_element_playing\": {},\n  \"child_threads_by_name_per_session\": {},\n  \"server_cpu_percent_of_one_core\": {},\n  \"server_threads_by_name_busiest\": {},\n  \"machine_busy_percent_all_cores\": {},\n  \"loadavg_1min_before\": {},\n  \"per_run\": [\n{}\n  ]",
+        "  \"set_state_playing_ms_all_elements\": {},\n  \"set_state_playing_ms_median\": {},\n  \"set_state_playing_ms_max\": {},\n  \"all_started_s\": {},\n  \"first_frame_ms_all_elements\": {},\n  \"first_frame_ms_median\": {},\n  \"first_frame_ms_max\": {},\n  \"elements_without_frame\": {},\n  \"spurious_reconnects\": {},\n  \"reconnects_during_start\": {},\n  \"reconnect_reasons_total\": {},\n  \"server_viewer_added\": {},\n  \"decoded_fps_min\": {},\n  \"decoded_fps_median\": {},\n  \"child_cpu_percent_of_one_core_start_phase\": {},\n  \"child_cpu_percent_of_one_core_steady\": {},\n  \"child_cpu_percent_of_one_core_per_session_steady\": {},\n  \"child_rss_kib_per_element_made\": {},\n  \"child_rss_kib_per_element_playing\": {},\n  \"child_threads_per_element_playing\": {},\n  \"child_threads_by_name\": {},\n  \"server_cpu_percent_of_one_core\": {},\n  \"server_threads_by_name_busiest\": {},\n  \"server_keyframe_requests_per_second\": {},\n  \"server_keyframes_per_second\": {},\n  \"machine_busy_percent_all_cores\": {},\n  \"loadavg_1min_before\": {},\n  \"per_run\": [\n{}\n  ]",
         pool(&|r| &r.set_state_ms),
         over(&|r| Stats(r.set_state_ms.clone()).median()),
         over(&|r| r.set_state_ms.iter().cloned().fold(f64::NAN, f64::max)),
@@ -730,6 +777,8 @@ fn summary_json(all: &[Run], n: usize) -> String {
         threads_json(all, |r| &r.child_threads, n as f64, usize::MAX),
         over(&|r| r.server_cpu),
         threads_json(all, |r| &r.server_threads, 1.0, 8),
+        over(&|r| r.keyframe_requests_per_second),
+        over(&|r| r.keyframes_per_second),
         over(&|r| r.machine_busy_percent),
         over(&|r| r.load_before),
         per_run.join(",\n"),
@@ -738,7 +787,11 @@ fn summary_json(all: &[Run], n: usize) -> String {
 
 fn parent(n: usize, stagger: u64, runs: usize, seconds: u64, anchor: bool) {
     init();
-    let (pipeline, endpoint, counts) = server((2 * n).max(100) as u32);
+    // The anchor reports (RTCP) every 5 s, not every 0.5 s as ours: the
+    // default peer-timeout (5 s) ended about half of its sessions, so with
+    // it the server waits for a failed or closed connection only.
+    let peer_timeout = if anchor { 0 } else { 5000 };
+    let (pipeline, endpoint, counts) = server((2 * n).max(100) as u32, peer_timeout);
     let kinds: &[&str] = if anchor {
         &["ours", "anchor"]
     } else {
@@ -800,7 +853,7 @@ fn parent(n: usize, stagger: u64, runs: usize, seconds: u64, anchor: bool) {
         }
     };
     let ratios = format!(
-        "{{\"cpu_per_session_steady\": {}, \"rss_per_session_playing\": {}, \"threads_per_session\": {}, \"decoded_fps_median\": {}, \"decoded_fps_min\": {}, \"first_frame_ms_median\": {}, \"server_cpu\": {}}}",
+        "{{\"cpu_per_session_steady\": {}, \"rss_per_session_playing\": {}, \"threads_per_session\": {}, \"decoded_fps_median\": {}, \"decoded_fps_min\": {}, \"first_frame_ms_median\": {}, \"server_cpu\": {}, \"server_keyframes_per_second\": {}}}",
         ratio(&|r| r.cpu_steady),
         ratio(&|r| r.rss_playing_per_element),
         ratio(&|r| r.threads_per_element),
@@ -808,9 +861,10 @@ fn parent(n: usize, stagger: u64, runs: usize, seconds: u64, anchor: bool) {
         ratio(&|r| Stats(r.fps.clone()).min()),
         ratio(&|r| Stats(r.first_frame_ms.clone()).median()),
         ratio(&|r| r.server_cpu),
+        ratio(&|r| r.keyframes_per_second),
     );
     println!(
-        "{{\n{head}\n  \"anchor\": \"gst-plugin-webrtchttp {} whepsrc ! rtpvp8depay ! vp8dec ! videoconvert ! fakesink (it gives RTP), ours whepsrc ! videoconvert ! fakesink (it depayloads and decodes with rtpvp8depay ! vp8dec inside)\",\n  \"order\": \"ours then anchor in even runs, anchor then ours in odd runs; one child process per kind and run, same server\",\n  \"ratio_ours_to_anchor_of_medians\": {ratios},\n  \"ours\": {{\n{}\n  }},\n  \"anchor\": {{\n{}\n  }}\n}}",
+        "{{\n{head}\n  \"anchor\": \"gst-plugin-webrtchttp {} whepsrc ! rtpvp8depay ! vp8dec ! videoconvert ! fakesink (it gives RTP), ours whepsrc ! videoconvert ! fakesink (it depayloads and decodes with rtpvp8depay ! vp8dec inside)\",\n  \"server_peer_timeout_ms\": {peer_timeout},\n  \"order\": \"ours then anchor in even runs, anchor then ours in odd runs; one child process per kind and run, same server\",\n  \"ratio_ours_to_anchor_of_medians\": {ratios},\n  \"ours\": {{\n{}\n  }},\n  \"anchor\": {{\n{}\n  }}\n}}",
         anchor_version(),
         summary_json(&all["ours"], n),
         summary_json(&all["anchor"], n),
@@ -964,7 +1018,7 @@ fn probe_child(endpoint: &str, load: usize, reps: usize) {
 
 fn probe_parent(load: usize, reps: usize) {
     init();
-    let (pipeline, endpoint, _) = server(200);
+    let (pipeline, endpoint, _) = server(200, 5000);
     let mut child = spawn_self(&[
         "--probe-child",
         &endpoint,
