@@ -20,6 +20,9 @@
 //! `whepsrc`, so its child registers only the anchor's plugin; its webrtcbin
 //! gets ICE pinned to loopback as ours does through `ice-addresses`.
 //!
+//! `--latency MS` sets the jitterbuffer latency of both kinds (ours: the
+//! whepsrc property, default 50; the anchor: its webrtcbin's, default 200).
+//!
 //! Each child also reports its threads by name (digits folded: "queueN:src")
 //! with their CPU over the fps window, and the parent its own (the server's)
 //! over the run: which thread saturates when the sessions stop keeping up.
@@ -151,10 +154,20 @@ struct Counts {
 }
 
 /// One session of `kind` ("ours" or "anchor") decoding into a fakesink
-/// named `sink`.
-fn session_pipeline(endpoint: &str, kind: &str) -> gst::Pipeline {
+/// named `sink`; `latency`: the jitterbuffer's (ms), when not 0.
+fn session_pipeline(endpoint: &str, kind: &str, latency: u32) -> gst::Pipeline {
     if kind != "anchor" {
-        return whepsrc_pipeline(endpoint, "videoconvert ! fakesink name=sink sync=false");
+        let latency = match latency {
+            0 => String::new(),
+            l => format!(" latency={l}"),
+        };
+        return gst::parse::launch(&format!(
+            "whepsrc whep-endpoint={endpoint} ice-addresses=127.0.0.1 timeout=10{latency} \
+             ! videoconvert ! fakesink name=sink sync=false"
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
     }
     let p = gst::parse::launch(&format!(
         "whepsrc name=client whep-endpoint={endpoint} timeout=10 \
@@ -167,6 +180,9 @@ fn session_pipeline(endpoint: &str, kind: &str) -> gst::Pipeline {
     for child in bin.children() {
         if child.factory().is_some_and(|f| f.name() == "webrtcbin") {
             bench::pin_loopback(&child);
+            if latency > 0 {
+                child.set_property("latency", latency);
+            }
         }
     }
     p
@@ -261,7 +277,7 @@ fn child(endpoint: &str, n: usize, stagger: u64, seconds: u64, kind: &str) {
     let t0_cell: Arc<std::sync::OnceLock<Instant>> = Arc::new(std::sync::OnceLock::new());
     let pipelines: Vec<gst::Pipeline> = (0..n)
         .map(|i| {
-            let p = session_pipeline(endpoint, kind);
+            let p = session_pipeline(endpoint, kind, arg("--latency", 0u32));
             let (counts, t0_cell) = (counts.clone(), t0_cell.clone());
             p.bus().unwrap().set_sync_handler(move |_, msg| {
                 match msg.view() {
@@ -572,6 +588,8 @@ fn run_once(
         &stagger.to_string(),
         &seconds.to_string(),
         kind,
+        "--latency",
+        &arg("--latency", 0u32).to_string(),
     ]);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut kv: BTreeMap<String, String> = BTreeMap::new();
@@ -836,7 +854,11 @@ fn parent(n: usize, stagger: u64, runs: usize, seconds: u64, anchor: bool) {
     pipeline.set_state(gst::State::Null).unwrap();
 
     let head = format!(
-        "  \"count\": {n},\n  \"stagger_ms\": {stagger},\n  \"runs\": {runs},\n  \"seconds\": {seconds},\n  \"start_schedule\": \"set_state(PLAYING) of element i is called at i*stagger ms after the first, or at once if the previous call returned later\","
+        "  \"count\": {n},\n  \"stagger_ms\": {stagger},\n  \"runs\": {runs},\n  \"seconds\": {seconds},\n  \"start_schedule\": \"set_state(PLAYING) of element i is called at i*stagger ms after the first, or at once if the previous call returned later\",\n  \"jitterbuffer_latency_ms\": {},",
+        match arg("--latency", 0u32) {
+            0 => "null".to_string(),
+            l => l.to_string(),
+        }
     );
     if !anchor {
         println!("{{\n{head}\n{}\n}}", summary_json(&all["ours"], n));
