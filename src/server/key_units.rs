@@ -82,6 +82,63 @@ pub fn merge_requests(pad: &gst::Pad) {
                 }
             });
         }
-        gst::PadProbeReturn::Drop
+        // Handled, not Drop: the request is consumed here. (With Drop,
+        // GStreamer 1.22 unrefs a NULL event on this path: a CRITICAL.)
+        gst::PadProbeReturn::Handled
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A src pad counting the key frame requests that reach it, linked to
+    /// a sink pad whose requests are merged.
+    fn pads() -> (gst::Pad, Arc<AtomicU32>) {
+        gst::init().unwrap();
+        let seen = Arc::new(AtomicU32::new(0));
+        let counter = seen.clone();
+        let src = gst::Pad::builder(gst::PadDirection::Src)
+            .event_function(move |_, _, event| {
+                if is_key_unit_request(&event) {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+                true
+            })
+            .build();
+        let sink = gst::Pad::builder(gst::PadDirection::Sink).build();
+        src.link(&sink).unwrap();
+        src.set_active(true).unwrap();
+        sink.set_active(true).unwrap();
+        merge_requests(&sink);
+        // The src pad lives as long as the sink pad's peer link.
+        std::mem::forget(src);
+        (sink, seen)
+    }
+
+    #[test]
+    fn a_burst_of_requests_is_one_now_and_one_at_the_end_of_the_interval() {
+        let (sink, seen) = pads();
+        for _ in 0..20 {
+            sink.push_event(request());
+        }
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+        std::thread::sleep(MIN_INTERVAL + Duration::from_millis(300));
+        assert_eq!(seen.load(Ordering::SeqCst), 2);
+        // Nothing more was asked: nothing more is sent.
+        std::thread::sleep(MIN_INTERVAL);
+        assert_eq!(seen.load(Ordering::SeqCst), 2);
+        // Once the interval is over, a request goes through at once.
+        sink.push_event(request());
+        assert_eq!(seen.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn other_upstream_events_pass() {
+        let (sink, seen) = pads();
+        sink.push_event(request());
+        assert!(sink.push_event(gst::event::Reconfigure::new()));
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+    }
 }
