@@ -8,6 +8,24 @@
 //!
 //!     cargo run --release --example bench_many -- [--count 50] [--stagger 50] [--runs 3] [--seconds 15]
 //!     cargo run --release --example bench_many -- --probe [--load 0] [--reps 10]
+//!     cargo run --release --features anchor --example bench_many -- --anchor --count 100 [--runs 3]
+//!
+//! `--anchor` (feature `anchor`): each run starts N of ours, then N of the
+//! anchor's whepsrc (gst-plugin-webrtchttp), each set in its own child
+//! process against the same server, the order alternating between runs, and
+//! the JSON holds both and their ratios. The anchor's whepsrc gives RTP, ours
+//! decoded video, so the anchor's child decodes with the same elements ours
+//! runs inside (`rtpvp8depay ! vp8dec`), and both end in
+//! `videoconvert ! fakesink sync=false`. The anchor registers its element as
+//! `whepsrc`, so its child registers only the anchor's plugin; its webrtcbin
+//! gets ICE pinned to loopback as ours does through `ice-addresses`.
+//!
+//! `--latency MS` sets the jitterbuffer latency of both kinds (ours: the
+//! whepsrc property, default 50; the anchor: its webrtcbin's, default 200).
+//!
+//! Each child also reports its threads by name (digits folded: "queueN:src")
+//! with their CPU over the fps window, and the parent its own (the server's)
+//! over the run: which thread saturates when the sessions stop keeping up.
 //!
 //! Per run: how long each set_state(PLAYING) blocked its caller, the wall
 //! time from the first call to the last one returning, each element's time
@@ -47,7 +65,16 @@ fn main() {
             args[3].parse().unwrap(),
             args[4].parse().unwrap(),
             args[5].parse().unwrap(),
+            args.get(6).map_or("ours", String::as_str),
         ),
+        #[cfg(feature = "anchor")]
+        Some("--anchor-version") => {
+            gst::init().unwrap();
+            gstwebrtchttp::plugin_register_static().unwrap();
+            if let Some(p) = gst::Registry::get().find_plugin("webrtchttp") {
+                println!("{}", p.version());
+            }
+        }
         Some("--probe-child") => {
             probe_child(&args[2], args[3].parse().unwrap(), args[4].parse().unwrap())
         }
@@ -59,6 +86,7 @@ fn main() {
             arg("--stagger", 50u64),
             arg("--runs", 3usize),
             arg("--seconds", 15u64),
+            args.iter().any(|a| a == "--anchor"),
         ),
     }
 }
@@ -125,6 +153,97 @@ struct Counts {
     errors: Vec<String>,
 }
 
+/// One session of `kind` ("ours" or "anchor") decoding into a fakesink
+/// named `sink`; `latency`: the jitterbuffer's (ms), when not 0.
+fn session_pipeline(endpoint: &str, kind: &str, latency: u32) -> gst::Pipeline {
+    if kind != "anchor" {
+        let latency = match latency {
+            0 => String::new(),
+            l => format!(" latency={l}"),
+        };
+        return gst::parse::launch(&format!(
+            "whepsrc whep-endpoint={endpoint} ice-addresses=127.0.0.1 timeout=10{latency} \
+             ! videoconvert ! fakesink name=sink sync=false"
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    }
+    let p = gst::parse::launch(&format!(
+        "whepsrc name=client whep-endpoint={endpoint} timeout=10 \
+         ! rtpvp8depay ! vp8dec ! videoconvert ! fakesink name=sink sync=false"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let bin = p.by_name("client").unwrap().downcast::<gst::Bin>().unwrap();
+    for child in bin.children() {
+        if child.factory().is_some_and(|f| f.name() == "webrtcbin") {
+            bench::pin_loopback(&child);
+            if latency > 0 {
+                child.set_property("latency", latency);
+            }
+        }
+    }
+    p
+}
+
+/// Registers the elements of `kind`: only one plugin may own `whepsrc`.
+fn init_kind(kind: &str) {
+    #[cfg(feature = "anchor")]
+    if kind == "anchor" {
+        gst::init().unwrap();
+        gstwebrtchttp::plugin_register_static().unwrap();
+        return;
+    }
+    assert_eq!(kind, "ours", "the anchor needs --features anchor");
+    init();
+}
+
+/// This process's threads: tid → (name with digits folded, CPU ticks).
+fn thread_census() -> BTreeMap<u32, (String, u64)> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Ok(tid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // "tid (comm) state ...": comm may hold spaces and parentheses.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = normalize(&stat[open + 1..close]);
+        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // utime and stime: fields 14 and 15 of stat, 12 and 13 after comm.
+        let ticks = f.get(11).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+        out.insert(tid, (name, ticks));
+    }
+    out
+}
+
+/// Threads alive at `end`, by name: (count, % of one core since `start`).
+fn census_by_name(
+    start: &BTreeMap<u32, (String, u64)>,
+    end: &BTreeMap<u32, (String, u64)>,
+    secs: f64,
+    clk: f64,
+) -> BTreeMap<String, (u64, f64)> {
+    let mut by: BTreeMap<String, (u64, f64)> = BTreeMap::new();
+    for (tid, (name, ticks)) in end {
+        let before = start.get(tid).map_or(0, |(_, t)| *t);
+        let e = by.entry(name.clone()).or_default();
+        e.0 += 1;
+        e.1 += ticks.saturating_sub(before) as f64 / clk / secs * 100.0;
+    }
+    by
+}
+
 fn whepsrc_pipeline(endpoint: &str, tail: &str) -> gst::Pipeline {
     gst::parse::launch(&format!(
         "whepsrc whep-endpoint={endpoint} ice-addresses=127.0.0.1 timeout=10 ! {tail}"
@@ -149,8 +268,8 @@ fn count(sink: &gst::Element, frames: Arc<AtomicU64>, first: Arc<AtomicU64>, t0:
 
 /// Child: `n` whepsrc pipelines started `stagger` ms apart, then playing for
 /// `seconds`. Prints `key value...` lines, then `done`, and stops on stdin.
-fn child(endpoint: &str, n: usize, stagger: u64, seconds: u64) {
-    init();
+fn child(endpoint: &str, n: usize, stagger: u64, seconds: u64, kind: &str) {
+    init_kind(kind);
     let clk = clk_tck();
     let rss0 = rss_kib();
     let threads0 = threads();
@@ -158,7 +277,7 @@ fn child(endpoint: &str, n: usize, stagger: u64, seconds: u64) {
     let t0_cell: Arc<std::sync::OnceLock<Instant>> = Arc::new(std::sync::OnceLock::new());
     let pipelines: Vec<gst::Pipeline> = (0..n)
         .map(|i| {
-            let p = whepsrc_pipeline(endpoint, "videoconvert ! fakesink name=sink sync=false");
+            let p = session_pipeline(endpoint, kind, arg("--latency", 0u32));
             let (counts, t0_cell) = (counts.clone(), t0_cell.clone());
             p.bus().unwrap().set_sync_handler(move |_, msg| {
                 match msg.view() {
@@ -221,10 +340,11 @@ fn child(endpoint: &str, n: usize, stagger: u64, seconds: u64) {
     let window_start = total.saturating_sub(FPS_WINDOW);
     std::thread::sleep(window_start);
     let before: Vec<u64> = frames.iter().map(|c| c.load(Ordering::SeqCst)).collect();
-    let (cpu_w0, w0) = (cpu_seconds(clk), Instant::now());
+    let (cpu_w0, w0, census0) = (cpu_seconds(clk), Instant::now(), thread_census());
     std::thread::sleep(total - window_start);
     let secs = w0.elapsed().as_secs_f64();
     let cpu_w1 = cpu_seconds(clk);
+    let census = census_by_name(&census0, &thread_census(), secs, clk);
     let rss_end = rss_kib();
     let threads_end = threads();
     let fps: Vec<f64> = frames
@@ -270,6 +390,9 @@ fn child(endpoint: &str, n: usize, stagger: u64, seconds: u64) {
     )
     .unwrap();
     writeln!(out, "sessions_started {}", c.sessions_started).unwrap();
+    for (name, (k, cpu)) in &census {
+        writeln!(out, "thread {k} {cpu:.2} {name}").unwrap();
+    }
     for (reason, k) in &c.reconnect_reasons {
         writeln!(out, "reason {k} {reason}").unwrap();
     }
@@ -303,15 +426,50 @@ fn child(endpoint: &str, n: usize, stagger: u64, seconds: u64) {
 struct ServerCounts {
     viewers_added: u64,
     removed_reasons: BTreeMap<String, u64>,
+    /// Key unit requests that reached the encoder, and key frames it made.
+    keyframe_requests: u64,
+    keyframes: u64,
 }
 
-/// The server: whepserversink in this process; its messages are counted.
-fn server(max_sessions: u32) -> (gst::Element, String, Arc<Mutex<ServerCounts>>) {
+/// The server: whepserversink in this process; its messages, the key unit
+/// requests reaching its encoder and the key frames it makes are counted.
+/// `peer_timeout`: whepserversink's `peer-timeout`, ms.
+fn server(
+    max_sessions: u32,
+    peer_timeout: u32,
+) -> (gst::Element, String, Arc<Mutex<ServerCounts>>) {
     let pipeline = gst::parse::launch(&format!(
-        "{VIDEO} ! whepserversink name=server address=127.0.0.1:0 ice-addresses=127.0.0.1 max-sessions={max_sessions}"
+        "{VIDEO} name=enc ! whepserversink name=server address=127.0.0.1:0 ice-addresses=127.0.0.1 max-sessions={max_sessions} peer-timeout={peer_timeout}"
     ))
     .unwrap();
     let counts = Arc::new(Mutex::new(ServerCounts::default()));
+    let enc_src = pipeline
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .by_name("enc")
+        .unwrap()
+        .static_pad("src")
+        .unwrap();
+    let c = counts.clone();
+    enc_src.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_UPSTREAM,
+        move |_, info| {
+            match &info.data {
+                Some(gst::PadProbeData::Buffer(b))
+                    if !b.flags().contains(gst::BufferFlags::DELTA_UNIT) =>
+                {
+                    c.lock().unwrap().keyframes += 1
+                }
+                Some(gst::PadProbeData::Event(e))
+                    if e.structure().is_some_and(|s| s.has_name("GstForceKeyUnit")) =>
+                {
+                    c.lock().unwrap().keyframe_requests += 1
+                }
+                _ => {}
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
     let c = counts.clone();
     pipeline
         .downcast_ref::<gst::Pipeline>()
@@ -373,9 +531,17 @@ struct Run {
     reconnects_per_second: Vec<u64>,
     /// The server process (this one), % of one core, over the run.
     server_cpu: f64,
+    /// At the server's encoder, over the run.
+    keyframe_requests_per_second: f64,
+    keyframes_per_second: f64,
     /// All cores, over the run: how busy the machine was (others included).
     machine_busy_percent: f64,
     load_before: f64,
+    load_after: f64,
+    /// The child's threads by name: (count, % of one core over the fps window).
+    child_threads: BTreeMap<String, (u64, f64)>,
+    /// The server's (this process's) threads by name, over the run.
+    server_threads: BTreeMap<String, (u64, f64)>,
 }
 
 /// The 1-minute load average.
@@ -409,21 +575,26 @@ fn run_once(
     n: usize,
     stagger: u64,
     seconds: u64,
+    kind: &str,
 ) -> Run {
     *server.lock().unwrap() = ServerCounts::default();
     let load_before = loadavg();
     let (clk, busy0) = (clk_tck(), machine_busy());
-    let (cpu0, wall0) = (cpu_seconds(clk), Instant::now());
+    let (cpu0, wall0, census0) = (cpu_seconds(clk), Instant::now(), thread_census());
     let mut child = spawn_self(&[
         "--child",
         endpoint,
         &n.to_string(),
         &stagger.to_string(),
         &seconds.to_string(),
+        kind,
+        "--latency",
+        &arg("--latency", 0u32).to_string(),
     ]);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut kv: BTreeMap<String, String> = BTreeMap::new();
     let mut reasons = BTreeMap::new();
+    let mut child_threads = BTreeMap::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
         if line == "done" {
@@ -435,19 +606,33 @@ fn run_once(
                 let (c, r) = v.split_once(' ').unwrap_or((v, ""));
                 reasons.insert(r.to_string(), c.parse().unwrap_or(0));
             }
+            "thread" => {
+                let mut f = v.splitn(3, ' ');
+                let count = f.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+                let cpu = f.next().and_then(|x| x.parse().ok()).unwrap_or(f64::NAN);
+                child_threads.insert(f.next().unwrap_or("").to_string(), (count, cpu));
+            }
             "error" => eprintln!("child error: {v}"),
             _ => {
                 kv.insert(k.to_string(), v.to_string());
             }
         }
     }
-    let server_cpu = (cpu_seconds(clk) - cpu0) / wall0.elapsed().as_secs_f64() * 100.0;
+    let run_secs = wall0.elapsed().as_secs_f64();
+    let server_cpu = (cpu_seconds(clk) - cpu0) / run_secs * 100.0;
+    let server_threads = census_by_name(&census0, &thread_census(), run_secs, clk);
     let busy1 = machine_busy();
     let machine_busy_percent = (busy1.0 - busy0.0) / (busy1.1 - busy0.1) * 100.0;
+    let load_after = loadavg();
     // Counted before the child stops: its DELETEs are not sessions lost.
-    let (viewers_added, viewers_removed) = {
+    let (viewers_added, viewers_removed, keyframe_requests, keyframes) = {
         let s = server.lock().unwrap();
-        (s.viewers_added, s.removed_reasons.clone())
+        (
+            s.viewers_added,
+            s.removed_reasons.clone(),
+            s.keyframe_requests,
+            s.keyframes,
+        )
     };
     writeln!(child.stdin.as_mut().unwrap(), "stop").unwrap();
     for line in lines.by_ref() {
@@ -489,66 +674,87 @@ fn run_once(
             h
         },
         server_cpu,
+        keyframe_requests_per_second: keyframe_requests as f64 / run_secs,
+        keyframes_per_second: keyframes as f64 / run_secs,
         machine_busy_percent,
         load_before,
+        load_after,
+        child_threads,
+        server_threads,
     }
 }
 
-fn parent(n: usize, stagger: u64, runs: usize, seconds: u64) {
-    init();
-    let (pipeline, endpoint, counts) = server((2 * n).max(100) as u32);
-    let mut all: Vec<Run> = Vec::new();
-    let mut per_run = Vec::new();
-    for i in 0..runs {
-        let r = run_once(&endpoint, &counts, n, stagger, seconds);
-        let ss = Stats(r.set_state_ms.clone());
-        let ff = Stats(r.first_frame_ms.clone());
-        let no_frame = r.first_frame_ms.iter().filter(|x| !x.is_finite()).count();
-        eprintln!(
-            "run {i}: set_state median {:.1} max {:.1} ms, all started {:.2} s, first frame median {:.0} ms ({} without), reconnects {} {:?}, viewer-added {} of {n}, fps min {:.1}, cpu {:.0}%/{:.0}%, rss {:.0} KiB/element, server cpu {:.0}%, machine busy {:.0}%, load before {:.1}",
-            ss.median(),
-            r.set_state_ms.iter().cloned().fold(f64::NAN, f64::max),
-            r.all_started_s,
-            ff.median(),
-            no_frame,
-            r.reconnects,
-            r.reasons,
-            r.viewers_added,
-            Stats(r.fps.clone()).min(),
-            r.cpu_start,
-            r.cpu_steady,
-            r.rss_playing_per_element,
-            r.server_cpu,
-            r.machine_busy_percent,
-            r.load_before,
-        );
-        per_run.push(format!(
-            "    {{\"set_state_playing_ms\": {}, \"all_started_s\": {:.3}, \"first_frame_ms\": {}, \"elements_without_frame\": {no_frame}, \"spurious_reconnects\": {}, \"reconnects_during_start\": {}, \"reconnect_reasons\": {}, \"reconnects_per_second_since_first_start\": {:?}, \"sessions_started\": {}, \"server_viewer_added\": {}, \"server_viewer_removed_before_stop\": {}, \"decoded_fps\": {}, \"child_cpu_percent_start_phase\": {:.1}, \"child_cpu_percent_steady\": {:.1}, \"child_rss_kib_per_element_made\": {:.0}, \"child_rss_kib_per_element_playing\": {:.0}, \"child_threads_per_element_playing\": {:.1}, \"errors\": {}, \"server_cpu_percent_of_one_core\": {:.1}, \"machine_busy_percent_all_cores\": {:.1}, \"loadavg_1min_before\": {:.2}}}",
-            pooled(&r.set_state_ms),
-            r.all_started_s,
-            pooled(&r.first_frame_ms),
-            r.reconnects,
-            r.reconnects_during_start,
-            reasons_json(&r.reasons),
-            r.reconnects_per_second,
-            r.sessions_started,
-            r.viewers_added,
-            reasons_json(&r.viewers_removed),
-            pooled(&r.fps),
-            r.cpu_start,
-            r.cpu_steady,
-            r.rss_made_per_element,
-            r.rss_playing_per_element,
-            r.threads_per_element,
-            r.errors,
-            r.server_cpu,
-            r.machine_busy_percent,
-            r.load_before,
-        ));
-        all.push(r);
-    }
-    pipeline.set_state(gst::State::Null).unwrap();
+/// Threads by name, medians over runs (a name missing in a run counts 0):
+/// how many per session (or per process with `per` 1) and their CPU
+/// together (% of one core), the names with the most CPU first.
+fn threads_json(
+    runs: &[Run],
+    of: fn(&Run) -> &BTreeMap<String, (u64, f64)>,
+    per: f64,
+    top: usize,
+) -> String {
+    let names: std::collections::BTreeSet<&String> =
+        runs.iter().flat_map(|r| of(r).keys()).collect();
+    let mut rows: Vec<(String, f64, f64)> = names
+        .into_iter()
+        .map(|name| {
+            let get = |f: fn(&(u64, f64)) -> f64| {
+                Stats(
+                    runs.iter()
+                        .map(|r| of(r).get(name).map_or(0.0, f))
+                        .collect(),
+                )
+                .median()
+            };
+            (name.clone(), get(|x| x.0 as f64) / per, get(|x| x.1))
+        })
+        .collect();
+    rows.sort_by(|a, b| b.2.partial_cmp(&a.2).unwrap_or(std::cmp::Ordering::Equal));
+    let items: Vec<String> = rows
+        .iter()
+        .take(top)
+        .map(|(name, count, cpu)| {
+            format!(
+                "      {}: {{\"count\": {count:.2}, \"cpu_percent_of_one_core_all\": {cpu:.1}}}",
+                json_str(name)
+            )
+        })
+        .collect();
+    format!("{{\n{}\n    }}", items.join(",\n"))
+}
 
+fn run_json(r: &Run) -> String {
+    let no_frame = r.first_frame_ms.iter().filter(|x| !x.is_finite()).count();
+    format!(
+        "    {{\"set_state_playing_ms\": {}, \"all_started_s\": {:.3}, \"first_frame_ms\": {}, \"elements_without_frame\": {no_frame}, \"spurious_reconnects\": {}, \"reconnects_during_start\": {}, \"reconnect_reasons\": {}, \"reconnects_per_second_since_first_start\": {:?}, \"sessions_started\": {}, \"server_viewer_added\": {}, \"server_viewer_removed_before_stop\": {}, \"decoded_fps\": {}, \"child_cpu_percent_start_phase\": {:.1}, \"child_cpu_percent_steady\": {:.1}, \"child_rss_kib_per_element_made\": {:.0}, \"child_rss_kib_per_element_playing\": {:.0}, \"child_threads_per_element_playing\": {:.1}, \"errors\": {}, \"server_cpu_percent_of_one_core\": {:.1}, \"server_keyframe_requests_per_second\": {:.1}, \"server_keyframes_per_second\": {:.1}, \"machine_busy_percent_all_cores\": {:.1}, \"loadavg_1min_before\": {:.2}, \"loadavg_1min_after\": {:.2}}}",
+        pooled(&r.set_state_ms),
+        r.all_started_s,
+        pooled(&r.first_frame_ms),
+        r.reconnects,
+        r.reconnects_during_start,
+        reasons_json(&r.reasons),
+        r.reconnects_per_second,
+        r.sessions_started,
+        r.viewers_added,
+        reasons_json(&r.viewers_removed),
+        pooled(&r.fps),
+        r.cpu_start,
+        r.cpu_steady,
+        r.rss_made_per_element,
+        r.rss_playing_per_element,
+        r.threads_per_element,
+        r.errors,
+        r.server_cpu,
+        r.keyframe_requests_per_second,
+        r.keyframes_per_second,
+        r.machine_busy_percent,
+        r.load_before,
+        r.load_after,
+    )
+}
+
+/// The summary fields of one kind's runs (no braces), then `per_run`.
+fn summary_json(all: &[Run], n: usize) -> String {
     let over = |f: &dyn Fn(&Run) -> f64| Stats(all.iter().map(f).collect()).json();
     let pool = |f: &dyn Fn(&Run) -> &Vec<f64>| {
         pooled(
@@ -558,13 +764,14 @@ fn parent(n: usize, stagger: u64, runs: usize, seconds: u64) {
         )
     };
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
-    for r in &all {
+    for r in all {
         for (k, v) in &r.reasons {
             *reasons.entry(k.clone()).or_default() += v;
         }
     }
-    println!(
-        "{{\n  \"count\": {n},\n  \"stagger_ms\": {stagger},\n  \"runs\": {runs},\n  \"seconds\": {seconds},\n  \"start_schedule\": \"set_state(PLAYING) of element i is called at i*stagger ms after the first, or at once if the previous call returned later\",\n  \"set_state_playing_ms_all_elements\": {},\n  \"set_state_playing_ms_median\": {},\n  \"set_state_playing_ms_max\": {},\n  \"all_started_s\": {},\n  \"first_frame_ms_all_elements\": {},\n  \"first_frame_ms_median\": {},\n  \"first_frame_ms_max\": {},\n  \"elements_without_frame\": {},\n  \"spurious_reconnects\": {},\n  \"reconnects_during_start\": {},\n  \"reconnect_reasons_total\": {},\n  \"server_viewer_added\": {},\n  \"decoded_fps_min\": {},\n  \"decoded_fps_median\": {},\n  \"child_cpu_percent_of_one_core_start_phase\": {},\n  \"child_cpu_percent_of_one_core_steady\": {},\n  \"child_rss_kib_per_element_made\": {},\n  \"child_rss_kib_per_element_playing\": {},\n  \"child_threads_per_element_playing\": {},\n  \"server_cpu_percent_of_one_core\": {},\n  \"machine_busy_percent_all_cores\": {},\n  \"per_run\": [\n{}\n  ]\n}}",
+    let per_run: Vec<String> = all.iter().map(run_json).collect();
+    format!(
+        "  \"set_state_playing_ms_all_elements\": {},\n  \"set_state_playing_ms_median\": {},\n  \"set_state_playing_ms_max\": {},\n  \"all_started_s\": {},\n  \"first_frame_ms_all_elements\": {},\n  \"first_frame_ms_median\": {},\n  \"first_frame_ms_max\": {},\n  \"elements_without_frame\": {},\n  \"spurious_reconnects\": {},\n  \"reconnects_during_start\": {},\n  \"reconnect_reasons_total\": {},\n  \"server_viewer_added\": {},\n  \"decoded_fps_min\": {},\n  \"decoded_fps_median\": {},\n  \"child_cpu_percent_of_one_core_start_phase\": {},\n  \"child_cpu_percent_of_one_core_steady\": {},\n  \"child_cpu_percent_of_one_core_per_session_steady\": {},\n  \"child_rss_kib_per_element_made\": {},\n  \"child_rss_kib_per_element_playing\": {},\n  \"child_threads_per_element_playing\": {},\n  \"child_threads_by_name\": {},\n  \"server_cpu_percent_of_one_core\": {},\n  \"server_threads_by_name_busiest\": {},\n  \"server_keyframe_requests_per_second\": {},\n  \"server_keyframes_per_second\": {},\n  \"machine_busy_percent_all_cores\": {},\n  \"loadavg_1min_before\": {},\n  \"per_run\": [\n{}\n  ]",
         pool(&|r| &r.set_state_ms),
         over(&|r| Stats(r.set_state_ms.clone()).median()),
         over(&|r| r.set_state_ms.iter().cloned().fold(f64::NAN, f64::max)),
@@ -581,13 +788,121 @@ fn parent(n: usize, stagger: u64, runs: usize, seconds: u64) {
         over(&|r| Stats(r.fps.clone()).median()),
         over(&|r| r.cpu_start),
         over(&|r| r.cpu_steady),
+        over(&|r| r.cpu_steady / n as f64),
         over(&|r| r.rss_made_per_element),
         over(&|r| r.rss_playing_per_element),
         over(&|r| r.threads_per_element),
+        threads_json(all, |r| &r.child_threads, n as f64, usize::MAX),
         over(&|r| r.server_cpu),
+        threads_json(all, |r| &r.server_threads, 1.0, 8),
+        over(&|r| r.keyframe_requests_per_second),
+        over(&|r| r.keyframes_per_second),
         over(&|r| r.machine_busy_percent),
+        over(&|r| r.load_before),
         per_run.join(",\n"),
+    )
+}
+
+fn parent(n: usize, stagger: u64, runs: usize, seconds: u64, anchor: bool) {
+    init();
+    // The anchor reports (RTCP) every 5 s, not every 0.5 s as ours: the
+    // default peer-timeout (5 s) ended about half of its sessions, so with
+    // it the server waits for a failed or closed connection only.
+    let peer_timeout = if anchor { 0 } else { 5000 };
+    let (pipeline, endpoint, counts) = server((2 * n).max(100) as u32, peer_timeout);
+    let kinds: &[&str] = if anchor {
+        &["ours", "anchor"]
+    } else {
+        &["ours"]
+    };
+    let mut all: BTreeMap<&str, Vec<Run>> = BTreeMap::new();
+    for i in 0..runs {
+        // Alternate which kind goes first: neither always runs on the
+        // machine the other just left.
+        let mut order = kinds.to_vec();
+        if i % 2 == 1 {
+            order.reverse();
+        }
+        for kind in order {
+            let r = run_once(&endpoint, &counts, n, stagger, seconds, kind);
+            let ss = Stats(r.set_state_ms.clone());
+            let ff = Stats(r.first_frame_ms.clone());
+            let no_frame = r.first_frame_ms.iter().filter(|x| !x.is_finite()).count();
+            eprintln!(
+                "run {i} {kind}: set_state median {:.1} max {:.1} ms, all started {:.2} s, first frame median {:.0} ms ({} without), reconnects {} {:?}, viewer-added {} of {n}, fps min {:.1} median {:.1}, cpu {:.0}%/{:.0}%, rss {:.0} KiB/element, threads {:.1}/element, server cpu {:.0}%, machine busy {:.0}%, load before {:.1}",
+                ss.median(),
+                r.set_state_ms.iter().cloned().fold(f64::NAN, f64::max),
+                r.all_started_s,
+                ff.median(),
+                no_frame,
+                r.reconnects,
+                r.reasons,
+                r.viewers_added,
+                Stats(r.fps.clone()).min(),
+                Stats(r.fps.clone()).median(),
+                r.cpu_start,
+                r.cpu_steady,
+                r.rss_playing_per_element,
+                r.threads_per_element,
+                r.server_cpu,
+                r.machine_busy_percent,
+                r.load_before,
+            );
+            all.entry(kind).or_default().push(r);
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+
+    let head = format!(
+        "  \"count\": {n},\n  \"stagger_ms\": {stagger},\n  \"runs\": {runs},\n  \"seconds\": {seconds},\n  \"start_schedule\": \"set_state(PLAYING) of element i is called at i*stagger ms after the first, or at once if the previous call returned later\",\n  \"jitterbuffer_latency_ms\": {},",
+        match arg("--latency", 0u32) {
+            0 => "null".to_string(),
+            l => l.to_string(),
+        }
     );
+    if !anchor {
+        println!("{{\n{head}\n{}\n}}", summary_json(&all["ours"], n));
+        return;
+    }
+    let median =
+        |kind: &str, f: &dyn Fn(&Run) -> f64| Stats(all[kind].iter().map(f).collect()).median();
+    let ratio = |f: &dyn Fn(&Run) -> f64| {
+        let r = median("ours", f) / median("anchor", f);
+        if r.is_finite() {
+            format!("{r:.2}")
+        } else {
+            "null".to_string()
+        }
+    };
+    let ratios = format!(
+        "{{\"cpu_per_session_steady\": {}, \"rss_per_session_playing\": {}, \"threads_per_session\": {}, \"decoded_fps_median\": {}, \"decoded_fps_min\": {}, \"first_frame_ms_median\": {}, \"server_cpu\": {}, \"server_keyframes_per_second\": {}}}",
+        ratio(&|r| r.cpu_steady),
+        ratio(&|r| r.rss_playing_per_element),
+        ratio(&|r| r.threads_per_element),
+        ratio(&|r| Stats(r.fps.clone()).median()),
+        ratio(&|r| Stats(r.fps.clone()).min()),
+        ratio(&|r| Stats(r.first_frame_ms.clone()).median()),
+        ratio(&|r| r.server_cpu),
+        ratio(&|r| r.keyframes_per_second),
+    );
+    println!(
+        "{{\n{head}\n  \"anchor\": \"gst-plugin-webrtchttp {} whepsrc ! rtpvp8depay ! vp8dec ! videoconvert ! fakesink (it gives RTP), ours whepsrc ! videoconvert ! fakesink (it depayloads and decodes with rtpvp8depay ! vp8dec inside)\",\n  \"server_peer_timeout_ms\": {peer_timeout},\n  \"order\": \"ours then anchor in even runs, anchor then ours in odd runs; one child process per kind and run, same server\",\n  \"ratio_ours_to_anchor_of_medians\": {ratios},\n  \"ours\": {{\n{}\n  }},\n  \"anchor\": {{\n{}\n  }}\n}}",
+        anchor_version(),
+        summary_json(&all["ours"], n),
+        summary_json(&all["anchor"], n),
+    );
+}
+
+/// The anchor's version, as its plugin reports it (registered in a child:
+/// here it would take our elements' names).
+fn anchor_version() -> String {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--anchor-version")
+        .output();
+    out.ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "0.15".into())
 }
 
 /// Times `f` `reps` times; prints `probe <name> <ms...>`.
@@ -725,7 +1040,7 @@ fn probe_child(endpoint: &str, load: usize, reps: usize) {
 
 fn probe_parent(load: usize, reps: usize) {
     init();
-    let (pipeline, endpoint, _) = server(200);
+    let (pipeline, endpoint, _) = server(200, 5000);
     let mut child = spawn_self(&[
         "--probe-child",
         &endpoint,

@@ -22,6 +22,7 @@ pub mod claims;
 pub mod codec_params;
 pub mod direction;
 pub mod ice;
+pub mod key_units;
 pub mod settings;
 
 pub use ice::IceSession;

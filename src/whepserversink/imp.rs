@@ -15,6 +15,7 @@ use crate::runtime::RUNTIME;
 use crate::server::claims::{Slot, Slots};
 use crate::server::codec_params::{self, Choice};
 use crate::server::direction::{check_offer, Endpoint};
+use crate::server::key_units;
 use crate::server::settings::ServerSettings;
 use crate::server::{Answered, BoxFuture, Handler, HttpServer, IceSession, Refusal};
 
@@ -360,6 +361,9 @@ impl WhepServerSink {
             .property("allow-not-linked", true)
             .build()
             .map_err(|_| "tee missing")?;
+        // Every viewer's key frame requests meet here: at most one per
+        // interval reaches the source.
+        key_units::merge_requests(&tee.static_pad("sink").unwrap());
         chain.push(tee.clone());
         codec::add_chain(self.obj().upcast_ref(), &chain).map_err(|e| e.to_string())?;
         ghost
