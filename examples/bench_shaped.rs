@@ -85,12 +85,19 @@ fn main() {
     init();
 
     // Interleaved, so that other load on the machine falls on both alike.
+    // --cc-only: skip the runs without congestion control (quick trials).
     let mut modes: Vec<(bool, Vec<Run>)> = vec![(true, Vec::new()), (false, Vec::new())];
+    if args.iter().any(|a| a == "--cc-only") {
+        modes.truncate(1);
+    }
+    // --trace: per run, key frames sent and freezes after the drop, on stderr.
+    let trace = args.iter().any(|a| a == "--trace");
     for _ in 0..runs {
         for (cc, results) in modes.iter_mut() {
             results.push(run(
                 *cc,
                 encoded,
+                trace,
                 &source,
                 Duration::from_secs(seconds),
                 Duration::from_secs(drop_at),
@@ -234,7 +241,14 @@ fn loadavg() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn run(cc: bool, encoded: bool, source: &str, length: Duration, drop_at: Duration) -> Run {
+fn run(
+    cc: bool,
+    encoded: bool,
+    trace: bool,
+    source: &str,
+    length: Duration,
+    drop_at: Duration,
+) -> Run {
     let load_before = loadavg();
     shape("1mbit");
     // Server: every decoded frame's arrival time, and RTP bytes received.
@@ -296,10 +310,12 @@ fn run(cc: bool, encoded: bool, source: &str, length: Duration, drop_at: Duratio
     .unwrap();
     let sent: Arc<Mutex<Vec<Instant>>> = Default::default();
     let key_frames: Arc<Mutex<Vec<Instant>>> = Default::default();
+    let key_sizes: Arc<Mutex<Vec<(Instant, usize)>>> = Default::default();
     let count_sent = {
-        let (sent, key_frames) = (sent.clone(), key_frames.clone());
+        let (sent, key_frames, key_sizes) = (sent.clone(), key_frames.clone(), key_sizes.clone());
         move |enc: &gst::Element| {
-            let (sent, key_frames) = (sent.clone(), key_frames.clone());
+            let (sent, key_frames, key_sizes) =
+                (sent.clone(), key_frames.clone(), key_sizes.clone());
             enc.static_pad("src")
                 .unwrap()
                 .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
@@ -310,6 +326,8 @@ fn run(cc: bool, encoded: bool, source: &str, length: Duration, drop_at: Duratio
                         .is_some_and(|b| b.flags().contains(gst::BufferFlags::DELTA_UNIT));
                     if !delta {
                         key_frames.lock().unwrap().push(now);
+                        let size = info.buffer().map_or(0, |b| b.size());
+                        key_sizes.lock().unwrap().push((now, size));
                     }
                     gst::PadProbeReturn::Ok
                 });
@@ -346,6 +364,7 @@ fn run(cc: bool, encoded: bool, source: &str, length: Duration, drop_at: Duratio
     for t in 1..=length.as_secs() {
         if !dropped && Duration::from_secs(t - 1) >= drop_at {
             shape("300kbit");
+            gst::info!(gst::CAT_DEFAULT, "bench: the link drops to 300kbit");
             dropped = true;
         }
         std::thread::sleep(
@@ -410,6 +429,32 @@ fn run(cc: bool, encoded: bool, source: &str, length: Duration, drop_at: Duratio
             .collect::<Vec<f64>>()
     };
     let after = gaps(drop_instant, end);
+    if trace {
+        let ms = |i: Instant| {
+            (i.saturating_duration_since(drop_instant).as_millis() as i64)
+                - (drop_instant.saturating_duration_since(i).as_millis() as i64)
+        };
+        let keys: Vec<String> = key_sizes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(i, _)| *i + Duration::from_secs(1) >= drop_instant)
+            .map(|(i, n)| format!("{}ms:{}B", ms(*i), n))
+            .collect();
+        let mut last = drop_instant;
+        let mut freezes = Vec::new();
+        for i in decoded
+            .iter()
+            .copied()
+            .filter(|i| *i >= drop_instant && *i < end)
+        {
+            if i - last > Duration::from_millis(200) {
+                freezes.push(format!("{}..{}ms", ms(last), ms(i)));
+            }
+            last = i;
+        }
+        eprintln!("trace cc={cc}: key frames {keys:?}; freezes {freezes:?}");
+    }
     let before = gaps(start, drop_instant);
     Run {
         load_before,
