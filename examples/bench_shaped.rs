@@ -92,12 +92,16 @@ fn main() {
     }
     // --trace: per run, key frames sent and freezes after the drop, on stderr.
     let trace = args.iter().any(|a| a == "--trace");
+    // --whipsink-defaults: raw input keeps whipsink's key frame settings
+    // (a key frame at least every 2 s, no cap on its size).
+    let whipsink_defaults = args.iter().any(|a| a == "--whipsink-defaults");
     for _ in 0..runs {
         for (cc, results) in modes.iter_mut() {
             results.push(run(
                 *cc,
                 encoded,
                 trace,
+                whipsink_defaults,
                 &source,
                 Duration::from_secs(seconds),
                 Duration::from_secs(drop_at),
@@ -155,8 +159,14 @@ fn main() {
             "encoded input: videotestsrc {source} {WIDTH}x{HEIGHT} {FPS} fps, a leaky queue of 2 frames, vp8enc deadline=1 cpu-used=16 end-usage=cbr max-intra-bitrate={MAX_INTRA} keyframe-max-dist=3000 (key frames on PLI) ! whipsink"
         )
     } else {
+        let settings = if whipsink_defaults {
+            "encoder-setup sets only target-bitrate: a key frame at least every 2 s, uncapped"
+                .to_string()
+        } else {
+            format!("encoder-setup sets max-intra-bitrate={MAX_INTRA} keyframe-max-dist=3000")
+        };
         format!(
-            "raw input: videotestsrc {source} ! video/x-raw,width={WIDTH},height={HEIGHT},framerate={FPS}/1 ! whipsink video-caps=video/x-vp8 (whipsink's own leaky queue of 4 frames and vp8enc; encoder-setup sets max-intra-bitrate={MAX_INTRA} keyframe-max-dist=3000)"
+            "raw input: videotestsrc {source} ! video/x-raw,width={WIDTH},height={HEIGHT},framerate={FPS}/1 ! whipsink video-caps=video/x-vp8 (whipsink's own leaky queue of 4 frames and vp8enc; {settings})"
         )
     };
     let upstream = if encoded {
@@ -245,6 +255,7 @@ fn run(
     cc: bool,
     encoded: bool,
     trace: bool,
+    whipsink_defaults: bool,
     source: &str,
     length: Duration,
     drop_at: Duration,
@@ -344,8 +355,10 @@ fn run(
             .connect("encoder-setup", false, move |args| {
                 let enc = args[2].get::<gst::Element>().unwrap();
                 enc.set_property("target-bitrate", FIXED_BITRATE as i32);
-                enc.set_property("keyframe-max-dist", 3000i32);
-                enc.set_property("max-intra-bitrate", MAX_INTRA as i32);
+                if !whipsink_defaults {
+                    enc.set_property("keyframe-max-dist", 3000i32);
+                    enc.set_property("max-intra-bitrate", MAX_INTRA as i32);
+                }
                 count_sent(&enc);
                 None
             });
