@@ -9,7 +9,12 @@
 //! Prints one JSON object. Raw input by default (whipsink encodes with its
 //! own vp8enc); `--encoded` puts vp8enc in the user's pipeline instead.
 //!
-//!     cargo run --release --example bench_shaped -- [--runs 3] [--seconds 25] [--drop-at 10] [--encoded] [--source "pattern=pinwheel horizontal-speed=4"]
+//!     cargo run --release --example bench_shaped -- [--runs 3] [--seconds 25] [--drop-at 10] [--encoded] [--source "pattern=pinwheel horizontal-speed=4"] [--whipsink-defaults] [--cc-only] [--trace]
+//!
+//! `--whipsink-defaults`: raw input keeps whipsink's own key frame settings
+//! (by default the bench sets keyframe-max-dist=3000 as in `--encoded`);
+//! `--cc-only` skips the runs without congestion control; `--trace` prints
+//! each run's key frames and freezes around the drop on stderr.
 //!
 //! Delay and loss are not added: netem is not available in the sandbox
 //! (`Specified qdisc kind is unknown`); the token bucket's queue
