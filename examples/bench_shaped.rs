@@ -9,7 +9,12 @@
 //! Prints one JSON object. Raw input by default (whipsink encodes with its
 //! own vp8enc); `--encoded` puts vp8enc in the user's pipeline instead.
 //!
-//!     cargo run --release --example bench_shaped -- [--runs 3] [--seconds 25] [--drop-at 10] [--encoded] [--source "pattern=pinwheel horizontal-speed=4"]
+//!     cargo run --release --example bench_shaped -- [--runs 3] [--seconds 25] [--drop-at 10] [--encoded] [--source "pattern=pinwheel horizontal-speed=4"] [--whipsink-defaults] [--cc-only] [--trace]
+//!
+//! `--whipsink-defaults`: raw input keeps whipsink's own key frame settings
+//! (by default the bench sets keyframe-max-dist=3000 as in `--encoded`);
+//! `--cc-only` skips the runs without congestion control; `--trace` prints
+//! each run's key frames and freezes around the drop on stderr.
 //!
 //! Delay and loss are not added: netem is not available in the sandbox
 //! (`Specified qdisc kind is unknown`); the token bucket's queue
@@ -85,12 +90,23 @@ fn main() {
     init();
 
     // Interleaved, so that other load on the machine falls on both alike.
+    // --cc-only: skip the runs without congestion control (quick trials).
     let mut modes: Vec<(bool, Vec<Run>)> = vec![(true, Vec::new()), (false, Vec::new())];
+    if args.iter().any(|a| a == "--cc-only") {
+        modes.truncate(1);
+    }
+    // --trace: per run, key frames sent and freezes after the drop, on stderr.
+    let trace = args.iter().any(|a| a == "--trace");
+    // --whipsink-defaults: raw input keeps whipsink's key frame settings
+    // (a key frame at least every 2 s, no cap on its size).
+    let whipsink_defaults = args.iter().any(|a| a == "--whipsink-defaults");
     for _ in 0..runs {
         for (cc, results) in modes.iter_mut() {
             results.push(run(
                 *cc,
                 encoded,
+                trace,
+                whipsink_defaults,
                 &source,
                 Duration::from_secs(seconds),
                 Duration::from_secs(drop_at),
@@ -148,8 +164,14 @@ fn main() {
             "encoded input: videotestsrc {source} {WIDTH}x{HEIGHT} {FPS} fps, a leaky queue of 2 frames, vp8enc deadline=1 cpu-used=16 end-usage=cbr max-intra-bitrate={MAX_INTRA} keyframe-max-dist=3000 (key frames on PLI) ! whipsink"
         )
     } else {
+        let settings = if whipsink_defaults {
+            "encoder-setup sets only target-bitrate: a key frame at least every 2 s, uncapped"
+                .to_string()
+        } else {
+            format!("encoder-setup sets max-intra-bitrate={MAX_INTRA} keyframe-max-dist=3000")
+        };
         format!(
-            "raw input: videotestsrc {source} ! video/x-raw,width={WIDTH},height={HEIGHT},framerate={FPS}/1 ! whipsink video-caps=video/x-vp8 (whipsink's own leaky queue of 4 frames and vp8enc; encoder-setup sets max-intra-bitrate={MAX_INTRA} keyframe-max-dist=3000)"
+            "raw input: videotestsrc {source} ! video/x-raw,width={WIDTH},height={HEIGHT},framerate={FPS}/1 ! whipsink video-caps=video/x-vp8 (whipsink's own leaky queue of 4 frames and vp8enc; {settings})"
         )
     };
     let upstream = if encoded {
@@ -234,7 +256,15 @@ fn loadavg() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn run(cc: bool, encoded: bool, source: &str, length: Duration, drop_at: Duration) -> Run {
+fn run(
+    cc: bool,
+    encoded: bool,
+    trace: bool,
+    whipsink_defaults: bool,
+    source: &str,
+    length: Duration,
+    drop_at: Duration,
+) -> Run {
     let load_before = loadavg();
     shape("1mbit");
     // Server: every decoded frame's arrival time, and RTP bytes received.
@@ -296,10 +326,12 @@ fn run(cc: bool, encoded: bool, source: &str, length: Duration, drop_at: Duratio
     .unwrap();
     let sent: Arc<Mutex<Vec<Instant>>> = Default::default();
     let key_frames: Arc<Mutex<Vec<Instant>>> = Default::default();
+    let key_sizes: Arc<Mutex<Vec<(Instant, usize)>>> = Default::default();
     let count_sent = {
-        let (sent, key_frames) = (sent.clone(), key_frames.clone());
+        let (sent, key_frames, key_sizes) = (sent.clone(), key_frames.clone(), key_sizes.clone());
         move |enc: &gst::Element| {
-            let (sent, key_frames) = (sent.clone(), key_frames.clone());
+            let (sent, key_frames, key_sizes) =
+                (sent.clone(), key_frames.clone(), key_sizes.clone());
             enc.static_pad("src")
                 .unwrap()
                 .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
@@ -310,6 +342,8 @@ fn run(cc: bool, encoded: bool, source: &str, length: Duration, drop_at: Duratio
                         .is_some_and(|b| b.flags().contains(gst::BufferFlags::DELTA_UNIT));
                     if !delta {
                         key_frames.lock().unwrap().push(now);
+                        let size = info.buffer().map_or(0, |b| b.size());
+                        key_sizes.lock().unwrap().push((now, size));
                     }
                     gst::PadProbeReturn::Ok
                 });
@@ -326,8 +360,10 @@ fn run(cc: bool, encoded: bool, source: &str, length: Duration, drop_at: Duratio
             .connect("encoder-setup", false, move |args| {
                 let enc = args[2].get::<gst::Element>().unwrap();
                 enc.set_property("target-bitrate", FIXED_BITRATE as i32);
-                enc.set_property("keyframe-max-dist", 3000i32);
-                enc.set_property("max-intra-bitrate", MAX_INTRA as i32);
+                if !whipsink_defaults {
+                    enc.set_property("keyframe-max-dist", 3000i32);
+                    enc.set_property("max-intra-bitrate", MAX_INTRA as i32);
+                }
                 count_sent(&enc);
                 None
             });
@@ -346,6 +382,7 @@ fn run(cc: bool, encoded: bool, source: &str, length: Duration, drop_at: Duratio
     for t in 1..=length.as_secs() {
         if !dropped && Duration::from_secs(t - 1) >= drop_at {
             shape("300kbit");
+            gst::info!(gst::CAT_DEFAULT, "bench: the link drops to 300kbit");
             dropped = true;
         }
         std::thread::sleep(
@@ -410,6 +447,32 @@ fn run(cc: bool, encoded: bool, source: &str, length: Duration, drop_at: Duratio
             .collect::<Vec<f64>>()
     };
     let after = gaps(drop_instant, end);
+    if trace {
+        let ms = |i: Instant| {
+            (i.saturating_duration_since(drop_instant).as_millis() as i64)
+                - (drop_instant.saturating_duration_since(i).as_millis() as i64)
+        };
+        let keys: Vec<String> = key_sizes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(i, _)| *i + Duration::from_secs(1) >= drop_instant)
+            .map(|(i, n)| format!("{}ms:{}B", ms(*i), n))
+            .collect();
+        let mut last = drop_instant;
+        let mut freezes = Vec::new();
+        for i in decoded
+            .iter()
+            .copied()
+            .filter(|i| *i >= drop_instant && *i < end)
+        {
+            if i - last > Duration::from_millis(200) {
+                freezes.push(format!("{}..{}ms", ms(last), ms(i)));
+            }
+            last = i;
+        }
+        eprintln!("trace cc={cc}: key frames {keys:?}; freezes {freezes:?}");
+    }
     let before = gaps(start, drop_instant);
     Run {
         load_before,

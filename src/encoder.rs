@@ -46,6 +46,9 @@ pub fn default_bitrate(codec: &Codec) -> u32 {
 /// (HLS segments), gets one at least this often.
 pub const MAX_KEY_FRAME_INTERVAL_S: u32 = 2;
 
+/// libvpx's cap on a key frame, in % of an average frame's bits.
+const MAX_INTRA_PERCENT: i32 = 300;
+
 /// Frame rate assumed when the input does not say (variable rate, 0/1).
 const DEFAULT_FPS: u32 = 30;
 
@@ -221,6 +224,11 @@ pub fn make_encoder(
             // fastest and mid-range for VP8): 720p stays real time on 2
             // cores shared with the rest of the pipeline.
             set_if_present(&enc, "cpu-used", 8i32);
+            // A key frame at most 3 frames' budget: an uncapped one (16 kB
+            // at 720p) bursts past what a congested link's queue holds, is
+            // lost whole, and the picture freezes until the next
+            // (examples/bench_shaped.rs --whipsink-defaults).
+            set_if_present(&enc, "max-intra-bitrate", MAX_INTRA_PERCENT);
             if factory.name() == "vp9enc" {
                 set_if_present(&enc, "row-mt", true);
                 set_if_present(&enc, "tile-columns", 2i32);

@@ -69,7 +69,15 @@ pub fn scaler() -> Result<[gst::Element; 2], &'static str> {
 /// Sets the size `filter` (from `scaler`) lets through for `bps`; returns
 /// the new size if it changed.
 pub fn follow_bitrate(filter: &gst::Element, bps: u32) -> Option<(u32, u32)> {
-    let caps = filter.static_pad("sink")?.current_caps()?;
+    // The input's size is on the scaler's sink pad: the filter's own sink
+    // pad carries the size it let through last, and sizes taken from it
+    // would shrink by 3/4 at each step and never grow back to the input's.
+    let caps = filter
+        .static_pad("sink")?
+        .peer()?
+        .parent_element()?
+        .static_pad("sink")?
+        .current_caps()?;
     let s = caps.structure(0)?;
     let fps = s
         .get::<gst::Fraction>("framerate")
@@ -133,6 +141,59 @@ mod tests {
         assert_eq!(size_for(HD, 240_000, (320, 180)), (320, 180));
         assert_eq!(size_for(HD, 240_000, (640, 360)), (640, 360));
         assert_eq!(size_for(HD, 280_000, (320, 180)), (640, 360));
+    }
+
+    /// Waits until frames of `size` pass `filter`.
+    fn frames_at(filter: &gst::Element, size: (u32, u32)) -> bool {
+        let pad = filter.static_pad("src").unwrap();
+        for _ in 0..200 {
+            let now = pad.current_caps().and_then(|c| {
+                let s = c.structure(0)?;
+                Some((s.get::<i32>("width").ok()?, s.get::<i32>("height").ok()?))
+            });
+            if now == Some((size.0 as i32, size.1 as i32)) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        false
+    }
+
+    #[test]
+    fn the_size_returns_to_the_inputs_once_the_bitrate_does() {
+        gst::init().unwrap();
+        let pipeline = gst::Pipeline::new();
+        let src = gst::ElementFactory::make("videotestsrc")
+            .property("is-live", true)
+            .build()
+            .unwrap();
+        let input = gst::ElementFactory::make("capsfilter")
+            .property(
+                "caps",
+                gst::Caps::builder("video/x-raw")
+                    .field("width", 1280)
+                    .field("height", 720)
+                    .field("framerate", gst::Fraction::new(30, 1))
+                    .build(),
+            )
+            .build()
+            .unwrap();
+        let [scale, filter] = scaler().unwrap();
+        let sink = gst::ElementFactory::make("fakesink").build().unwrap();
+        let chain = [&src, &input, &scale, &filter, &sink];
+        pipeline.add_many(chain).unwrap();
+        gst::Element::link_many(chain).unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        assert!(frames_at(&filter, (1280, 720)));
+        assert_eq!(follow_bitrate(&filter, 300_000), Some((640, 360)));
+        assert!(frames_at(&filter, (640, 360)));
+        // Judged against the input's 720p, not the 360p the filter passes
+        // now: one step down, then straight back.
+        assert_eq!(follow_bitrate(&filter, 200_000), Some((320, 180)));
+        assert!(frames_at(&filter, (320, 180)));
+        assert_eq!(follow_bitrate(&filter, 2_000_000), Some((1280, 720)));
+        assert!(frames_at(&filter, (1280, 720)));
+        pipeline.set_state(gst::State::Null).unwrap();
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! - Each new estimate goes to the video encoders (`encoder::set_target_bitrate`),
 //!   less what the audio streams take.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
@@ -216,6 +217,59 @@ pub fn offer_twcc(s: &mut gst::StructureRef) {
     ask_feedback(s);
 }
 
+/// An estimate below this share of the one before is a sudden fall: the
+/// bottleneck's capacity dropped under what was being sent.
+const SUDDEN_FALL: f64 = 0.7;
+/// Share of the estimate the encoders get while draining.
+const DRAIN_SHARE: f64 = 0.35;
+/// How long after a sudden fall they get it.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// What the encoders are asked for, from the estimates. By the time the
+/// estimator notices that the bottleneck's capacity fell (its feedback
+/// waits in the same queue), the queue there is full; sent at the new
+/// estimate, it stays full, and the key frame of the smaller picture
+/// (`crate::resolution`) or the one the receiver asks for after the first
+/// losses is lost too, until the estimate has crept below the capacity:
+/// a 1.5-3.5 s freeze at a drop from 1 Mbit/s to 300 kbit/s
+/// (examples/bench_shaped.rs). Sending well below the estimate for a
+/// moment after a sudden fall drains the queue, and a key frame gets
+/// through within about a second.
+#[derive(Debug)]
+pub struct Drain {
+    min: u32,
+    last: Option<u32>,
+    until: Option<Instant>,
+}
+
+impl Drain {
+    /// `min`: never ask for less (the estimate's own floor).
+    pub fn new(min: u32) -> Self {
+        Self {
+            min,
+            last: None,
+            until: None,
+        }
+    }
+
+    /// The target for a new `estimate` made at `now`.
+    pub fn target(&mut self, estimate: u32, now: Instant) -> u32 {
+        if self
+            .last
+            .is_some_and(|last| f64::from(estimate) < SUDDEN_FALL * f64::from(last))
+        {
+            self.until = Some(now + DRAIN_TIME);
+        }
+        self.last = Some(estimate);
+        match self.until {
+            Some(until) if now < until => {
+                ((f64::from(estimate) * DRAIN_SHARE) as u32).clamp(self.min.min(estimate), estimate)
+            }
+            _ => estimate,
+        }
+    }
+}
+
 /// What a new estimate is handed to.
 pub type OnEstimate = Arc<dyn Fn(u32) + Send + Sync>;
 
@@ -238,8 +292,10 @@ pub fn install(peer: &Peer, settings: &Settings, on_estimate: OnEstimate) -> Res
                 .build()
                 .ok()?;
             let (stats, on_estimate) = (stats.clone(), on_estimate.clone());
+            let drain = Mutex::new(Drain::new(min));
             bwe.connect_notify(Some("estimated-bitrate"), move |bwe, _| {
-                let bps = bwe.property::<u32>("estimated-bitrate");
+                let estimate = bwe.property::<u32>("estimated-bitrate");
+                let bps = drain.lock().unwrap().target(estimate, Instant::now());
                 stats.set_target_bitrate(bps);
                 on_estimate(bps);
             });
@@ -350,6 +406,28 @@ fn twcc_id(media: &gst_sdp::SDPMediaRef) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sudden_fall_drains_for_a_moment() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut drain = Drain::new(100_000);
+        assert_eq!(drain.target(1_500_000, at(0)), 1_500_000);
+        // Gradual changes pass as they are.
+        assert_eq!(drain.target(1_200_000, at(100)), 1_200_000);
+        assert_eq!(drain.target(1_300_000, at(200)), 1_300_000);
+        // Below 70 % of the last one: 35 % of it for 2 s, never below min.
+        assert_eq!(drain.target(400_000, at(300)), 140_000);
+        assert_eq!(drain.target(380_000, at(1_300)), 133_000);
+        assert_eq!(drain.target(300_000, at(1_400)), 105_000);
+        assert_eq!(drain.target(250_000, at(2_299)), 100_000);
+        assert_eq!(drain.target(250_000, at(2_300)), 250_000);
+        // A new fall starts a new one; never above the estimate.
+        assert_eq!(drain.target(160_000, at(2_400)), 100_000);
+        assert_eq!(drain.target(90_000, at(2_500)), 90_000);
+        assert_eq!(drain.target(150_000, at(4_399)), 100_000);
+        assert_eq!(drain.target(150_000, at(4_500)), 150_000);
+    }
 
     fn parse(text: &str) -> gst_sdp::SDPMessage {
         gst_sdp::SDPMessage::parse_buffer(text.replace('\n', "\r\n").as_bytes()).unwrap()
