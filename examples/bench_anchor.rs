@@ -335,21 +335,9 @@ fn parent(runs: usize) {
     pipeline.set_state(gst::State::Null).unwrap();
     println!(
         "{{\n  \"runs\": {runs},\n  \"anchor\": \"gst-plugin-webrtchttp {} (whipsink, whepsrc), default features off, rustls-ring\",\n  \"gstreamer\": \"{}\",\n  \"loadavg_1min_before_after\": [{load_before}, {}],\n  {}\n}}",
-        anchor_version(),
+        bench::anchor_version(),
         gst::version_string(),
         loadavg(),
         results.join(",\n  ")
     );
-}
-
-/// The anchor's version, as its plugin reports it.
-fn anchor_version() -> String {
-    // Registered in a child: here it would take our elements' names.
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .arg("--anchor-version")
-        .output();
-    out.ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "0.15".into())
 }

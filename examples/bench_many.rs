@@ -887,22 +887,10 @@ fn parent(n: usize, stagger: u64, runs: usize, seconds: u64, anchor: bool) {
     );
     println!(
         "{{\n{head}\n  \"anchor\": \"gst-plugin-webrtchttp {} whepsrc ! rtpvp8depay ! vp8dec ! videoconvert ! fakesink (it gives RTP), ours whepsrc ! videoconvert ! fakesink (it depayloads and decodes with rtpvp8depay ! vp8dec inside)\",\n  \"server_peer_timeout_ms\": {peer_timeout},\n  \"order\": \"ours then anchor in even runs, anchor then ours in odd runs; one child process per kind and run, same server\",\n  \"ratio_ours_to_anchor_of_medians\": {ratios},\n  \"ours\": {{\n{}\n  }},\n  \"anchor\": {{\n{}\n  }}\n}}",
-        anchor_version(),
+        bench::anchor_version(),
         summary_json(&all["ours"], n),
         summary_json(&all["anchor"], n),
     );
-}
-
-/// The anchor's version, as its plugin reports it (registered in a child:
-/// here it would take our elements' names).
-fn anchor_version() -> String {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .arg("--anchor-version")
-        .output();
-    out.ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "0.15".into())
 }
 
 /// Times `f` `reps` times; prints `probe <name> <ms...>`.

@@ -399,3 +399,16 @@ pub fn note_first_frame(server: &gst::Element, bin: &gst::Pipeline, first: &Arc<
         });
     });
 }
+
+/// The anchor's version, as its plugin reports it: asked of this binary
+/// re-executed with `--anchor-version`, which registers the anchor's plugin
+/// in that child only (here it would take our elements' names).
+pub fn anchor_version() -> String {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--anchor-version")
+        .output();
+    out.ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "0.15".into())
+}
