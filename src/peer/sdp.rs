@@ -319,12 +319,15 @@ pub fn streams_to_receive(offer: &str, answer: &str) -> usize {
     offer
         .medias()
         .zip(answer.medias())
-        .filter(|(_, a)| a.port() != 0)
-        .filter(|(o, _)| {
-            o.attributes()
-                .all(|a| !matches!(a.key(), "recvonly" | "inactive"))
-        })
+        .filter(|(o, a)| a.port() != 0 && sends(o))
         .count()
+}
+
+/// Whether the side that wrote `media` sends on it (sendonly or sendrecv).
+fn sends(media: &gst_sdp::SDPMediaRef) -> bool {
+    media
+        .attributes()
+        .all(|a| !matches!(a.key(), "recvonly" | "inactive"))
 }
 
 /// The media the remote will send, from its answer or offer: for each
@@ -335,11 +338,7 @@ pub fn remote_sending_media(sdp: &str) -> Vec<(String, String)> {
         return Vec::new();
     };
     msg.medias()
-        .filter(|m| m.port() != 0)
-        .filter(|m| {
-            m.attributes()
-                .all(|a| !matches!(a.key(), "recvonly" | "inactive"))
-        })
+        .filter(|m| m.port() != 0 && sends(m))
         .filter_map(|m| {
             let media = m.media()?.to_string();
             let pt = m.format(0)?;
