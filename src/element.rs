@@ -4,7 +4,7 @@ use gst::glib;
 use gst::prelude::*;
 
 /// A bin element's setup in `constructed()`: it is a source or a sink to its
-/// parent whatever its children are. webrtcbin (nicesink) and appsinks inside
+/// parent whatever its children are. webrtcbin (nicesink) inside
 /// would otherwise make a source bin a sink too, and the pipeline would wait
 /// for an EOS from it that never comes.
 pub fn set_up_bin(bin: &gst::Bin, role: gst::ElementFlags) {

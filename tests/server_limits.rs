@@ -254,8 +254,10 @@ fn reap_after_kill(
         "no session: {}",
         child.output()
     );
-    // Media flows for a while, RTCP reports with it.
-    std::thread::sleep(Duration::from_secs(2));
+    // Media flows for a while, RTCP reports with it (about every second):
+    // long enough for the server to learn the client's pace. Before that it
+    // waits longer (at least 12.3 s), as for a client at RTP's default pace.
+    std::thread::sleep(Duration::from_millis(3500));
     assert!(
         removed().is_none(),
         "removed early: {removed:?}",

@@ -13,6 +13,7 @@ pub mod sdp;
 pub mod stats;
 pub mod timeline;
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -124,6 +125,8 @@ pub struct Peer {
     failure: Arc<Failure>,
     stats: Arc<stats::PeerStats>,
     timeline: Arc<Timeline>,
+    /// The receiving jitterbuffers, by the SSRC they hold.
+    jitterbuffers: Arc<Mutex<HashMap<u32, glib::WeakRef<gst::Element>>>>,
 }
 
 /// The connection state as the owner sees it: webrtcbin's, unless an ERROR
@@ -180,6 +183,10 @@ fn dtls_state(dtls: &gst::Element) -> i32 {
         .unwrap_or(DTLS_CLOSED)
 }
 
+/// RFC 3550's longest interval between reports at its default 5 s minimum:
+/// randomised up to 1.5 times, divided by e - 1.5 (§6.3.1, A.7).
+const RFC3550_LONGEST_INTERVAL: Duration = Duration::from_millis(6160);
+
 /// The remote's RTCP over time, for `Peer::rtcp_silence`.
 #[derive(Default)]
 struct RtcpClock {
@@ -209,6 +216,22 @@ impl RtcpClock {
             self.gaps.push_back(gap);
         }
         self.last = Some(now);
+    }
+
+    /// The idle time, once it is at least `floor` and `MISSED` times the
+    /// longest recent gap. Until two gaps show the remote's pace, at least
+    /// two of RTP's longest default intervals: a viewer that sends only
+    /// RTCP at RFC 3550's pace (gst-plugins-rs whepsrc) may leave 6.2 s
+    /// between its first reports.
+    fn idle_beyond(&self, now: std::time::Instant, floor: Duration) -> Option<Duration> {
+        let idle = now.saturating_duration_since(self.last?);
+        let longest = self.gaps.iter().max().copied().unwrap_or_default();
+        let floor = if self.gaps.len() < 2 {
+            floor.max(RFC3550_LONGEST_INTERVAL * 2)
+        } else {
+            floor
+        };
+        (idle >= floor.max(longest * Self::MISSED)).then_some(idle)
     }
 
     fn silence(&self, now: std::time::Instant) -> Option<Duration> {
@@ -416,6 +439,21 @@ impl Peer {
             });
         }
 
+        let jitterbuffers: Arc<Mutex<HashMap<u32, glib::WeakRef<gst::Element>>>> =
+            Default::default();
+        if let Some(rtpbin) = webrtcbin
+            .downcast_ref::<gst::Bin>()
+            .and_then(|b| b.by_name("rtpbin"))
+        {
+            let found = jitterbuffers.clone();
+            rtpbin.connect("new-jitterbuffer", false, move |args| {
+                let jb = args.get(1)?.get::<gst::Element>().ok()?;
+                let ssrc = args.get(3)?.get::<u32>().ok()?;
+                found.lock().unwrap().insert(ssrc, jb.downgrade());
+                None
+            });
+        }
+
         let stats = stats::PeerStats::attach(&webrtcbin);
 
         Ok(Peer {
@@ -430,7 +468,14 @@ impl Peer {
             last_rtcp,
             heard,
             timeline,
+            jitterbuffers,
         })
+    }
+
+    /// The jitterbuffer holding the received stream `ssrc` (the `ssrc` of
+    /// the caps on the pad webrtcbin made for it).
+    pub fn jitterbuffer(&self, ssrc: u32) -> Option<gst::Element> {
+        self.jitterbuffers.lock().unwrap().get(&ssrc)?.upgrade()
     }
 
     /// This session's start, phase by phase.
@@ -623,10 +668,10 @@ impl Peer {
     /// after 5 s): the remote is gone (killed, unplugged). None while it is
     /// not, or before anything came.
     pub fn silence(&self, floor: Duration) -> Option<Duration> {
-        let clock = self.heard.lock().unwrap();
-        let idle = std::time::Instant::now().saturating_duration_since(clock.last?);
-        let longest = clock.gaps.iter().max().copied().unwrap_or_default();
-        (idle >= floor.max(longest * RtcpClock::MISSED)).then_some(idle)
+        self.heard
+            .lock()
+            .unwrap()
+            .idle_beyond(std::time::Instant::now(), floor)
     }
 
     /// Sends RTCP reports at least every `interval` (RTP's default minimum is
@@ -1148,5 +1193,33 @@ mod tests {
         let mut new = RtcpClock::default();
         new.heard(ms(0));
         assert_eq!(new.silence(ms(60_000)), None);
+    }
+
+    #[test]
+    fn a_viewer_at_rtps_default_pace_is_not_reaped_before_its_pace_is_known() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let floor = Duration::from_secs(5);
+        // Connected at 0, its first report 6.1 s later: RFC 3550 allows it.
+        let mut viewer = RtcpClock::default();
+        viewer.heard(ms(0));
+        assert_eq!(viewer.idle_beyond(ms(6100), floor), None);
+        viewer.heard(ms(6100));
+        assert_eq!(viewer.idle_beyond(ms(6100 + 6000), floor), None);
+        // Three of its intervals pass in silence: gone.
+        assert_eq!(viewer.idle_beyond(ms(6100 + 18_000), floor), None);
+        assert!(viewer.idle_beyond(ms(6100 + 18_400), floor).is_some());
+        // Silent since connecting: gone after two of RTP's longest intervals.
+        let mut mute = RtcpClock::default();
+        mute.heard(ms(0));
+        assert_eq!(mute.idle_beyond(ms(12_000), floor), None);
+        assert!(mute.idle_beyond(ms(12_400), floor).is_some());
+        // Once its pace is known (every second), the floor rules.
+        let mut client = RtcpClock::default();
+        for t in [0, 1000, 2000, 3000] {
+            client.heard(ms(t));
+        }
+        assert_eq!(client.idle_beyond(ms(3000 + 4900), floor), None);
+        assert!(client.idle_beyond(ms(3000 + 5000), floor).is_some());
     }
 }

@@ -184,8 +184,9 @@ impl ServerSettings {
                      reports, ICE checks) after which the server ends its session, as for a \
                      client that was killed or lost its network; posted with reason \
                      \"nothing received for ... (peer-timeout)\". A client that reports less \
-                     often gets three times its own longest recent gap. whepsrc and whipsink \
-                     report every 0.5 s, browsers about every second. 0: only a failed or \
+                     often gets three times its own longest recent gap, and one whose pace is not \
+                     known yet at least 12.3 s (RTP's default pace). whepsrc, whipsink and \
+                     browsers report about every second. 0: only a failed or \
                      closed connection ends a session. Applies to sessions that start after \
                      it is set.",
                 )

@@ -21,8 +21,10 @@ use crate::peer::{Peer, PeerError};
 use crate::protocol::{redact_url, Client};
 use crate::runtime::RUNTIME;
 
-/// How often our clients send RTCP reports once negotiated.
-const CLIENT_RTCP_INTERVAL: Duration = Duration::from_millis(500);
+/// How often our clients send RTCP reports once negotiated: as browsers do.
+/// Each report costs a wake-up of the session's RTCP thread, which added up
+/// to 15 % of a core for 100 whepsrc at 0.5 s.
+const CLIENT_RTCP_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a new session may take to deliver its first media.
 const FIRST_MEDIA_GRACE: Duration = Duration::from_secs(2);
 

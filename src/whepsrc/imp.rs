@@ -37,8 +37,10 @@ const DEFAULT_LATENCY_MS: u32 = 50;
 /// A session (one webrtcbin) feeding the outputs.
 struct SessionInfo {
     peer: Arc<Peer>,
-    /// Depayload/decode chains and their appsinks.
+    /// Depayload/decode chains.
     elements: Vec<gst::Element>,
+    /// Where each stream of the session ends (see `route_stream`).
+    ends: Vec<gst::Pad>,
     /// Milliseconds since `epoch` of the last media buffer; 0: none yet.
     last_media: Arc<AtomicU64>,
 }
@@ -111,11 +113,6 @@ impl Settings {
     }
 }
 
-/// Most an output queues when downstream stalls; the oldest is dropped
-/// beyond it (counted in whepsrc's `dropped` property).
-const OUTPUT_QUEUE_TIME: gst::ClockTime = gst::ClockTime::from_seconds(1);
-const OUTPUT_QUEUE_BYTES: u64 = 64 * 1024 * 1024;
-
 #[derive(Default)]
 pub struct WhepSrc {
     settings: Mutex<Settings>,
@@ -126,6 +123,10 @@ pub struct WhepSrc {
     flows: Mutex<gst_base::UniqueFlowCombiner>,
     /// Whether the user was told why nothing is linked.
     told_unlinked: std::sync::atomic::AtomicBool,
+    /// Packets the sessions' jitterbuffers dropped while downstream stalled.
+    dropped: AtomicU64,
+    /// The src pads' stream group.
+    group: std::sync::OnceLock<gst::GroupId>,
     stats: ClientStats,
 }
 
@@ -160,10 +161,12 @@ impl ObjectImpl for WhepSrc {
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt64::builder("dropped")
-                    .nick("Dropped buffers")
+                    .nick("Dropped packets")
                     .blurb(
-                        "Buffers dropped because downstream stalled: each src pad queues at most \
-                         1 s of output, and drops the oldest beyond it.",
+                        "RTP packets dropped because downstream stalled: a src pad's buffers \
+                         leave from the session's receiving thread, with no queue of their own; \
+                         when downstream holds one for over 1 s, the jitterbuffer behind it \
+                         keeps the newest packets only, as a leaky queue of about 1 s would.",
                     )
                     .read_only()
                     .build(),
@@ -214,8 +217,7 @@ impl ObjectImpl for WhepSrc {
             return value;
         }
         if pspec.name() == "dropped" {
-            let outputs = self.state.lock().unwrap().outputs.clone();
-            return outputs.iter().map(|o| o.dropped()).sum::<u64>().to_value();
+            return self.dropped.load(Ordering::Relaxed).to_value();
         }
         let settings = self.settings.lock().unwrap();
         match pspec.name() {
@@ -336,6 +338,14 @@ impl BinImpl for WhepSrc {
         // A session's failure is the supervisor's to handle (reconnect, or
         // ERROR with its context), not a bare ERROR from deep inside.
         let message = crate::peer::contain_error(self.obj().upcast_ref(), message);
+        // A guarded jitterbuffer's drops (`Output::guard_jitterbuffer`).
+        if let gst::MessageView::Element(m) = message.view() {
+            if let Some(s) = m.structure().filter(|s| s.name() == "drop-msg") {
+                let n = s.get::<u32>("num-drop-on-latency").unwrap_or(0);
+                self.dropped.fetch_add(n.into(), Ordering::Relaxed);
+                return;
+            }
+        }
         self.parent_handle_message(message)
     }
 }
@@ -476,6 +486,7 @@ impl WhepSrc {
             SessionInfo {
                 peer: peer.clone(),
                 elements: Vec::new(),
+                ends: Vec::new(),
                 last_media: Arc::new(AtomicU64::new(0)),
             },
         );
@@ -493,9 +504,11 @@ impl WhepSrc {
         if let Some(info) = info {
             let obj = self.obj();
             let bin: &gst::Bin = obj.upcast_ref();
-            // Downstream first: in PAUSED an appsink holds its streaming
-            // thread in preroll, with the jitterbuffer's stream lock, and
-            // webrtcbin could not deactivate that pad (a deadlock).
+            // Downstream first. A push that downstream holds (a stall)
+            // holds every stream lock on its way: this waits for it.
+            for end in &info.ends {
+                let _ = end.set_active(false);
+            }
             for el in info.elements.iter().rev() {
                 crate::element::stop(el);
                 let _ = bin.remove(el);
@@ -566,7 +579,7 @@ impl WhepSrc {
 
     /// The application ends the stream (`gst-launch-1.0 -e`, say): retries
     /// end, the session is DELETEd, and EOS goes out of every src pad after
-    /// what they queued. With no pad yet (nothing published), each media
+    /// the last buffer. With no pad yet (nothing published), each media
     /// asked for gets a pad that carries only EOS, as a source with no data
     /// would, so that the pipeline can finish.
     fn end_of_stream(&self) {
@@ -583,9 +596,14 @@ impl WhepSrc {
                 }
             }
         }
-        for o in outputs {
-            let _ = o.appsrc.end_of_stream();
-        }
+        // Not from the caller's thread: send_event holds the element's state
+        // lock, and a sink that never prerolled takes EOS as its preroll,
+        // then waits for PLAYING, which needs that lock.
+        crate::runtime::RUNTIME.spawn_blocking(move || {
+            for o in outputs {
+                o.end_of_stream();
+            }
+        });
     }
 
     /// Back to NULL: the src pads stay, with their links, for the next
@@ -607,11 +625,9 @@ impl WhepSrc {
         let obj = self.obj();
         let mut flows = self.flows.lock().unwrap();
         for o in gone {
-            flows.remove_pad(&o.ghost);
-            let _ = o.ghost.set_active(false);
-            let _ = obj.remove_pad(&o.ghost);
-            crate::element::stop(o.appsrc.upcast_ref());
-            let _ = obj.remove(&o.appsrc);
+            flows.remove_pad(&o.pad);
+            let _ = o.pad.set_active(false);
+            let _ = obj.remove_pad(&o.pad);
         }
         flows.reset();
         for o in self.state.lock().unwrap().outputs.iter() {
@@ -619,11 +635,11 @@ impl WhepSrc {
         }
     }
 
-    /// What downstream of `ghost` accepts: RTP if it takes these RTP caps
+    /// What downstream of `pad` accepts: RTP if it takes these RTP caps
     /// (gst-plugins-rs whepsrc's output, and the fallback for ANY), else the
     /// encoded stream, else decoded media.
-    fn choose_kind(ghost: &gst::GhostPad, rtp: &gst::Caps, codec: &Codec) -> OutputKind {
-        let accepted = ghost.peer_query_caps(None);
+    fn choose_kind(pad: &gst::Pad, rtp: &gst::Caps, codec: &Codec) -> OutputKind {
+        let accepted = pad.peer_query_caps(None);
         if accepted.is_any() || accepted.can_intersect(rtp) {
             OutputKind::Rtp
         } else if accepted.can_intersect(&gst::Caps::builder(codec.encoded).build()) {
@@ -674,25 +690,15 @@ impl WhepSrc {
         state.outputs.iter().find(|o| o.media == media).cloned()
     }
 
-    /// Exposes a src pad for `media`: an appsrc behind a ghost pad. With the
-    /// codec known, the output's form follows what downstream accepts.
+    /// Exposes a src pad for `media`. With the codec known, the output's
+    /// form follows what downstream accepts.
     fn add_output(
         &self,
         media: &'static str,
         codec: Option<(&'static Codec, &gst::Caps)>,
     ) -> Result<Arc<Output>, String> {
         let latency = self.settings.lock().unwrap().latency_ms;
-        let appsrc = gst_app::AppSrc::builder()
-            .is_live(true)
-            .format(gst::Format::Time)
-            .do_timestamp(false)
-            .block(false)
-            .max_bytes(OUTPUT_QUEUE_BYTES)
-            .max_time(OUTPUT_QUEUE_TIME)
-            .leaky_type(gst_app::AppLeakyType::Downstream)
-            .min_latency(gst::ClockTime::from_mseconds(latency.into()).nseconds() as i64)
-            .build();
-        appsrc.set_property("handle-segment-change", true);
+        let latency = gst::ClockTime::from_mseconds(latency.into());
         // Until the first buffer fixes them, the pad's caps say which media
         // it carries, in each form it may take, for pad-added handlers.
         let forms = match codec {
@@ -704,8 +710,6 @@ impl WhepSrc {
         };
         let pad_forms = forms.clone();
         let obj = self.obj();
-        obj.add(&appsrc).map_err(|e| e.to_string())?;
-        appsrc.sync_state_with_parent().map_err(|e| e.to_string())?;
         let name = {
             let mut state = self.state.lock().unwrap();
             let next = if media == "video" {
@@ -717,45 +721,39 @@ impl WhepSrc {
             format!("{media}_{}", *next - 1)
         };
         let templ = obj.pad_template(&format!("{media}_%u")).unwrap();
-        let weak = obj.downgrade();
-        let ghost = gst::GhostPad::builder_from_template_with_target(
-            &templ,
-            &appsrc.static_pad("src").unwrap(),
-        )
-        .map_err(|e| e.to_string())?
-        .name(name.as_str())
-        .query_function(move |pad, parent, query| {
-            if let gst::QueryViewMut::Caps(q) = query.view_mut() {
-                if pad.current_caps().is_none() {
+        let pad = gst::Pad::builder_from_template(&templ)
+            .name(name.as_str())
+            .query_function(move |pad, parent, query| match query.view_mut() {
+                gst::QueryViewMut::Caps(q) => {
+                    let caps = pad.current_caps().unwrap_or_else(|| pad_forms.clone());
                     let result = match q.filter() {
-                        Some(f) => f.intersect_with_mode(&pad_forms, gst::CapsIntersectMode::First),
-                        None => pad_forms.clone(),
+                        Some(f) => f.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
+                        None => caps,
                     };
                     q.set_result(&result);
-                    return true;
+                    true
                 }
-            }
-            gst::Pad::query_default(pad, parent, query)
-        })
-        .proxy_pad_chain_function(move |pad, parent, buffer| {
-            let flow = gst::ProxyPad::chain_default(pad, parent, buffer);
-            match weak.upgrade() {
-                Some(obj) => obj.imp().combine_flow(flow),
-                None => flow,
-            }
-        })
-        .build();
-        self.flows.lock().unwrap().add_pad(&ghost);
-        ghost.set_active(true).map_err(|e| e.to_string())?;
+                // A live source: what it pushes is `latency` (the
+                // jitterbuffer's) behind its capture.
+                gst::QueryViewMut::Latency(q) => {
+                    q.set(true, latency, gst::ClockTime::NONE);
+                    true
+                }
+                _ => gst::Pad::query_default(pad, parent, query),
+            })
+            .build();
+        self.flows.lock().unwrap().add_pad(&pad);
+        pad.set_active(true).map_err(|e| e.to_string())?;
         // The application links the pad in its pad-added handler, so what
         // downstream accepts is known right after.
-        obj.add_pad(&ghost).map_err(|e| e.to_string())?;
+        obj.add_pad(&pad).map_err(|e| e.to_string())?;
         let (kind, encoding) = match codec {
-            Some((c, rtp)) => (Self::choose_kind(&ghost, rtp, c), c.encoding_name),
+            Some((c, rtp)) => (Self::choose_kind(&pad, rtp, c), c.encoding_name),
             None => (OutputKind::Raw, "none"),
         };
         gst::info!(CAT, imp = self, "{name}: {encoding} as {kind:?}");
-        let output = Arc::new(Output::new(media, encoding, kind, forms, ghost, appsrc));
+        let group = *self.group.get_or_init(gst::GroupId::next);
+        let output = Arc::new(Output::new(media, encoding, kind, forms, pad, group));
         let mut state = self.state.lock().unwrap();
         if let Some(id) = state.preferred {
             output.prefer(id);
@@ -791,7 +789,11 @@ impl WhepSrc {
     }
 
     /// A session's webrtcbin produced an RTP pad: depayload/decode it as its
-    /// output needs, into an appsink that offers each sample to the output.
+    /// output needs, into a sink pad of no element whose chain function
+    /// offers each buffer to the output. Not an appsink: a basesink holds
+    /// its preroll lock while rendering, so a push that downstream held
+    /// (a sink going PAUSED waits for its preroll) would deadlock with the
+    /// appsink's own PLAYING→PAUSED.
     fn route_stream(&self, id: SessionId, pad: &gst::Pad) -> Result<(), String> {
         let rtp = pad.current_caps().ok_or("RTP pad without caps")?;
         let codec =
@@ -806,49 +808,75 @@ impl WhepSrc {
                 c
             }
         };
-        let (last_media, timeline) = {
+        let (last_media, timeline, peer) = {
             let state = self.state.lock().unwrap();
             state
                 .sessions
                 .get(&id)
-                .map(|s| (s.last_media.clone(), s.peer.timeline().clone()))
+                .map(|s| {
+                    (
+                        s.last_media.clone(),
+                        s.peer.timeline().clone(),
+                        s.peer.clone(),
+                    )
+                })
                 .ok_or("session already retired")?
         };
+        let ssrc = rtp.structure(0).and_then(|s| s.get::<u32>("ssrc").ok());
+        match ssrc.and_then(|ssrc| peer.jitterbuffer(ssrc)) {
+            Some(jb) => output.guard_jitterbuffer(&jb),
+            None => gst::warning!(CAT, imp = self, "no jitterbuffer for {rtp}: unguarded"),
+        }
         let weak = self.obj().downgrade();
-        let sink = gst_app::AppSink::builder()
-            .sync(false)
-            .async_(false)
-            .enable_last_sample(false)
-            .max_buffers(1)
-            .drop(false)
-            .callbacks(
-                gst_app::AppSinkCallbacks::builder()
-                    .new_sample(move |appsink| {
-                        let sample = appsink
-                            .pull_sample()
-                            .map_err(|_| gst::FlowError::Flushing)?;
-                        last_media.store(EPOCH.elapsed().as_millis() as u64, Ordering::Relaxed);
-                        timeline.mark(Phase::FirstFrame);
-                        let fed = output.feed(id, &sample);
-                        if let Some(obj) = weak.upgrade() {
-                            obj.imp().after_feed(appsink, fed);
-                        }
-                        Ok(gst::FlowSuccess::Ok)
-                    })
-                    .build(),
-            )
+        let end = gst::Pad::builder(gst::PadDirection::Sink)
+            .name(format!("session{id}_{}", codec.media))
+            .chain_function(move |pad, _, buffer| {
+                let (Some(caps), Some(segment)) = (
+                    pad.current_caps(),
+                    pad.sticky_event::<gst::event::Segment>(0),
+                ) else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let sample = gst::Sample::builder()
+                    .buffer(&buffer)
+                    .caps(&caps)
+                    .segment(segment.segment())
+                    .build();
+                last_media.store(EPOCH.elapsed().as_millis() as u64, Ordering::Relaxed);
+                timeline.mark(Phase::FirstFrame);
+                let (fed, flow) = output.feed(id, &sample);
+                if let Some(obj) = weak.upgrade() {
+                    if let Some(flow) = flow {
+                        // Not passed upstream: an unlinked or ended pad
+                        // must not stop the session itself.
+                        let _ = obj.imp().combine_flow(flow);
+                    }
+                    obj.imp().after_feed(pad, fed);
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
             .build();
-        chain.push(sink.upcast());
-        codec::add_chain(self.obj().upcast_ref(), &chain).map_err(|e| e.to_string())?;
-        pad.link(&chain[0].static_pad("sink").unwrap())
-            .map_err(|e| format!("{e:?}"))?;
+        end.set_active(true).map_err(|e| e.to_string())?;
+        if !chain.is_empty() {
+            codec::add_chain(self.obj().upcast_ref(), &chain).map_err(|e| e.to_string())?;
+        }
+        let out = match chain.last() {
+            Some(last) => last.static_pad("src").ok_or("chain without src pad")?,
+            None => pad.clone(),
+        };
+        out.link(&end).map_err(|e| format!("{e:?}"))?;
+        if let Some(first) = chain.first() {
+            pad.link(&first.static_pad("sink").unwrap())
+                .map_err(|e| format!("{e:?}"))?;
+        }
         if let Some(s) = self.state.lock().unwrap().sessions.get_mut(&id) {
             s.elements.append(&mut chain);
+            s.ends.push(end);
         }
         Ok(())
     }
 
-    fn after_feed(&self, appsink: &gst_app::AppSink, fed: Fed) {
+    fn after_feed(&self, end: &gst::Pad, fed: Fed) {
         gst::trace!(CAT, imp = self, "{fed:?}");
         match fed {
             Fed::Switched {
@@ -878,7 +906,7 @@ impl WhepSrc {
                         .field("all-headers", true)
                         .build(),
                 );
-                let _ = appsink.static_pad("sink").unwrap().push_event(fku);
+                let _ = end.push_event(fku);
             }
             _ => {}
         }

@@ -1,16 +1,22 @@
 //! whepsrc's src pads and what keeps them continuous across sessions.
 //!
-//! Each output is an appsrc behind a ghost pad, with one TIME segment for
-//! the element's life. Every session's stream for that output ends in an
-//! appsink whose samples are offered here; the output decides which session
-//! it takes buffers from. Timestamps are running times, so they stay
-//! monotonic across sessions; a switch happens only at a point the output
-//! can be decoded from (a key frame for RTP/encoded output, any frame for
-//! decoded output) and strictly after the last buffer pushed, so a planned
-//! renewal neither repeats nor skips a frame. DISCONT marks real gaps only.
+//! Each output is a src pad of the element with one TIME segment for the
+//! element's life. Every session's stream for that output ends in a
+//! sink pad of its own whose buffers are offered here; the output decides which session
+//! it takes buffers from and pushes them from that session's streaming
+//! thread (the jitterbuffer's): no thread or queue of its own. Timestamps
+//! are running times, so they stay monotonic across sessions; a switch
+//! happens only at a point the output can be decoded from (a key frame for
+//! RTP/encoded output, any frame for decoded output) and strictly after the
+//! last buffer pushed, so a planned renewal neither repeats nor skips a
+//! frame. DISCONT marks real gaps only.
+//!
+//! A downstream that stalls holds that streaming thread; packets then wait
+//! in the session's jitterbuffer, which `guard_jitterbuffer` bounds.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 
@@ -53,8 +59,12 @@ struct Switch {
     frame: gst::ClockTime,
     /// The next buffer follows a real gap.
     discont: bool,
-    caps: Option<gst::Caps>,
 }
+
+/// How long downstream may hold a push before the sessions' jitterbuffers
+/// start dropping their oldest packets (keeping the newest, as a leaky
+/// queue would).
+const STALL: Duration = Duration::from_secs(1);
 
 pub struct Output {
     pub media: &'static str,
@@ -63,13 +73,17 @@ pub struct Output {
     pub kind: OutputKind,
     /// The forms the pad offers (RTP, encoded, raw), for messages.
     pub forms: gst::Caps,
-    pub ghost: gst::GhostPad,
-    pub appsrc: gst_app::AppSrc,
+    pub pad: gst::Pad,
+    group: gst::GroupId,
+    /// Which session feeds the pad; held only to decide, never across a push.
     switch: Mutex<Switch>,
-    /// Buffers pushed into the appsrc, and those that left it: the rest
-    /// were dropped by its bounded queue or still wait in it.
-    pushed: Arc<AtomicU64>,
-    sent: Arc<AtomicU64>,
+    /// Held across a push, so that buffers from two sessions go out in the
+    /// order they were decided in.
+    pushing: Mutex<()>,
+    epoch: Instant,
+    /// Milliseconds since `epoch` when the push in progress began, plus one;
+    /// 0 while none is.
+    push_began: AtomicU64,
 }
 
 /// RTP caps without the per-session fields, so a new session doesn't look
@@ -97,55 +111,78 @@ impl Output {
         encoding: &'static str,
         kind: OutputKind,
         forms: gst::Caps,
-        ghost: gst::GhostPad,
-        appsrc: gst_app::AppSrc,
+        pad: gst::Pad,
+        group: gst::GroupId,
     ) -> Self {
         let frame = if media == "video" {
             33_333_333
         } else {
             20_000_000
         };
-        let sent = Arc::new(AtomicU64::new(0));
-        let counter = sent.clone();
-        if let Some(src) = appsrc.static_pad("src") {
-            src.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                counter.fetch_add(1, Ordering::Relaxed);
-                gst::PadProbeReturn::Ok
-            });
-        }
         Output {
-            pushed: Arc::new(AtomicU64::new(0)),
-            sent,
             media,
             encoding,
             kind,
             forms,
-            ghost,
-            appsrc,
+            pad,
+            group,
             switch: Mutex::new(Switch {
                 active: None,
                 preferred: None,
                 last_pts: None,
                 frame: gst::ClockTime::from_nseconds(frame),
                 discont: false,
-                caps: None,
             }),
+            pushing: Mutex::new(()),
+            epoch: Instant::now(),
+            push_began: AtomicU64::new(0),
         }
     }
 
-    /// Buffers dropped because downstream did not take them in time (the
-    /// queue keeps `OUTPUT_QUEUE_TIME`, dropping the oldest beyond it).
-    pub fn dropped(&self) -> u64 {
-        let queued = self.appsrc.current_level_buffers();
-        self.pushed
-            .load(Ordering::Relaxed)
-            .saturating_sub(self.sent.load(Ordering::Relaxed) + queued)
+    /// Whether downstream has held a push for longer than `STALL`.
+    fn stalled(&self) -> bool {
+        let began = self.push_began.load(Ordering::Relaxed);
+        began != 0
+            && self.epoch.elapsed().as_millis() as u64 + 1 >= began + STALL.as_millis() as u64
+    }
+
+    /// Bounds what waits in `jitterbuffer` (one session's stream for this
+    /// output) while downstream stalls. Its streaming thread is the one
+    /// held; packets keep coming in on the receiving thread, where this
+    /// probe turns on `drop-on-latency` from `STALL` on: the jitterbuffer
+    /// then drops its oldest packet for each new one, so about `STALL`'s
+    /// worth waits, the newest, and posts what it dropped (whepsrc counts
+    /// it in `dropped`).
+    pub fn guard_jitterbuffer(self: &Arc<Self>, jitterbuffer: &gst::Element) {
+        let Some(sink) = jitterbuffer.static_pad("sink") else {
+            return;
+        };
+        jitterbuffer.set_property("drop-messages-interval", 0u32);
+        let output = Arc::downgrade(self);
+        let jb = jitterbuffer.downgrade();
+        let guarding = AtomicBool::new(false);
+        sink.add_probe(
+            gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+            move |_, _| {
+                let Some(output) = output.upgrade() else {
+                    return gst::PadProbeReturn::Remove;
+                };
+                let stalled = output.stalled();
+                if guarding.swap(stalled, Ordering::Relaxed) != stalled {
+                    if let Some(jb) = jb.upgrade() {
+                        jb.set_property("drop-on-latency", stalled);
+                        jb.set_property("post-drop-messages", stalled);
+                    }
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
     }
 
     /// What the pad carries and where it goes, for an error message.
     pub fn describe(&self) -> String {
         let forms: Vec<String> = self.forms.iter().map(|s| s.name().to_string()).collect();
-        let linked = match self.ghost.peer() {
+        let linked = match self.pad.peer() {
             Some(peer) => format!(
                 "linked to {}, which accepts {}",
                 peer.parent()
@@ -157,7 +194,7 @@ impl Output {
         };
         format!(
             "{} carries {} {} (available as {}), {linked}",
-            self.ghost.name(),
+            self.pad.name(),
             self.encoding,
             self.media,
             forms.join(" or ")
@@ -172,7 +209,6 @@ impl Output {
         sw.preferred = None;
         sw.last_pts = None;
         sw.discont = false;
-        sw.caps = None;
     }
 
     /// From now on, move to `session` at the first point possible.
@@ -202,10 +238,17 @@ impl Output {
             || !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT)
     }
 
-    /// Offers a sample from `session`'s stream.
-    pub fn feed(&self, session: SessionId, sample: &gst::Sample) -> Fed {
+    /// Offers a sample from `session`'s stream, and pushes it if it is to
+    /// go out: what came of the offer, and the push's flow if there was one.
+    /// Nothing goes out unless the element is PLAYING, as from any live
+    /// source.
+    pub fn feed(
+        &self,
+        session: SessionId,
+        sample: &gst::Sample,
+    ) -> (Fed, Option<Result<gst::FlowSuccess, gst::FlowError>>) {
         let (Some(buffer), Some(caps)) = (sample.buffer(), sample.caps()) else {
-            return Fed::Dropped;
+            return (Fed::Dropped, None);
         };
         let segment = sample
             .segment()
@@ -215,33 +258,87 @@ impl Output {
             _ => t,
         };
         let Some(pts) = running(buffer.pts()) else {
-            return Fed::Dropped;
+            return (Fed::Dropped, None);
         };
-        let mut sw = self.switch.lock().unwrap();
-        let after_last =
-            |margin: gst::ClockTime| sw.last_pts.is_none_or(|last| pts > last + margin);
+        let _pushing = self.pushing.lock().unwrap();
+        let (outcome, discont) =
+            self.decide(&mut self.switch.lock().unwrap(), session, buffer, pts);
+        if !matches!(outcome, Fed::Pushed | Fed::Switched { .. }) {
+            return (outcome, None);
+        }
+        let mut out = buffer.copy();
+        {
+            let out = out.make_mut();
+            out.set_pts(pts);
+            out.set_dts(running(buffer.dts()));
+            if discont {
+                out.set_flags(gst::BufferFlags::DISCONT);
+            } else {
+                out.unset_flags(gst::BufferFlags::DISCONT);
+            }
+        }
+        let playing = self
+            .pad
+            .parent_element()
+            .is_some_and(|e| e.current_state() == gst::State::Playing);
+        if !playing {
+            return (outcome, None);
+        }
+        let caps = if self.kind == OutputKind::Rtp {
+            stable_caps(&caps.to_owned())
+        } else {
+            caps.to_owned()
+        };
+        self.push_began.store(
+            self.epoch.elapsed().as_millis() as u64 + 1,
+            Ordering::Relaxed,
+        );
+        let flow = self.push(out, caps);
+        if flow == Err(gst::FlowError::Eos) && self.pad.sticky_event::<gst::event::Eos>(0).is_none()
+        {
+            // Downstream is done with this pad (`num-buffers`): as from any
+            // source, EOS follows, and the sinks end the pipeline.
+            self.pad.push_event(gst::event::Eos::new());
+        }
+        self.push_began.store(0, Ordering::Relaxed);
+        (outcome, Some(flow))
+    }
+
+    /// Whether `session`'s buffer at `pts` goes out (and so becomes the
+    /// last one pushed), and whether it follows a real gap.
+    fn decide(
+        &self,
+        sw: &mut Switch,
+        session: SessionId,
+        buffer: &gst::BufferRef,
+        pts: gst::ClockTime,
+    ) -> (Fed, bool) {
+        let after_last = |sw: &Switch, margin: gst::ClockTime| {
+            sw.last_pts.is_none_or(|last| pts > last + margin)
+        };
         let outcome = if sw.active == Some(session) {
             // The packets of one RTP frame share its timestamp.
             let repeat_ok = self.kind == OutputKind::Rtp && sw.last_pts == Some(pts);
-            if !repeat_ok && !after_last(gst::ClockTime::ZERO) {
-                return Fed::Dropped;
+            if !repeat_ok && !after_last(sw, gst::ClockTime::ZERO) {
+                return (Fed::Dropped, false);
             }
             Fed::Pushed
         } else if sw.preferred == Some(session) || sw.active.is_none() {
             if !self.can_start_at(buffer) {
-                return Fed::Dropped;
+                return (Fed::Dropped, false);
             }
             // Half a frame apart: a later frame, not the same frame seen
             // through another session.
-            if !after_last(sw.frame / 2) {
-                return if self.can_start_at(buffer)
-                    && self.kind != OutputKind::Raw
-                    && self.media == "video"
-                {
-                    Fed::NeedKeyframe
-                } else {
-                    Fed::Dropped
-                };
+            if !after_last(sw, sw.frame / 2) {
+                let again = self.kind != OutputKind::Raw && self.media == "video";
+                return (
+                    if again {
+                        Fed::NeedKeyframe
+                    } else {
+                        Fed::Dropped
+                    },
+                    false,
+                );
             }
             let gap = sw.last_pts.map(|last| pts.saturating_sub(last));
             let planned = sw.active.is_some();
@@ -255,9 +352,8 @@ impl Output {
                 planned,
             }
         } else {
-            return Fed::Dropped;
+            return (Fed::Dropped, false);
         };
-
         if let Some(last) = sw.last_pts {
             let delta = pts.saturating_sub(last);
             if delta > gst::ClockTime::ZERO
@@ -268,32 +364,59 @@ impl Output {
             }
         }
         sw.last_pts = Some(pts);
-        let caps = if self.kind == OutputKind::Rtp {
-            stable_caps(&caps.to_owned())
-        } else {
-            caps.to_owned()
-        };
-        if sw.caps.as_ref() != Some(&caps) {
-            self.appsrc.set_caps(Some(&caps));
-            sw.caps = Some(caps);
-        }
-        let mut out = buffer.copy();
-        {
-            let out = out.make_mut();
-            out.set_pts(pts);
-            out.set_dts(running(buffer.dts()));
-            if sw.discont {
-                out.set_flags(gst::BufferFlags::DISCONT);
-            } else {
-                out.unset_flags(gst::BufferFlags::DISCONT);
+        (outcome, std::mem::take(&mut sw.discont))
+    }
+
+    /// Pushes `buffer` with `caps`, after the stream's start and segment if
+    /// the pad has none yet (first buffer, or a new run).
+    fn push(
+        &self,
+        buffer: gst::Buffer,
+        caps: gst::Caps,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        self.start(Some(caps));
+        self.pad.push(buffer)
+    }
+
+    /// Stream-start, caps if they changed, and the segment: what must come
+    /// before data, and comes again when a new run cleared the pad's events.
+    fn start(&self, caps: Option<gst::Caps>) {
+        self.stream_start();
+        if let Some(caps) = caps {
+            if self.pad.current_caps().as_ref() != Some(&caps) {
+                self.pad.push_event(gst::event::Caps::new(&caps));
             }
         }
-        sw.discont = false;
-        // appsrc queues without blocking: pushing under the lock keeps the
-        // order the decision was made in.
-        if self.appsrc.push_buffer(out).is_ok() {
-            self.pushed.fetch_add(1, Ordering::Relaxed);
+        if self.pad.sticky_event::<gst::event::Segment>(0).is_none() {
+            let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+            self.pad.push_event(gst::event::Segment::new(&segment));
         }
-        outcome
+    }
+
+    fn stream_start(&self) {
+        if self
+            .pad
+            .sticky_event::<gst::event::StreamStart>(0)
+            .is_some()
+        {
+            return;
+        }
+        let Some(element) = self.pad.parent_element() else {
+            return;
+        };
+        let id = self.pad.create_stream_id(&element, Some(self.media));
+        self.pad.push_event(
+            gst::event::StreamStart::builder(&id)
+                .group_id(self.group)
+                .build(),
+        );
+    }
+
+    /// Ends the stream: EOS after what was pushed, with the stream's start
+    /// and segment first if nothing was.
+    pub fn end_of_stream(&self) {
+        let _pushing = self.pushing.lock().unwrap();
+        self.start(None);
+        self.pad.push_event(gst::event::Eos::new());
     }
 }
