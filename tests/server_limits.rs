@@ -254,10 +254,9 @@ fn reap_after_kill(
         "no session: {}",
         child.output()
     );
-    // Media flows for a while, RTCP reports with it (about every second):
-    // long enough for the server to learn the client's pace. Before that it
-    // waits longer (at least 12.3 s), as for a client at RTP's default pace.
-    std::thread::sleep(Duration::from_millis(3500));
+    // Media flows for a while, RTCP reports with it: past the client's
+    // first 12.3 s, in which the server waits longer (its pace is not known).
+    std::thread::sleep(Duration::from_secs(13));
     assert!(
         removed().is_none(),
         "removed early: {removed:?}",

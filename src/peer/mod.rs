@@ -183,13 +183,15 @@ fn dtls_state(dtls: &gst::Element) -> i32 {
         .unwrap_or(DTLS_CLOSED)
 }
 
-/// RFC 3550's longest interval between reports at its default 5 s minimum:
-/// randomised up to 1.5 times, divided by e - 1.5 (§6.3.1, A.7).
-const RFC3550_LONGEST_INTERVAL: Duration = Duration::from_millis(6160);
+/// How long a peer's pace is not known after its first packet, during which
+/// silence never ends it: two of RTP's longest default intervals. gst-plugins-rs whepsrc (webrtcbin's defaults) sent nothing
+/// for over 7 s after connecting in 1 of 20 sessions.
+const UNKNOWN_PACE: Duration = Duration::from_millis(2 * 6160);
 
 /// The remote's RTCP over time, for `Peer::rtcp_silence`.
 #[derive(Default)]
 struct RtcpClock {
+    first: Option<std::time::Instant>,
     last: Option<std::time::Instant>,
     /// The latest intervals between reports, newest last.
     gaps: std::collections::VecDeque<Duration>,
@@ -215,22 +217,22 @@ impl RtcpClock {
             }
             self.gaps.push_back(gap);
         }
+        self.first.get_or_insert(now);
         self.last = Some(now);
     }
 
     /// The idle time, once it is at least `floor` and `MISSED` times the
-    /// longest recent gap. Until two gaps show the remote's pace, at least
-    /// two of RTP's longest default intervals: a viewer that sends only
-    /// RTCP at RFC 3550's pace (gst-plugins-rs whepsrc) may leave 6.2 s
-    /// between its first reports.
+    /// longest recent gap. A viewer that sends only RTCP at RFC 3550's pace
+    /// leaves up to 6.2 s between reports (5 s randomised up to 1.5 times,
+    /// divided by e - 1.5: §6.3.1, A.7), and its pace shows only once
+    /// several came (the gaps before are ICE and DTLS packets): not during
+    /// its first `UNKNOWN_PACE`.
     fn idle_beyond(&self, now: std::time::Instant, floor: Duration) -> Option<Duration> {
+        if now.saturating_duration_since(self.first?) < UNKNOWN_PACE {
+            return None;
+        }
         let idle = now.saturating_duration_since(self.last?);
         let longest = self.gaps.iter().max().copied().unwrap_or_default();
-        let floor = if self.gaps.len() < 2 {
-            floor.max(RFC3550_LONGEST_INTERVAL * 2)
-        } else {
-            floor
-        };
         (idle >= floor.max(longest * Self::MISSED)).then_some(idle)
     }
 
@@ -668,10 +670,15 @@ impl Peer {
     /// after 5 s): the remote is gone (killed, unplugged). None while it is
     /// not, or before anything came.
     pub fn silence(&self, floor: Duration) -> Option<Duration> {
-        self.heard
-            .lock()
-            .unwrap()
-            .idle_beyond(std::time::Instant::now(), floor)
+        let clock = self.heard.lock().unwrap();
+        let idle = clock.idle_beyond(std::time::Instant::now(), floor)?;
+        gst::debug!(
+            CAT,
+            obj = self.webrtcbin,
+            "silent for {idle:?}; gaps before: {:?}",
+            clock.gaps
+        );
+        Some(idle)
     }
 
     /// Sends RTCP reports at least every `interval` (RTP's default minimum is
@@ -1200,26 +1207,29 @@ mod tests {
         let t0 = Instant::now();
         let ms = |n: u64| t0 + Duration::from_millis(n);
         let floor = Duration::from_secs(5);
-        // Connected at 0, its first report 6.1 s later: RFC 3550 allows it.
+        // ICE and DTLS packets at connection, then RTCP at RTP's default
+        // pace (2-6.2 s apart), the first 8 s after connecting.
         let mut viewer = RtcpClock::default();
-        viewer.heard(ms(0));
-        assert_eq!(viewer.idle_beyond(ms(6100), floor), None);
-        viewer.heard(ms(6100));
-        assert_eq!(viewer.idle_beyond(ms(6100 + 6000), floor), None);
-        // Three of its intervals pass in silence: gone.
-        assert_eq!(viewer.idle_beyond(ms(6100 + 18_000), floor), None);
-        assert!(viewer.idle_beyond(ms(6100 + 18_400), floor).is_some());
-        // Silent since connecting: gone after two of RTP's longest intervals.
-        let mut mute = RtcpClock::default();
-        mute.heard(ms(0));
-        assert_eq!(mute.idle_beyond(ms(12_000), floor), None);
-        assert!(mute.idle_beyond(ms(12_400), floor).is_some());
+        for t in [0, 20, 40, 60, 8000, 14_100, 16_500, 22_600, 25_000] {
+            assert_eq!(viewer.idle_beyond(ms(t), floor), None, "at {t} ms");
+            viewer.heard(ms(t));
+        }
+        assert_eq!(viewer.idle_beyond(ms(25_000 + 23_700), floor), None);
+        assert!(viewer.idle_beyond(ms(25_000 + 23_900), floor).is_some());
+        // Silent since 2.5 s after connecting (killed, say): kept until
+        // 12.3 s after connecting, not 5 s after the silence began.
+        let mut early = RtcpClock::default();
+        for t in [0, 20, 40, 500, 1500, 2500] {
+            early.heard(ms(t));
+        }
+        assert_eq!(early.idle_beyond(ms(12_200), floor), None);
+        assert!(early.idle_beyond(ms(12_400), floor).is_some());
         // Once its pace is known (every second), the floor rules.
         let mut client = RtcpClock::default();
-        for t in [0, 1000, 2000, 3000] {
+        for t in (0..=13_000).step_by(1000) {
             client.heard(ms(t));
         }
-        assert_eq!(client.idle_beyond(ms(3000 + 4900), floor), None);
-        assert!(client.idle_beyond(ms(3000 + 5000), floor).is_some());
+        assert_eq!(client.idle_beyond(ms(13_000 + 4900), floor), None);
+        assert!(client.idle_beyond(ms(13_000 + 5000), floor).is_some());
     }
 }

@@ -184,8 +184,8 @@ impl ServerSettings {
                      reports, ICE checks) after which the server ends its session, as for a \
                      client that was killed or lost its network; posted with reason \
                      \"nothing received for ... (peer-timeout)\". A client that reports less \
-                     often gets three times its own longest recent gap, and one whose pace is not \
-                     known yet at least 12.3 s (RTP's default pace). whepsrc, whipsink and \
+                     often gets three times its own longest recent gap; none is ended in its first \
+                     12.3 s (RTP's default pace allows 6.2 s between reports). whepsrc, whipsink and \
                      browsers report about every second. 0: only a failed or \
                      closed connection ends a session. Applies to sessions that start after \
                      it is set.",
