@@ -225,10 +225,15 @@ impl RtcpClock {
     /// longest recent gap. A viewer that sends only RTCP at RFC 3550's pace
     /// leaves up to 6.2 s between reports (5 s randomised up to 1.5 times,
     /// divided by e - 1.5: §6.3.1, A.7), and its pace shows only once
-    /// several came (the gaps before are ICE and DTLS packets): not during
-    /// its first `UNKNOWN_PACE`.
-    fn idle_beyond(&self, now: std::time::Instant, floor: Duration) -> Option<Duration> {
-        if now.saturating_duration_since(self.first?) < UNKNOWN_PACE {
+    /// several came (the gaps before are ICE and DTLS packets): with
+    /// `patient`, not during its first `UNKNOWN_PACE`.
+    fn idle_beyond(
+        &self,
+        now: std::time::Instant,
+        floor: Duration,
+        patient: bool,
+    ) -> Option<Duration> {
+        if patient && now.saturating_duration_since(self.first?) < UNKNOWN_PACE {
             return None;
         }
         let idle = now.saturating_duration_since(self.last?);
@@ -671,7 +676,14 @@ impl Peer {
     /// not, or before anything came.
     pub fn silence(&self, floor: Duration) -> Option<Duration> {
         let clock = self.heard.lock().unwrap();
-        let idle = clock.idle_beyond(std::time::Instant::now(), floor)?;
+        clock.idle_beyond(std::time::Instant::now(), floor, false)
+    }
+
+    /// `silence` as a server judges a client: never in the client's first
+    /// `UNKNOWN_PACE`, before its pace shows.
+    pub fn client_silence(&self, floor: Duration) -> Option<Duration> {
+        let clock = self.heard.lock().unwrap();
+        let idle = clock.idle_beyond(std::time::Instant::now(), floor, true)?;
         gst::debug!(
             CAT,
             obj = self.webrtcbin,
@@ -1211,25 +1223,29 @@ mod tests {
         // pace (2-6.2 s apart), the first 8 s after connecting.
         let mut viewer = RtcpClock::default();
         for t in [0, 20, 40, 60, 8000, 14_100, 16_500, 22_600, 25_000] {
-            assert_eq!(viewer.idle_beyond(ms(t), floor), None, "at {t} ms");
+            assert_eq!(viewer.idle_beyond(ms(t), floor, true), None, "at {t} ms");
             viewer.heard(ms(t));
         }
-        assert_eq!(viewer.idle_beyond(ms(25_000 + 23_700), floor), None);
-        assert!(viewer.idle_beyond(ms(25_000 + 23_900), floor).is_some());
+        assert_eq!(viewer.idle_beyond(ms(25_000 + 23_700), floor, true), None);
+        assert!(viewer
+            .idle_beyond(ms(25_000 + 23_900), floor, true)
+            .is_some());
         // Silent since 2.5 s after connecting (killed, say): kept until
         // 12.3 s after connecting, not 5 s after the silence began.
         let mut early = RtcpClock::default();
         for t in [0, 20, 40, 500, 1500, 2500] {
             early.heard(ms(t));
         }
-        assert_eq!(early.idle_beyond(ms(12_200), floor), None);
-        assert!(early.idle_beyond(ms(12_400), floor).is_some());
+        assert_eq!(early.idle_beyond(ms(12_200), floor, true), None);
+        // A client judging its server (which sends media) is not patient.
+        assert!(early.idle_beyond(ms(2500 + 5000), floor, false).is_some());
+        assert!(early.idle_beyond(ms(12_400), floor, true).is_some());
         // Once its pace is known (every second), the floor rules.
         let mut client = RtcpClock::default();
         for t in (0..=13_000).step_by(1000) {
             client.heard(ms(t));
         }
-        assert_eq!(client.idle_beyond(ms(13_000 + 4900), floor), None);
-        assert!(client.idle_beyond(ms(13_000 + 5000), floor).is_some());
+        assert_eq!(client.idle_beyond(ms(13_000 + 4900), floor, true), None);
+        assert!(client.idle_beyond(ms(13_000 + 5000), floor, true).is_some());
     }
 }

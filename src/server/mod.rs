@@ -765,7 +765,7 @@ where
         let mut tick = tokio::time::interval(SILENCE_CHECK);
         loop {
             tick.tick().await;
-            if let Some(idle) = peer.silence(timeout) {
+            if let Some(idle) = peer.client_silence(timeout) {
                 return idle;
             }
         }
