@@ -722,6 +722,10 @@ async fn patch(
 /// How long a client may take to connect after its answer.
 const CONNECT_LIMIT: Duration = Duration::from_secs(15);
 
+/// How long a session the client closed (DTLS close_notify) waits for its
+/// DELETE before it ends on its own.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+
 /// How often `peer_lifetime` looks at a peer's silence.
 const SILENCE_CHECK: Duration = Duration::from_millis(250);
 
@@ -772,6 +776,13 @@ where
     };
     tokio::select! {
         state = peer.wait_disconnected() => {
+            if peer.failure().is_none() && peer.remote_closed() {
+                // A client that stops closes its connection and DELETEs its
+                // resource together (a browser page's Stop); the close_notify
+                // (UDP) comes first. The DELETE, if it follows, ends the
+                // session with its own reason, and gets 200, not 404.
+                tokio::time::sleep(CLOSE_GRACE).await;
+            }
             Some(peer.failure().unwrap_or_else(|| format!("connection {state:?}")))
         }
         idle = silent => {
