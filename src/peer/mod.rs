@@ -184,8 +184,9 @@ fn dtls_state(dtls: &gst::Element) -> i32 {
 }
 
 /// How long a peer's pace is not known after its first packet, during which
-/// silence never ends it: two of RTP's longest default intervals. gst-plugins-rs whepsrc (webrtcbin's defaults) sent nothing
-/// for over 7 s after connecting in 1 of 20 sessions.
+/// silence never ends it: two of RTP's longest default intervals.
+/// gst-plugins-rs whepsrc (webrtcbin's defaults) sent nothing for over 7 s
+/// after connecting in 1 of 20 sessions.
 const UNKNOWN_PACE: Duration = Duration::from_millis(2 * 6160);
 
 /// The remote's RTCP over time, for `Peer::rtcp_silence`.

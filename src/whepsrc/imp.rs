@@ -837,14 +837,9 @@ impl WhepSrc {
                 ) else {
                     return Ok(gst::FlowSuccess::Ok);
                 };
-                let sample = gst::Sample::builder()
-                    .buffer(&buffer)
-                    .caps(&caps)
-                    .segment(segment.segment())
-                    .build();
                 last_media.store(EPOCH.elapsed().as_millis() as u64, Ordering::Relaxed);
                 timeline.mark(Phase::FirstFrame);
-                let (fed, flow) = output.feed(id, &sample);
+                let (fed, flow) = output.feed(id, buffer, &caps, segment.segment());
                 if let Some(obj) = weak.upgrade() {
                     if let Some(flow) = flow {
                         // Not passed upstream: an unlinked or ended pad

@@ -1,10 +1,10 @@
 //! whepsrc's src pads and what keeps them continuous across sessions.
 //!
 //! Each output is a src pad of the element with one TIME segment for the
-//! element's life. Every session's stream for that output ends in a
-//! sink pad of its own whose buffers are offered here; the output decides which session
-//! it takes buffers from and pushes them from that session's streaming
-//! thread (the jitterbuffer's): no thread or queue of its own. Timestamps
+//! element's life. Every session's stream for that output ends in a sink
+//! pad of its own whose buffers are offered here; the output decides which
+//! session it takes buffers from and pushes them from that session's
+//! streaming thread (the jitterbuffer's): no thread or queue of its own. Timestamps
 //! are running times, so they stay monotonic across sessions; a switch
 //! happens only at a point the output can be decoded from (a key frame for
 //! RTP/encoded output, any frame for decoded output) and strictly after the
@@ -238,21 +238,18 @@ impl Output {
             || !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT)
     }
 
-    /// Offers a sample from `session`'s stream, and pushes it if it is to
-    /// go out: what came of the offer, and the push's flow if there was one.
-    /// Nothing goes out unless the element is PLAYING, as from any live
-    /// source.
+    /// Offers a buffer of `session`'s stream (with the caps and segment it
+    /// came with), and pushes it if it is to go out: what came of the offer,
+    /// and the push's flow if there was one. Nothing goes out unless the
+    /// element is PLAYING, as from any live source.
     pub fn feed(
         &self,
         session: SessionId,
-        sample: &gst::Sample,
+        mut buffer: gst::Buffer,
+        caps: &gst::Caps,
+        segment: &gst::Segment,
     ) -> (Fed, Option<Result<gst::FlowSuccess, gst::FlowError>>) {
-        let (Some(buffer), Some(caps)) = (sample.buffer(), sample.caps()) else {
-            return (Fed::Dropped, None);
-        };
-        let segment = sample
-            .segment()
-            .and_then(|s| s.downcast_ref::<gst::ClockTime>());
+        let segment = segment.downcast_ref::<gst::ClockTime>();
         let running = |t: Option<gst::ClockTime>| match (segment, t) {
             (Some(seg), Some(t)) => seg.to_running_time(t),
             _ => t,
@@ -262,15 +259,15 @@ impl Output {
         };
         let _pushing = self.pushing.lock().unwrap();
         let (outcome, discont) =
-            self.decide(&mut self.switch.lock().unwrap(), session, buffer, pts);
+            self.decide(&mut self.switch.lock().unwrap(), session, &buffer, pts);
         if !matches!(outcome, Fed::Pushed | Fed::Switched { .. }) {
             return (outcome, None);
         }
-        let mut out = buffer.copy();
         {
-            let out = out.make_mut();
+            let dts = running(buffer.dts());
+            let out = buffer.make_mut();
             out.set_pts(pts);
-            out.set_dts(running(buffer.dts()));
+            out.set_dts(dts);
             if discont {
                 out.set_flags(gst::BufferFlags::DISCONT);
             } else {
@@ -293,7 +290,7 @@ impl Output {
             self.epoch.elapsed().as_millis() as u64 + 1,
             Ordering::Relaxed,
         );
-        let flow = self.push(out, caps);
+        let flow = self.push(buffer, caps);
         if flow == Err(gst::FlowError::Eos) && self.pad.sticky_event::<gst::event::Eos>(0).is_none()
         {
             // Downstream is done with this pad (`num-buffers`): as from any
