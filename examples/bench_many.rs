@@ -20,6 +20,9 @@
 //! `whepsrc`, so its child registers only the anchor's plugin; its webrtcbin
 //! gets ICE pinned to loopback as ours does through `ice-addresses`.
 //!
+//! `--window S`: the steady CPU and fps are measured over the last S seconds
+//! of each run (default 5); a longer one evens out a noisy machine.
+//!
 //! `--latency MS` sets the jitterbuffer latency of both kinds (ours: the
 //! whepsrc property, default 50; the anchor: its webrtcbin's, default 200).
 //!
@@ -54,8 +57,11 @@ mod bench;
 use bench::{arg, clk_tck, cpu_seconds, init, rss_kib, spawn_self, Stats};
 
 const VIDEO: &str = "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! vp8enc deadline=1 cpu-used=8";
-/// The window of `decoded_fps_min` and of the steady CPU figure.
-const FPS_WINDOW: Duration = Duration::from_secs(5);
+/// The window of `decoded_fps_min` and of the steady CPU figure, at the end
+/// of the run (`--window S`, default 5).
+fn fps_window() -> Duration {
+    Duration::from_secs(arg("--window", 5u64))
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -337,7 +343,7 @@ fn child(endpoint: &str, n: usize, stagger: u64, seconds: u64, kind: &str) {
     let cpu_started = cpu_seconds(clk);
 
     let total = Duration::from_secs(seconds);
-    let window_start = total.saturating_sub(FPS_WINDOW);
+    let window_start = total.saturating_sub(fps_window());
     std::thread::sleep(window_start);
     let before: Vec<u64> = frames.iter().map(|c| c.load(Ordering::SeqCst)).collect();
     let (cpu_w0, w0, census0) = (cpu_seconds(clk), Instant::now(), thread_census());
@@ -590,6 +596,8 @@ fn run_once(
         kind,
         "--latency",
         &arg("--latency", 0u32).to_string(),
+        "--window",
+        &arg("--window", 5u64).to_string(),
     ]);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut kv: BTreeMap<String, String> = BTreeMap::new();
@@ -863,7 +871,8 @@ fn parent(n: usize, stagger: u64, runs: usize, seconds: u64, anchor: bool) {
     pipeline.set_state(gst::State::Null).unwrap();
 
     let head = format!(
-        "  \"count\": {n},\n  \"stagger_ms\": {stagger},\n  \"runs\": {runs},\n  \"seconds\": {seconds},\n  \"start_schedule\": \"set_state(PLAYING) of element i is called at i*stagger ms after the first, or at once if the previous call returned later\",\n  \"jitterbuffer_latency_ms\": {},",
+        "  \"count\": {n},\n  \"stagger_ms\": {stagger},\n  \"runs\": {runs},\n  \"seconds\": {seconds},\n  \"start_schedule\": \"set_state(PLAYING) of element i is called at i*stagger ms after the first, or at once if the previous call returned later\",\n  \"steady_window_s\": {},\n  \"jitterbuffer_latency_ms\": {},",
+        arg("--window", 5u64),
         match arg("--latency", 0u32) {
             0 => "null".to_string(),
             l => l.to_string(),

@@ -116,7 +116,7 @@ pub struct Peer {
     gathering_complete: watch::Receiver<bool>,
     connection: watch::Receiver<WebRTCPeerConnectionState>,
     candidates: Arc<Mutex<Vec<Candidate>>>,
-    bye: Arc<std::sync::atomic::AtomicBool>,
+    bye: watch::Receiver<bool>,
     /// When RTCP came from the remote, and how far apart.
     last_rtcp: Arc<Mutex<RtcpClock>>,
     /// When any packet (RTP, RTCP, DTLS, STUN) came from the remote, and how
@@ -242,13 +242,18 @@ impl RtcpClock {
         (idle >= floor.max(longest * Self::MISSED)).then_some(idle)
     }
 
-    fn silence(&self, now: std::time::Instant) -> Option<Duration> {
+    /// When the silence since the last report becomes a cut, once the
+    /// remote's pace is known (two intervals).
+    fn cut_at(&self) -> Option<std::time::Instant> {
         if self.gaps.len() < 2 {
             return None;
         }
         let longest = self.gaps.iter().max().copied()?;
-        let idle = now.saturating_duration_since(self.last?);
-        (idle >= (longest * Self::MISSED).max(Self::MIN_SILENCE)).then_some(idle)
+        Some(self.last? + (longest * Self::MISSED).max(Self::MIN_SILENCE))
+    }
+
+    fn silence(&self, now: std::time::Instant) -> Option<Duration> {
+        (now >= self.cut_at()?).then(|| now.saturating_duration_since(self.last.unwrap_or(now)))
     }
 }
 
@@ -410,15 +415,14 @@ impl Peer {
 
         // RTCP BYE from the remote: it ended the session (a server at its
         // session cap, say), sooner than ICE or a media timeout would tell.
-        let bye = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (bye_tx, bye) = watch::channel(false);
         let last_rtcp = Arc::new(Mutex::new(RtcpClock::default()));
         if let Some(rtpbin) = webrtcbin
             .downcast_ref::<gst::Bin>()
             .and_then(|b| b.by_name("rtpbin"))
         {
-            let bye = bye.clone();
             rtpbin.connect("on-bye-ssrc", false, move |_| {
-                bye.store(true, std::sync::atomic::Ordering::Relaxed);
+                bye_tx.send_replace(true);
                 None
             });
             let last = last_rtcp.clone();
@@ -456,6 +460,10 @@ impl Peer {
             let found = jitterbuffers.clone();
             rtpbin.connect("new-jitterbuffer", false, move |args| {
                 let jb = args.get(1)?.get::<gst::Element>().ok()?;
+                // NACK for the holes that packets reveal, not for the next
+                // packet before it is due: that timer, re-armed per packet,
+                // woke each session's timer thread 30 times a second.
+                jb.set_property("rtx-next-seqnum", false);
                 let ssrc = args.get(3)?.get::<u32>().ok()?;
                 found.lock().unwrap().insert(ssrc, jb.downgrade());
                 None
@@ -670,6 +678,12 @@ impl Peer {
             .silence(std::time::Instant::now())
     }
 
+    /// When `rtcp_silence` will be Some if no report comes before; None
+    /// while the remote's pace is not known.
+    pub fn rtcp_cut_at(&self) -> Option<std::time::Instant> {
+        self.last_rtcp.lock().unwrap().cut_at()
+    }
+
     /// How long nothing at all (media, RTCP, DTLS, ICE checks) came from the
     /// remote, once that is at least `floor` and three times the longest
     /// gap it left lately (a viewer that reports every 5 s is not silent
@@ -771,9 +785,12 @@ impl Peer {
         }
     }
 
-    /// Whether the remote sent RTCP BYE.
-    pub fn got_bye(&self) -> bool {
-        self.bye.load(std::sync::atomic::Ordering::Relaxed)
+    /// Resolves when the remote sends RTCP BYE (never, if it does not).
+    pub async fn bye(&self) {
+        let mut rx = self.bye.clone();
+        if rx.wait_for(|bye| *bye).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Why the peer failed, when an ERROR from inside it did.

@@ -27,6 +27,10 @@ use crate::runtime::RUNTIME;
 const CLIENT_RTCP_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a new session may take to deliver its first media.
 const FIRST_MEDIA_GRACE: Duration = Duration::from_secs(2);
+/// The longest a session's watch sleeps when nothing is due sooner.
+const WATCH_IDLE: Duration = Duration::from_secs(1);
+/// How often the watch looks again at a silence that may become a cut.
+const WATCH_POLL: Duration = Duration::from_millis(100);
 
 /// When to reconnect and renew; from element properties.
 #[derive(Debug, Clone)]
@@ -287,11 +291,14 @@ impl<R: Role> Supervisor<R> {
             .policy
             .max_session
             .map(|cap| active.started + cap.saturating_sub(self.policy.renew_lead));
-        let mut tick = tokio::time::interval(Duration::from_millis(50));
         let disconnected = active.peer.wait_disconnected();
         tokio::pin!(disconnected);
+        let bye = active.peer.bye();
+        tokio::pin!(bye);
+        let mut next_check = Instant::now();
         loop {
             tokio::select! {
+                biased;
                 state = &mut disconnected => {
                     return match active.peer.failure() {
                         Some(reason) => End::PeerFailed(reason),
@@ -299,18 +306,26 @@ impl<R: Role> Supervisor<R> {
                         None => End::Connection(state),
                     };
                 }
-                _ = tick.tick() => {}
+                _ = &mut bye => return End::Bye,
+                _ = tokio::time::sleep_until(next_check.into()) => {}
             }
             let now = Instant::now();
             if renew_at.is_some_and(|t| now >= t) {
                 return End::Renew;
             }
-            if active.peer.got_bye() {
-                return End::Bye;
+            // Wake only when something may be due, not on a fixed tick: a
+            // hundred sessions in a process would otherwise wake it
+            // thousands of times a second for nothing.
+            next_check = now + WATCH_IDLE;
+            if let Some(t) = renew_at {
+                next_check = next_check.min(t);
             }
             if self.policy.media_timeout.is_none() && self.role.rtcp_liveness() {
                 if let Some(idle) = active.peer.rtcp_silence() {
                     return End::NoRtcp(idle);
+                }
+                if let Some(t) = active.peer.rtcp_cut_at() {
+                    next_check = next_check.min(t);
                 }
             }
             if let Some(limit) = self.policy.media_timeout {
@@ -328,6 +343,12 @@ impl<R: Role> Supervisor<R> {
                 if idle >= limit && active.peer.silence(limit).is_some() {
                     return End::NoMedia(idle);
                 }
+                let due = if idle >= limit {
+                    now + WATCH_POLL
+                } else {
+                    last + limit
+                };
+                next_check = next_check.min(due);
             }
         }
     }

@@ -654,6 +654,9 @@ impl WhepServerSink {
             .ok_or("webrtcbin refused a sink pad")?;
         let transceiver = wpad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
         transceiver.set_property("direction", WebRTCRTPTransceiverDirection::Sendonly);
+        // Resend the video packets a viewer asks for again (NACK, and RTX
+        // when offered): without it the answer drops both.
+        transceiver.set_property("do-nack", codec.media == "video");
         let mut rtp = codec.rtp_caps(format.payload_type, format.profile.as_deref());
         if codec.encoding_name == "H264" {
             // rtph264pay puts the stream's own profile-level-id (from its SPS,
