@@ -161,6 +161,21 @@ fn lost_video_packets_are_asked_for_again_and_come_back() {
         dropped.load(Ordering::SeqCst) == DROPS && stats()[1] >= DROPS * 3 / 4
     });
     let [asked, recovered, lost] = stats();
+    // The viewer sends nothing: its RTX sender resends no format (and so
+    // runs no thread of its own).
+    let rtx_formats = |factory: &str| -> Vec<u32> {
+        pipeline
+            .iterate_recurse()
+            .into_iter()
+            .flatten()
+            .filter(|e| e.factory().is_some_and(|f| f.name() == factory))
+            .map(|e| {
+                e.property::<Option<gst::Structure>>("payload-type-map")
+                    .map_or(0, |m| m.n_fields() as u32)
+            })
+            .collect()
+    };
+    let (senders, receivers) = (rtx_formats("rtprtxsend"), rtx_formats("rtprtxreceive"));
     let _ = pipeline.set_state(gst::State::Null);
     assert!(
         done,
@@ -168,6 +183,8 @@ fn lost_video_packets_are_asked_for_again_and_come_back() {
         dropped.load(Ordering::SeqCst)
     );
     assert!(frames.load(Ordering::SeqCst) > 100);
+    assert!(senders.iter().all(|n| *n == 0), "{senders:?}");
+    assert!(receivers.iter().any(|n| *n > 0), "{receivers:?}");
 }
 
 #[test]

@@ -515,6 +515,39 @@ impl Peer {
         Ok(peer)
     }
 
+    /// For a peer that sends no media (whepsrc, whipserversrc). Once RTX is
+    /// negotiated, webrtcbin's RTX sender starts a thread of its own to
+    /// resend from, idle here: its map of formats to resend stays empty, so
+    /// that thread ends as soon as it starts. (The RTX receiver, which
+    /// repairs what comes in, is another element and keeps its map.)
+    pub fn receive_only(&self) {
+        self.webrtcbin.connect("deep-element-added", false, |args| {
+            let added = args[2].get::<gst::Element>().ok()?;
+            // rtpbin adds the sender inside a bin of webrtcbin's making.
+            let senders: Vec<gst::Element> = match added.downcast_ref::<gst::Bin>() {
+                Some(bin) => bin
+                    .iterate_all_by_element_factory_name("rtprtxsend")
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+                None => vec![added],
+            };
+            for rtx in senders
+                .into_iter()
+                .filter(|e| e.factory().is_some_and(|f| f.name() == "rtprtxsend"))
+            {
+                rtx.connect_notify(Some("payload-type-map"), |rtx, _| {
+                    let map = rtx.property::<Option<gst::Structure>>("payload-type-map");
+                    if map.is_some_and(|m| m.n_fields() > 0) {
+                        let empty = gst::Structure::new_empty("application/x-rtp-pt-map");
+                        rtx.set_property("payload-type-map", empty);
+                    }
+                });
+            }
+            None
+        });
+    }
+
     /// Puts the peer into `bin`, in `bin`'s state. Called once its DTLS
     /// transport exists: the certificate (private key included) is handed
     /// to the transport's `dtlssrtpdec` when webrtcbin makes it, and a

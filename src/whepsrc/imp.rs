@@ -449,6 +449,7 @@ impl WhepSrc {
         // reconnection after a cut.
         peer_settings.fast_start = !renewal;
         let peer = Peer::detached(&format!("session{id}"), &peer_settings)?;
+        peer.receive_only();
         for media in ["video", "audio"] {
             let codecs = settings.codecs(media);
             if codecs.is_empty() {

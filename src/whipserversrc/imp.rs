@@ -332,6 +332,7 @@ impl WhipServerSrc {
         let peer = crate::server::off_runtime(move || Peer::detached(&name, &peer_settings))
             .await?
             .map_err(|e| Refusal::new(500, "Internal Server Error", e.to_string()))?;
+        peer.receive_only();
 
         let weak = obj.downgrade();
         let loc = location.clone();
