@@ -216,3 +216,42 @@ fn a_playing_session_reports_bitrate_and_frames_and_the_server_reports_rtt() {
     );
     assert!(player.messages.element("session-stats").is_empty());
 }
+
+/// Unread, `stats` is sampled every 5 s; a read wakes the sampler, so that
+/// the reads after it are fresh within about a second, not up to 5 s later.
+#[test]
+fn a_read_of_stats_after_a_quiet_spell_brings_a_fresh_sample_at_once() {
+    let server = WhepServer::start(&format!("{VP8_SRC} ! server."), "");
+    let player = Player::launch(&format!(
+        "whepsrc name=whep whep-endpoint={} ice-addresses=127.0.0.1 ! rtpvp8depay ! vp8dec ! fakesink",
+        server.endpoint()
+    ));
+    let whep = player.pipeline.by_name("whep").unwrap();
+    let playing = std::time::Instant::now();
+    assert!(player.wait_frames(Duration::from_secs(10), 15, 0));
+    // Playing, unread: the first sample is not due before 5 s after PLAYING
+    // (unless this machine took that long to start).
+    let first = whep.property::<gst::Structure>("stats");
+    if playing.elapsed() < Duration::from_secs(4) {
+        assert!(streams(&first).is_empty(), "{first}");
+    }
+    let woke = std::time::Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(2), || {
+            streams(&whep.property::<gst::Structure>("stats"))
+                .iter()
+                .any(|s| s.get::<u64>("packets-received").unwrap_or(0) > 0)
+        }),
+        "no sample within 2 s of the first read: {}",
+        whep.property::<gst::Structure>("stats")
+    );
+    // Then every second: a bitrate needs two samples.
+    assert!(
+        wait_until(Duration::from_secs(3), || video_stream(
+            &whep.property::<gst::Structure>("stats")
+        )
+        .is_some()),
+        "no bitrate {:?} after the first read",
+        woke.elapsed()
+    );
+}

@@ -9,7 +9,10 @@
 //! needs two samples anyway. So each element runs one task on the plugin's
 //! runtime that samples its sessions every `REFRESH` (or more often, to
 //! honour a shorter `stats-interval`), each `get-stats` bounded by
-//! `SAMPLE_WAIT`; reading `stats` only clones the latest structure.
+//! `SAMPLE_WAIT`; reading `stats` only clones the latest structure. Nobody
+//! reading (and no messages): every `IDLE_REFRESH`, since a hundred sessions
+//! sampled every second cost a few percent of a core for nothing; a read
+//! wakes the task, which then samples every `REFRESH` for `READ_KEEPS_FRESH`.
 //!
 //! Field meanings are listed in the README ("Statistics"); this module is
 //! the one place that produces them.
@@ -33,6 +36,11 @@ use crate::session::Host;
 const REFRESH: Duration = Duration::from_secs(1);
 /// The shortest `stats-interval` honoured.
 const MIN_INTERVAL_MS: u32 = 100;
+/// How often sessions are sampled while `stats` is not read and no message
+/// is due: what a first read gets is at most this old.
+const IDLE_REFRESH: Duration = Duration::from_secs(5);
+/// How long after a read of `stats` sampling keeps to `REFRESH`.
+const READ_KEEPS_FRESH: Duration = Duration::from_secs(10);
 /// How long one `get-stats` may take before that sample is skipped.
 const SAMPLE_WAIT: Duration = Duration::from_millis(500);
 
@@ -476,6 +484,8 @@ pub type Source = (Arc<Peer>, Option<String>);
 pub struct Stats<const PER_SESSION: bool> {
     interval_ms: Arc<AtomicU32>,
     latest: Arc<Mutex<Vec<gst::Structure>>>,
+    /// When `stats` was last read, and the sampler to wake when it was idle.
+    read: Arc<(Mutex<Option<Instant>>, tokio::sync::Notify)>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -490,17 +500,17 @@ impl<const PER_SESSION: bool> Stats<PER_SESSION> {
         let stats_blurb = if PER_SESSION {
             "Statistics of every client session (read-only): a \"server-stats\" structure \
              whose \"sessions\" array holds one \"session-stats\" per client, as whipsink's \
-             and whepsrc's \"stats\". Refreshed every second off the streaming threads. \
-             The README lists every field."
+             and whepsrc's \"stats\". Refreshed off the streaming threads, every second \
+             while it is read, every 5 s while it is not. The README lists every field."
         } else {
             "Statistics of the current session (read-only), a \"session-stats\" structure: \
              \"location\", \"target-bitrate\" (bit/s from congestion control, 0 when off), \
              \"candidate-pair\" (the selected ICE pair) and \"streams\", one per RTP stream \
              with media, codec, payload-type, ssrc, direction, bitrate, bytes and packets \
              sent or received, packets-lost, jitter-ms, rtt-ms (send streams), nack/pli/fir \
-             counts and, for video, frames and key-frames. Refreshed every second off the \
-             streaming threads; empty \"streams\" when no session runs. The README lists \
-             every field."
+             counts and, for video, frames and key-frames. Refreshed off the streaming \
+             threads, every second while it is read, every 5 s while it is not; empty \
+             \"streams\" when no session runs. The README lists every field."
         };
         vec![
             glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
@@ -543,6 +553,16 @@ impl<const PER_SESSION: bool> Stats<PER_SESSION> {
 
     /// The latest statistics, as the `stats` property gives them.
     pub fn structure(&self) -> gst::Structure {
+        let (last_read, wake) = &*self.read;
+        let now = Instant::now();
+        if last_read
+            .lock()
+            .unwrap()
+            .replace(now)
+            .is_none_or(|t| now.duration_since(t) >= READ_KEEPS_FRESH)
+        {
+            wake.notify_one();
+        }
         let latest = self.latest.lock().unwrap();
         if PER_SESSION {
             return gst::Structure::builder("server-stats")
@@ -562,20 +582,29 @@ impl<const PER_SESSION: bool> Stats<PER_SESSION> {
     pub fn start(&self, obj: &gst::Element, sources: Sources) {
         let host = Host::new(obj);
         let (interval, latest) = (self.interval_ms.clone(), self.latest.clone());
+        let read = self.read.clone();
         let task = RUNTIME.spawn(async move {
             let mut since_post = Duration::ZERO;
             loop {
                 let ms = interval.load(Ordering::Relaxed);
                 let post_every = Duration::from_millis(u64::from(ms));
+                let reading = read
+                    .0
+                    .lock()
+                    .unwrap()
+                    .is_some_and(|t| t.elapsed() < READ_KEEPS_FRESH);
                 // Samples at most REFRESH apart that divide the message
                 // interval evenly, so each message is a fresh sample.
-                let period = if ms == 0 {
-                    REFRESH
-                } else {
-                    post_every / post_every.as_millis().div_ceil(REFRESH.as_millis()) as u32
+                let period = match ms {
+                    0 if reading => REFRESH,
+                    0 => IDLE_REFRESH,
+                    _ => post_every / post_every.as_millis().div_ceil(REFRESH.as_millis()) as u32,
                 };
-                tokio::time::sleep(period).await;
-                since_post += period;
+                tokio::select! {
+                    _ = tokio::time::sleep(period) => since_post += period,
+                    // A first read: sample now, and every REFRESH from then.
+                    _ = read.1.notified() => {}
+                }
                 let mut sessions = Vec::new();
                 for (peer, location) in sources() {
                     if let Some(s) = sample(&peer, location.as_deref()).await {
