@@ -160,14 +160,20 @@ fn a_publishing_session_reports_bitrate_rtt_frames_and_its_candidate_pair() {
         || server.deletes() == 1));
 }
 
-#[test]
-fn a_playing_session_reports_bitrate_and_frames_and_the_server_reports_rtt() {
-    let server = WhepServer::start(&format!("{VP8_SRC} ! server."), "stats-interval=500");
+/// A whepsrc named `whep` playing `server`'s VP8, decoded.
+fn play(server: &WhepServer) -> (Player, gst::Element) {
     let player = Player::launch(&format!(
         "whepsrc name=whep whep-endpoint={} ice-addresses=127.0.0.1 ! rtpvp8depay ! vp8dec ! fakesink",
         server.endpoint()
     ));
     let whep = player.pipeline.by_name("whep").unwrap();
+    (player, whep)
+}
+
+#[test]
+fn a_playing_session_reports_bitrate_and_frames_and_the_server_reports_rtt() {
+    let server = WhepServer::start(&format!("{VP8_SRC} ! server."), "stats-interval=500");
+    let (player, whep) = play(&server);
     let whepserversink = server.pipeline.by_name("server").unwrap();
     assert!(player.wait_frames(Duration::from_secs(10), 30, 0));
 
@@ -222,11 +228,7 @@ fn a_playing_session_reports_bitrate_and_frames_and_the_server_reports_rtt() {
 #[test]
 fn a_read_of_stats_after_a_quiet_spell_brings_a_fresh_sample_at_once() {
     let server = WhepServer::start(&format!("{VP8_SRC} ! server."), "");
-    let player = Player::launch(&format!(
-        "whepsrc name=whep whep-endpoint={} ice-addresses=127.0.0.1 ! rtpvp8depay ! vp8dec ! fakesink",
-        server.endpoint()
-    ));
-    let whep = player.pipeline.by_name("whep").unwrap();
+    let (player, whep) = play(&server);
     let playing = std::time::Instant::now();
     assert!(player.wait_frames(Duration::from_secs(10), 15, 0));
     // Playing, unread: the first sample is not due before 5 s after PLAYING
