@@ -253,7 +253,8 @@ impl RtcpClock {
     }
 
     fn silence(&self, now: std::time::Instant) -> Option<Duration> {
-        (now >= self.cut_at()?).then(|| now.saturating_duration_since(self.last.unwrap_or(now)))
+        let idle = now.saturating_duration_since(self.last?);
+        (now >= self.cut_at()?).then_some(idle)
     }
 }
 

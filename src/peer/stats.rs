@@ -484,9 +484,34 @@ pub type Source = (Arc<Peer>, Option<String>);
 pub struct Stats<const PER_SESSION: bool> {
     interval_ms: Arc<AtomicU32>,
     latest: Arc<Mutex<Vec<gst::Structure>>>,
-    /// When `stats` was last read, and the sampler to wake when it was idle.
-    read: Arc<(Mutex<Option<Instant>>, tokio::sync::Notify)>,
+    read: Arc<Reads>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// When `stats` was last read, and the sampler to wake when it was idle.
+#[derive(Default)]
+struct Reads {
+    last: Mutex<Option<Instant>>,
+    wake: tokio::sync::Notify,
+}
+
+impl Reads {
+    /// Notes a read; wakes the sampler if nobody read lately.
+    fn read(&self) {
+        let now = Instant::now();
+        let last = self.last.lock().unwrap().replace(now);
+        if last.is_none_or(|t| now.duration_since(t) >= READ_KEEPS_FRESH) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Whether `stats` was read within `READ_KEEPS_FRESH`.
+    fn recent(&self) -> bool {
+        self.last
+            .lock()
+            .unwrap()
+            .is_some_and(|t| t.elapsed() < READ_KEEPS_FRESH)
+    }
 }
 
 /// whipsink and whepsrc: `stats` is one `session-stats`.
@@ -553,16 +578,7 @@ impl<const PER_SESSION: bool> Stats<PER_SESSION> {
 
     /// The latest statistics, as the `stats` property gives them.
     pub fn structure(&self) -> gst::Structure {
-        let (last_read, wake) = &*self.read;
-        let now = Instant::now();
-        if last_read
-            .lock()
-            .unwrap()
-            .replace(now)
-            .is_none_or(|t| now.duration_since(t) >= READ_KEEPS_FRESH)
-        {
-            wake.notify_one();
-        }
+        self.read.read();
         let latest = self.latest.lock().unwrap();
         if PER_SESSION {
             return gst::Structure::builder("server-stats")
@@ -588,22 +604,17 @@ impl<const PER_SESSION: bool> Stats<PER_SESSION> {
             loop {
                 let ms = interval.load(Ordering::Relaxed);
                 let post_every = Duration::from_millis(u64::from(ms));
-                let reading = read
-                    .0
-                    .lock()
-                    .unwrap()
-                    .is_some_and(|t| t.elapsed() < READ_KEEPS_FRESH);
                 // Samples at most REFRESH apart that divide the message
                 // interval evenly, so each message is a fresh sample.
                 let period = match ms {
-                    0 if reading => REFRESH,
+                    0 if read.recent() => REFRESH,
                     0 => IDLE_REFRESH,
                     _ => post_every / post_every.as_millis().div_ceil(REFRESH.as_millis()) as u32,
                 };
                 tokio::select! {
                     _ = tokio::time::sleep(period) => since_post += period,
                     // A first read: sample now, and every REFRESH from then.
-                    _ = read.1.notified() => {}
+                    _ = read.wake.notified() => {}
                 }
                 let mut sessions = Vec::new();
                 for (peer, location) in sources() {
