@@ -1517,3 +1517,106 @@ fn client_and_its_futures_are_send() {
     assert_send(&client.patch_answer(&url, ""));
     assert_send(&client.delete(&url));
 }
+
+/// A server that closes an idle keep-alive connection just as the next
+/// request arrives on it (its idle timer and the request crossed): that
+/// request gets no answer. Requests on a fresh connection are answered.
+/// Returns the server's base URL and the requests it answered, per
+/// connection.
+async fn closing_idle_server() -> (url::Url, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = url::Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+    let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = answered.clone();
+    tokio::spawn(async move {
+        for connection in 0..8 {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 16384 {
+                    if socket.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                let mut body = vec![0u8; length];
+                socket.read_exact(&mut body).await.unwrap();
+                let method = head.split(' ').next().unwrap_or("").to_string();
+                let reply = if method == "POST" {
+                    format!(
+                        "HTTP/1.1 201 Created\r\ncontent-type: application/sdp\r\n\
+                         location: /s/1\r\ncontent-length: {}\r\n\r\n{ANSWER}",
+                        ANSWER.len()
+                    )
+                } else {
+                    "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".to_string()
+                };
+                socket.write_all(reply.as_bytes()).await.unwrap();
+                log.lock()
+                    .unwrap()
+                    .push(format!("{method} on connection {connection}"));
+                // The next request on this connection meets the close.
+                let _ = socket.read(&mut byte).await;
+            });
+        }
+    });
+    (base, answered)
+}
+
+/// Servers close idle keep-alive connections (Apache, Node.js, hyper after
+/// 5 s): a session's DELETE (or ICE restart PATCH, seconds after its POST)
+/// goes on a fresh connection, not on the POST's idle one.
+#[tokio::test]
+async fn a_request_after_an_idle_spell_does_not_reuse_the_idle_connection() {
+    let (base, answered) = closing_idle_server().await;
+    let client = client();
+    let answer = client
+        .post_offer(&base.join("/whep").unwrap(), OFFER)
+        .await
+        .unwrap();
+    let session = answer.session_url.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        client.delete(&session).await.unwrap(),
+        DeleteOutcome::Deleted
+    );
+    assert_eq!(
+        *answered.lock().unwrap(),
+        ["POST on connection 0", "DELETE on connection 1"]
+    );
+}
+
+/// A DELETE that met a server's close of its idle connection (no answer at
+/// all) goes once more, on a fresh connection: the session is deleted.
+#[tokio::test]
+async fn a_delete_cut_by_a_closing_connection_goes_once_more() {
+    let (base, answered) = closing_idle_server().await;
+    let client = client();
+    let answer = client
+        .post_offer(&base.join("/whep").unwrap(), OFFER)
+        .await
+        .unwrap();
+    // At once: the POST's connection is reused, and cut.
+    assert_eq!(
+        client.delete(&answer.session_url.unwrap()).await.unwrap(),
+        DeleteOutcome::Deleted
+    );
+    assert_eq!(
+        *answered.lock().unwrap(),
+        ["POST on connection 0", "DELETE on connection 1"]
+    );
+}

@@ -74,6 +74,16 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// How long an idle keep-alive connection is reused. Servers close idle
+/// connections (Apache and Node.js after 5 s, hyper's header-read timeout
+/// too, ours included): a request sent as that close is under way fails
+/// with "connection closed before message completed", and a WHIP/WHEP
+/// request (POST, PATCH) may not be resent blindly. A session's later
+/// requests (an ICE restart's PATCH, a renewal, the DELETE) come seconds
+/// after its POST, so they go on a fresh connection; trickle PATCHes right
+/// after the POST still reuse its connection.
+const POOL_IDLE: Duration = Duration::from_secs(2);
+
 /// The HTTP client every element's `Client` shares, made once: making one
 /// loads the system's CA certificates (~50 ms here), which would otherwise
 /// block each element's start. Everything per element (token, timeouts,
@@ -84,6 +94,7 @@ static HTTP: std::sync::LazyLock<Result<reqwest::Client, String>> =
             // Redirects are followed by hand, see `exchange`.
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
+            .pool_idle_timeout(POOL_IDLE)
             .user_agent(concat!("gst-plugin-whipwhep/", env!("CARGO_PKG_VERSION")));
         if let Some(proxy) = env_proxy() {
             builder = builder.proxy(proxy);
@@ -323,18 +334,19 @@ impl Client {
 
     /// Teardown (RFC 9725 §4.2, docs/protocol.md P13). 404 and 410 mean the session
     /// is gone already, which is the goal of a DELETE.
+    /// DELETE is idempotent (RFC 9110 §9.2.2): one that met a closing
+    /// connection before any answer goes once more, on a fresh one.
     pub async fn delete(&self, session_url: &Url) -> Result<DeleteOutcome, ProtocolError> {
-        let reply = self
-            .send(
-                session_url,
-                Request {
-                    method: Method::DELETE,
-                    content_type: None,
-                    if_match: None,
-                    body: None,
-                },
-            )
-            .await?;
+        let request = || Request {
+            method: Method::DELETE,
+            content_type: None,
+            if_match: None,
+            body: None,
+        };
+        let reply = match self.send(session_url, request()).await {
+            Err(ProtocolError::Connect { .. }) => self.send(session_url, request()).await?,
+            other => other?,
+        };
         match reply.status.as_u16() {
             200..=299 => Ok(DeleteOutcome::Deleted),
             404 | 410 => Ok(DeleteOutcome::AlreadyGone),
