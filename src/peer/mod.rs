@@ -234,12 +234,20 @@ impl RtcpClock {
         floor: Duration,
         patient: bool,
     ) -> Option<Duration> {
-        if patient && now.saturating_duration_since(self.first?) < UNKNOWN_PACE {
-            return None;
-        }
         let idle = now.saturating_duration_since(self.last?);
+        (now >= self.idle_due(floor, patient)?).then_some(idle)
+    }
+
+    /// When `idle_beyond` would first say silent if nothing more came; None
+    /// before anything came.
+    fn idle_due(&self, floor: Duration, patient: bool) -> Option<std::time::Instant> {
         let longest = self.gaps.iter().max().copied().unwrap_or_default();
-        (idle >= floor.max(longest * Self::MISSED)).then_some(idle)
+        let due = self.last? + floor.max(longest * Self::MISSED);
+        Some(if patient {
+            due.max(self.first? + UNKNOWN_PACE)
+        } else {
+            due
+        })
     }
 
     /// When the silence since the last report becomes a cut, once the
@@ -740,6 +748,12 @@ impl Peer {
             clock.gaps
         );
         Some(idle)
+    }
+
+    /// When `client_silence(floor)` would first be Some if nothing more
+    /// came: the time to look again. None before anything came.
+    pub fn client_silence_due(&self, floor: Duration) -> Option<std::time::Instant> {
+        self.heard.lock().unwrap().idle_due(floor, true)
     }
 
     /// Sends RTCP reports at least every `interval` (RTP's default minimum is
@@ -1299,5 +1313,10 @@ mod tests {
         }
         assert_eq!(client.idle_beyond(ms(13_000 + 4900), floor, true), None);
         assert!(client.idle_beyond(ms(13_000 + 5000), floor, true).is_some());
+        // The server looks again exactly when the cut would come.
+        assert_eq!(client.idle_due(floor, true), Some(ms(13_000 + 5000)));
+        assert_eq!(early.idle_due(floor, true), Some(ms(12_320)));
+        assert_eq!(viewer.idle_due(floor, true), Some(ms(25_000 + 23_820)));
+        assert_eq!(RtcpClock::default().idle_due(floor, true), None);
     }
 }

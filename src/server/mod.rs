@@ -726,8 +726,12 @@ const CONNECT_LIMIT: Duration = Duration::from_secs(15);
 /// DELETE before it ends on its own.
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
-/// How often `peer_lifetime` looks at a peer's silence.
+/// How often `peer_lifetime` looks at a peer's silence while nothing came
+/// from it yet.
 const SILENCE_CHECK: Duration = Duration::from_millis(250);
+/// The shortest wait between two looks (a deadline already past, by a
+/// clock's rounding).
+const SILENCE_MIN_WAIT: Duration = Duration::from_millis(10);
 
 /// A server-side peer's life after its answer. Resolves with why it ended:
 /// its connection failed or closed, nothing came from it for `timeout`
@@ -766,12 +770,20 @@ where
         let Some(timeout) = timeout else {
             return std::future::pending::<Duration>().await;
         };
-        let mut tick = tokio::time::interval(SILENCE_CHECK);
+        // Looks again when the silence would become a cut if nothing more
+        // came (or after `SILENCE_CHECK` while nothing came yet): about
+        // once per `timeout` per client, not on a tick.
         loop {
-            tick.tick().await;
             if let Some(idle) = peer.client_silence(timeout) {
                 return idle;
             }
+            let now = tokio::time::Instant::now();
+            let due = peer
+                .client_silence_due(timeout)
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or(now + SILENCE_CHECK)
+                .max(now + SILENCE_MIN_WAIT);
+            tokio::time::sleep_until(due).await;
         }
     };
     tokio::select! {
