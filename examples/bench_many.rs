@@ -23,6 +23,11 @@
 //! `--window S`: the steady CPU and fps are measured over the last S seconds
 //! of each run (default 5); a longer one evens out a noisy machine.
 //!
+//! `--retransmission off`: ours with `do-retransmission=false`, the
+//! anchor's feature set (its whepsrc asks for no lost packet: no NACK, no
+//! RTX), for a like-for-like CPU comparison; the default keeps ours' NACK
+//! and RTX, which cost both ends a little per packet.
+//!
 //! `--latency MS` sets the jitterbuffer latency of both kinds (ours: the
 //! whepsrc property, default 50; the anchor: its webrtcbin's, default 200).
 //!
@@ -167,8 +172,12 @@ fn session_pipeline(endpoint: &str, kind: &str, latency: u32) -> gst::Pipeline {
             0 => String::new(),
             l => format!(" latency={l}"),
         };
+        let retransmission = match retransmission() {
+            true => "",
+            false => " do-retransmission=false",
+        };
         return gst::parse::launch(&format!(
-            "whepsrc whep-endpoint={endpoint} ice-addresses=127.0.0.1 timeout=10{latency} \
+            "whepsrc whep-endpoint={endpoint} ice-addresses=127.0.0.1 timeout=10{latency}{retransmission} \
              ! videoconvert ! fakesink name=sink sync=false"
         ))
         .unwrap()
@@ -192,6 +201,12 @@ fn session_pipeline(endpoint: &str, kind: &str, latency: u32) -> gst::Pipeline {
         }
     }
     p
+}
+
+/// `--retransmission off`: ours without NACK/RTX, as the anchor's whepsrc
+/// (its transceivers have `do-nack` off).
+fn retransmission() -> bool {
+    arg("--retransmission", String::from("on")) != "off"
 }
 
 /// Registers the elements of `kind`: only one plugin may own `whepsrc`.
@@ -598,6 +613,8 @@ fn run_once(
         &arg("--latency", 0u32).to_string(),
         "--window",
         &arg("--window", 5u64).to_string(),
+        "--retransmission",
+        if retransmission() { "on" } else { "off" },
     ]);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut kv: BTreeMap<String, String> = BTreeMap::new();
@@ -871,12 +888,13 @@ fn parent(n: usize, stagger: u64, runs: usize, seconds: u64, anchor: bool) {
     pipeline.set_state(gst::State::Null).unwrap();
 
     let head = format!(
-        "  \"count\": {n},\n  \"stagger_ms\": {stagger},\n  \"runs\": {runs},\n  \"seconds\": {seconds},\n  \"start_schedule\": \"set_state(PLAYING) of element i is called at i*stagger ms after the first, or at once if the previous call returned later\",\n  \"steady_window_s\": {},\n  \"jitterbuffer_latency_ms\": {},",
+        "  \"count\": {n},\n  \"stagger_ms\": {stagger},\n  \"runs\": {runs},\n  \"seconds\": {seconds},\n  \"start_schedule\": \"set_state(PLAYING) of element i is called at i*stagger ms after the first, or at once if the previous call returned later\",\n  \"steady_window_s\": {},\n  \"jitterbuffer_latency_ms\": {},\n  \"ours_do_retransmission\": {},",
         arg("--window", 5u64),
         match arg("--latency", 0u32) {
             0 => "null".to_string(),
             l => l.to_string(),
-        }
+        },
+        retransmission()
     );
     if !anchor {
         println!("{{\n{head}\n{}\n}}", summary_json(&all["ours"], n));

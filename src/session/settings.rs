@@ -73,6 +73,9 @@ pub struct ClientSettings {
     pub renew_lead_ms: u32,
     pub media_timeout_ms: u32,
     pub ice_restart_timeout_ms: u32,
+    /// Video asks for (whepsrc) or resends (whipsink) lost packets: NACK and
+    /// RTX in the offer.
+    pub do_retransmission: bool,
     /// WHEP: seconds to keep retrying "no publisher yet" (409); -1: forever.
     pub publisher_wait_s: i32,
 }
@@ -117,6 +120,7 @@ impl ClientSettings {
             renew_lead_ms: 3000,
             media_timeout_ms: kind.default_media_timeout_ms(),
             ice_restart_timeout_ms: DEFAULT_ICE_RESTART_TIMEOUT_MS,
+            do_retransmission: true,
             // WHEP's 409 means "no publisher yet": a player waits. WHIP's
             // means the endpoint is taken: a publisher must be told.
             publisher_wait_s: if kind == Kind::Whep { -1 } else { 0 },
@@ -300,6 +304,25 @@ impl ClientSettings {
                 .default_value(DEFAULT_ICE_RESTART_TIMEOUT_MS)
                 .mutable_ready()
                 .build(),
+            glib::ParamSpecBoolean::builder("do-retransmission")
+                .nick("Do retransmission")
+                .blurb(match kind {
+                    Kind::Whep => {
+                        "Ask the server again for lost video packets (RTCP NACK, resent as RTX, \
+                         RFC 4588), as gst-plugins-rs webrtcsrc does. Off: the offer has neither, \
+                         and each session costs a little less CPU on both ends (the server keeps \
+                         no resend history); a loss then shows until the next key frame."
+                    }
+                    Kind::Whip => {
+                        "Resend lost video packets the server asks for (RTCP NACK, as RTX, RFC \
+                         4588), as gst-plugins-rs webrtcsink does. Off: the offer has neither, \
+                         and no resend history is kept; a loss then shows until the next key \
+                         frame."
+                    }
+                })
+                .default_value(true)
+                .mutable_ready()
+                .build(),
         ];
         if kind == Kind::Whep {
             props.push(
@@ -349,6 +372,7 @@ impl ClientSettings {
             "renew-lead" => self.renew_lead_ms = value.get().unwrap(),
             "media-timeout" => self.media_timeout_ms = value.get().unwrap(),
             "ice-restart-timeout" => self.ice_restart_timeout_ms = value.get().unwrap(),
+            "do-retransmission" => self.do_retransmission = value.get().unwrap(),
             "publisher-wait" => self.publisher_wait_s = value.get().unwrap(),
             _ => return false,
         }
@@ -374,6 +398,7 @@ impl ClientSettings {
             "renew-lead" => self.renew_lead_ms.to_value(),
             "media-timeout" => self.media_timeout_ms.to_value(),
             "ice-restart-timeout" => self.ice_restart_timeout_ms.to_value(),
+            "do-retransmission" => self.do_retransmission.to_value(),
             "publisher-wait" => self.publisher_wait_s.to_value(),
             _ => return None,
         })

@@ -467,7 +467,10 @@ impl WhepSrc {
                     "add-transceiver",
                     &[&WebRTCRTPTransceiverDirection::Recvonly, &caps],
                 );
-            transceiver.set_property("do-nack", media == "video");
+            transceiver.set_property(
+                "do-nack",
+                media == "video" && settings.client.do_retransmission,
+            );
         }
         peer.prime()?;
         peer.join(obj.upcast_ref())?;

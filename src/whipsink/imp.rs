@@ -558,7 +558,8 @@ impl WhipSink {
 
     /// A sendonly transceiver's sink pad on `peer`. `offer`: the codecs to
     /// offer (raw input: the answer picks one); None: the caps linked to it
-    /// say. Video asks for retransmissions (NACK; webrtcbin adds RTX).
+    /// say. Video resends what the server asks for (NACK; webrtcbin adds
+    /// RTX) unless `do-retransmission` is off.
     /// A peer not in the bin yet gets its DTLS transport first (see
     /// `Peer::join`), from an offer of `offer`, or else of `rtp` (the
     /// stream's RTP caps), and joins the bin.
@@ -569,6 +570,7 @@ impl WhipSink {
         offer: Option<&gst::Caps>,
         rtp: Option<&gst::Caps>,
     ) -> Result<gst::Pad, String> {
+        let retransmit = self.settings.lock().unwrap().client.do_retransmission;
         let _feeding = self.feeding.lock().unwrap();
         let wpad = peer
             .webrtcbin()
@@ -576,7 +578,7 @@ impl WhipSink {
             .ok_or("webrtcbin refused a sink pad")?;
         let transceiver = wpad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
         transceiver.set_property("direction", WebRTCRTPTransceiverDirection::Sendonly);
-        transceiver.set_property("do-nack", media == "video");
+        transceiver.set_property("do-nack", media == "video" && retransmit);
         if let Some(caps) = offer {
             transceiver.set_property("codec-preferences", caps);
         }
