@@ -6,6 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use gst::prelude::*;
+
 use common::e2e::{
     publish_and_count, wait_until, whipsink, Client, WhipServer, H264_SRC, OPUS_SRC, RT, VP8_SRC,
 };
@@ -365,4 +367,39 @@ fn stopping_closes_the_pending_post_within_a_second_and_a_late_201_is_deleted() 
             .map(|r| &r.method)
             .collect::<Vec<_>>()
     );
+}
+
+/// `do-retransmission` (default on): whipsink's video offers NACK and RTX,
+/// and its RTX sender keeps a resend history of the video format; off, it
+/// offers neither and keeps none, and publishing goes on.
+#[test]
+fn do_retransmission_decides_whether_video_is_resent_on_request() {
+    for (props, resends) in [("", true), ("do-retransmission=false", false)] {
+        let server = WhipServer::start("");
+        let client = Client::start(&format!(
+            "{VP8_SRC} ! {}",
+            whipsink(&server.endpoint(), props)
+        ));
+        assert!(
+            wait_until(Duration::from_secs(10), || server.counters.video() >= 30),
+            "{props}: published nothing"
+        );
+        let formats: Vec<u32> = client
+            .pipeline
+            .iterate_recurse()
+            .into_iter()
+            .flatten()
+            .filter(|e| e.factory().is_some_and(|f| f.name() == "rtprtxsend"))
+            .map(|e| {
+                e.property::<Option<gst::Structure>>("payload-type-map")
+                    .map_or(0, |m| m.n_fields() as u32)
+            })
+            .collect();
+        assert_eq!(
+            formats.iter().any(|n| *n > 0),
+            resends,
+            "{props}: RTX formats {formats:?}"
+        );
+        client.stop();
+    }
 }
