@@ -362,7 +362,12 @@ fn child(endpoint: &str, n: usize, stagger: u64, seconds: u64, kind: &str) {
     std::thread::sleep(window_start);
     let before: Vec<u64> = frames.iter().map(|c| c.load(Ordering::SeqCst)).collect();
     let (cpu_w0, w0, census0) = (cpu_seconds(clk), Instant::now(), thread_census());
+    // The parent counts the server's key frames over the same window.
+    println!("window-start");
+    std::io::stdout().flush().unwrap();
     std::thread::sleep(total - window_start);
+    println!("window-end");
+    std::io::stdout().flush().unwrap();
     let secs = w0.elapsed().as_secs_f64();
     let cpu_w1 = cpu_seconds(clk);
     let census = census_by_name(&census0, &thread_census(), secs, clk);
@@ -555,6 +560,9 @@ struct Run {
     /// At the server's encoder, over the run.
     keyframe_requests_per_second: f64,
     keyframes_per_second: f64,
+    /// The same over the child's steady window.
+    steady_keyframe_requests_per_second: f64,
+    steady_keyframes_per_second: f64,
     /// All cores, over the run: how busy the machine was (others included).
     machine_busy_percent: f64,
     load_before: f64,
@@ -620,10 +628,23 @@ fn run_once(
     let mut kv: BTreeMap<String, String> = BTreeMap::new();
     let mut reasons = BTreeMap::new();
     let mut child_threads = BTreeMap::new();
+    let key_units = || {
+        let s = server.lock().unwrap();
+        (s.keyframe_requests, s.keyframes, Instant::now())
+    };
+    let (mut window_start, mut window_end) = (None, None);
     for line in lines.by_ref() {
         let line = line.unwrap();
         if line == "done" {
             break;
+        }
+        if line == "window-start" {
+            window_start = Some(key_units());
+            continue;
+        }
+        if line == "window-end" {
+            window_end = Some(key_units());
+            continue;
         }
         let (k, v) = line.split_once(' ').unwrap_or((&line, ""));
         match k {
@@ -644,6 +665,13 @@ fn run_once(
         }
     }
     let run_secs = wall0.elapsed().as_secs_f64();
+    let steady = match (window_start, window_end) {
+        (Some((r0, k0, t0)), Some((r1, k1, t1))) => {
+            let secs = (t1 - t0).as_secs_f64();
+            ((r1 - r0) as f64 / secs, (k1 - k0) as f64 / secs)
+        }
+        _ => (f64::NAN, f64::NAN),
+    };
     let server_cpu = (cpu_seconds(clk) - cpu0) / run_secs * 100.0;
     let server_threads = census_by_name(&census0, &thread_census(), run_secs, clk);
     let busy1 = machine_busy();
@@ -701,6 +729,8 @@ fn run_once(
         server_cpu,
         keyframe_requests_per_second: keyframe_requests as f64 / run_secs,
         keyframes_per_second: keyframes as f64 / run_secs,
+        steady_keyframe_requests_per_second: steady.0,
+        steady_keyframes_per_second: steady.1,
         machine_busy_percent,
         load_before,
         load_after,
@@ -757,7 +787,7 @@ fn cpu_ms_per_frame(r: &Run) -> f64 {
 fn run_json(r: &Run) -> String {
     let no_frame = r.first_frame_ms.iter().filter(|x| !x.is_finite()).count();
     format!(
-        "    {{\"set_state_playing_ms\": {}, \"all_started_s\": {:.3}, \"first_frame_ms\": {}, \"elements_without_frame\": {no_frame}, \"spurious_reconnects\": {}, \"reconnects_during_start\": {}, \"reconnect_reasons\": {}, \"reconnects_per_second_since_first_start\": {:?}, \"sessions_started\": {}, \"server_viewer_added\": {}, \"server_viewer_removed_before_stop\": {}, \"decoded_fps\": {}, \"child_cpu_percent_start_phase\": {:.1}, \"child_cpu_percent_steady\": {:.1}, \"child_cpu_ms_per_decoded_frame\": {:.3}, \"child_rss_kib_per_element_made\": {:.0}, \"child_rss_kib_per_element_playing\": {:.0}, \"child_threads_per_element_playing\": {:.1}, \"errors\": {}, \"server_cpu_percent_of_one_core\": {:.1}, \"server_keyframe_requests_per_second\": {:.1}, \"server_keyframes_per_second\": {:.1}, \"machine_busy_percent_all_cores\": {:.1}, \"loadavg_1min_before\": {:.2}, \"loadavg_1min_after\": {:.2}}}",
+        "    {{\"set_state_playing_ms\": {}, \"all_started_s\": {:.3}, \"first_frame_ms\": {}, \"elements_without_frame\": {no_frame}, \"spurious_reconnects\": {}, \"reconnects_during_start\": {}, \"reconnect_reasons\": {}, \"reconnects_per_second_since_first_start\": {:?}, \"sessions_started\": {}, \"server_viewer_added\": {}, \"server_viewer_removed_before_stop\": {}, \"decoded_fps\": {}, \"child_cpu_percent_start_phase\": {:.1}, \"child_cpu_percent_steady\": {:.1}, \"child_cpu_ms_per_decoded_frame\": {:.3}, \"child_rss_kib_per_element_made\": {:.0}, \"child_rss_kib_per_element_playing\": {:.0}, \"child_threads_per_element_playing\": {:.1}, \"errors\": {}, \"server_cpu_percent_of_one_core\": {:.1}, \"server_keyframe_requests_per_second\": {:.1}, \"server_keyframes_per_second\": {:.1}, \"server_keyframe_requests_per_second_steady\": {}, \"server_keyframes_per_second_steady\": {}, \"machine_busy_percent_all_cores\": {:.1}, \"loadavg_1min_before\": {:.2}, \"loadavg_1min_after\": {:.2}}}",
         pooled(&r.set_state_ms),
         r.all_started_s,
         pooled(&r.first_frame_ms),
@@ -779,6 +809,8 @@ fn run_json(r: &Run) -> String {
         r.server_cpu,
         r.keyframe_requests_per_second,
         r.keyframes_per_second,
+        bench::json_number(r.steady_keyframe_requests_per_second),
+        bench::json_number(r.steady_keyframes_per_second),
         r.machine_busy_percent,
         r.load_before,
         r.load_after,
@@ -803,7 +835,7 @@ fn summary_json(all: &[Run], n: usize) -> String {
     }
     let per_run: Vec<String> = all.iter().map(run_json).collect();
     format!(
-        "  \"set_state_playing_ms_all_elements\": {},\n  \"set_state_playing_ms_median\": {},\n  \"set_state_playing_ms_max\": {},\n  \"all_started_s\": {},\n  \"first_frame_ms_all_elements\": {},\n  \"first_frame_ms_median\": {},\n  \"first_frame_ms_max\": {},\n  \"elements_without_frame\": {},\n  \"spurious_reconnects\": {},\n  \"reconnects_during_start\": {},\n  \"reconnect_reasons_total\": {},\n  \"server_viewer_added\": {},\n  \"decoded_fps_min\": {},\n  \"decoded_fps_median\": {},\n  \"child_cpu_percent_of_one_core_start_phase\": {},\n  \"child_cpu_percent_of_one_core_steady\": {},\n  \"child_cpu_percent_of_one_core_per_session_steady\": {},\n  \"child_cpu_ms_per_decoded_frame\": {},\n  \"child_rss_kib_per_element_made\": {},\n  \"child_rss_kib_per_element_playing\": {},\n  \"child_threads_per_element_playing\": {},\n  \"child_threads_by_name\": {},\n  \"server_cpu_percent_of_one_core\": {},\n  \"server_threads_by_name_busiest\": {},\n  \"server_keyframe_requests_per_second\": {},\n  \"server_keyframes_per_second\": {},\n  \"machine_busy_percent_all_cores\": {},\n  \"loadavg_1min_before\": {},\n  \"per_run\": [\n{}\n  ]",
+        "  \"set_state_playing_ms_all_elements\": {},\n  \"set_state_playing_ms_median\": {},\n  \"set_state_playing_ms_max\": {},\n  \"all_started_s\": {},\n  \"first_frame_ms_all_elements\": {},\n  \"first_frame_ms_median\": {},\n  \"first_frame_ms_max\": {},\n  \"elements_without_frame\": {},\n  \"spurious_reconnects\": {},\n  \"reconnects_during_start\": {},\n  \"reconnect_reasons_total\": {},\n  \"server_viewer_added\": {},\n  \"decoded_fps_min\": {},\n  \"decoded_fps_median\": {},\n  \"child_cpu_percent_of_one_core_start_phase\": {},\n  \"child_cpu_percent_of_one_core_steady\": {},\n  \"child_cpu_percent_of_one_core_per_session_steady\": {},\n  \"child_cpu_ms_per_decoded_frame\": {},\n  \"child_rss_kib_per_element_made\": {},\n  \"child_rss_kib_per_element_playing\": {},\n  \"child_threads_per_element_playing\": {},\n  \"child_threads_by_name\": {},\n  \"server_cpu_percent_of_one_core\": {},\n  \"server_threads_by_name_busiest\": {},\n  \"server_keyframe_requests_per_second\": {},\n  \"server_keyframes_per_second\": {},\n  \"server_keyframe_requests_per_second_steady\": {},\n  \"server_keyframes_per_second_steady\": {},\n  \"machine_busy_percent_all_cores\": {},\n  \"loadavg_1min_before\": {},\n  \"per_run\": [\n{}\n  ]",
         pool(&|r| &r.set_state_ms),
         over(&|r| Stats(r.set_state_ms.clone()).median()),
         over(&|r| r.set_state_ms.iter().cloned().fold(f64::NAN, f64::max)),
@@ -830,6 +862,8 @@ fn summary_json(all: &[Run], n: usize) -> String {
         threads_json(all, |r| &r.server_threads, 1.0, 8),
         over(&|r| r.keyframe_requests_per_second),
         over(&|r| r.keyframes_per_second),
+        over(&|r| r.steady_keyframe_requests_per_second),
+        over(&|r| r.steady_keyframes_per_second),
         over(&|r| r.machine_busy_percent),
         over(&|r| r.load_before),
         per_run.join(",\n"),
