@@ -1577,25 +1577,31 @@ async fn closing_idle_server() -> (url::Url, std::sync::Arc<std::sync::Mutex<Vec
     (base, answered)
 }
 
-/// Servers close idle keep-alive connections (Apache, Node.js, hyper after
-/// 5 s): a session's DELETE (or ICE restart PATCH, seconds after its POST)
-/// goes on a fresh connection, not on the POST's idle one.
-#[tokio::test]
-async fn a_request_after_an_idle_spell_does_not_reuse_the_idle_connection() {
+/// POSTs to a `closing_idle_server`, waits `idle`, DELETEs the session (which
+/// must be deleted); what the server answered, per connection.
+async fn post_then_delete_after(idle: Duration) -> Vec<String> {
     let (base, answered) = closing_idle_server().await;
     let client = client();
     let answer = client
         .post_offer(&base.join("/whep").unwrap(), OFFER)
         .await
         .unwrap();
-    let session = answer.session_url.unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(idle).await;
     assert_eq!(
-        client.delete(&session).await.unwrap(),
+        client.delete(&answer.session_url.unwrap()).await.unwrap(),
         DeleteOutcome::Deleted
     );
+    let answered = answered.lock().unwrap().clone();
+    answered
+}
+
+/// Servers close idle keep-alive connections (Apache, Node.js, hyper after
+/// 5 s): a session's DELETE (or ICE restart PATCH, seconds after its POST)
+/// goes on a fresh connection, not on the POST's idle one.
+#[tokio::test]
+async fn a_request_after_an_idle_spell_does_not_reuse_the_idle_connection() {
     assert_eq!(
-        *answered.lock().unwrap(),
+        post_then_delete_after(Duration::from_millis(2500)).await,
         ["POST on connection 0", "DELETE on connection 1"]
     );
 }
@@ -1604,19 +1610,9 @@ async fn a_request_after_an_idle_spell_does_not_reuse_the_idle_connection() {
 /// all) goes once more, on a fresh connection: the session is deleted.
 #[tokio::test]
 async fn a_delete_cut_by_a_closing_connection_goes_once_more() {
-    let (base, answered) = closing_idle_server().await;
-    let client = client();
-    let answer = client
-        .post_offer(&base.join("/whep").unwrap(), OFFER)
-        .await
-        .unwrap();
     // At once: the POST's connection is reused, and cut.
     assert_eq!(
-        client.delete(&answer.session_url.unwrap()).await.unwrap(),
-        DeleteOutcome::Deleted
-    );
-    assert_eq!(
-        *answered.lock().unwrap(),
+        post_then_delete_after(Duration::ZERO).await,
         ["POST on connection 0", "DELETE on connection 1"]
     );
 }
