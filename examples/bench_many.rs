@@ -172,9 +172,10 @@ fn session_pipeline(endpoint: &str, kind: &str, latency: u32) -> gst::Pipeline {
             0 => String::new(),
             l => format!(" latency={l}"),
         };
-        let retransmission = match retransmission() {
-            true => "",
-            false => " do-retransmission=false",
+        let retransmission = if retransmission() {
+            ""
+        } else {
+            " do-retransmission=false"
         };
         return gst::parse::launch(&format!(
             "whepsrc whep-endpoint={endpoint} ice-addresses=127.0.0.1 timeout=10{latency}{retransmission} \

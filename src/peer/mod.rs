@@ -539,12 +539,10 @@ impl Peer {
                     .into_iter()
                     .flatten()
                     .collect(),
-                None => vec![added],
+                None if added.factory().is_some_and(|f| f.name() == "rtprtxsend") => vec![added],
+                None => return None,
             };
-            for rtx in senders
-                .into_iter()
-                .filter(|e| e.factory().is_some_and(|f| f.name() == "rtprtxsend"))
-            {
+            for rtx in senders {
                 rtx.connect_notify(Some("payload-type-map"), |rtx, _| {
                     let map = rtx.property::<Option<gst::Structure>>("payload-type-map");
                     if map.is_some_and(|m| m.n_fields() > 0) {
