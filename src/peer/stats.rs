@@ -611,8 +611,17 @@ impl<const PER_SESSION: bool> Stats<PER_SESSION> {
                     0 => IDLE_REFRESH,
                     _ => post_every / post_every.as_millis().div_ceil(REFRESH.as_millis()) as u32,
                 };
+                // Unasked samples wait on the shared grid; messages keep
+                // the pace the application set.
+                let due = std::time::Instant::now() + period;
+                let sleep = async {
+                    match ms {
+                        0 => crate::runtime::sleep_until_tick(due).await,
+                        _ => tokio::time::sleep_until(due.into()).await,
+                    }
+                };
                 tokio::select! {
-                    _ = tokio::time::sleep(period) => since_post += period,
+                    _ = sleep => since_post += period,
                     // A first read: sample now, and every REFRESH from then.
                     _ = read.wake.notified() => {}
                 }

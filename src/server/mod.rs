@@ -777,13 +777,12 @@ where
             if let Some(idle) = peer.client_silence(timeout) {
                 return idle;
             }
-            let now = tokio::time::Instant::now();
+            let now = std::time::Instant::now();
             let due = peer
                 .client_silence_due(timeout)
-                .map(tokio::time::Instant::from_std)
                 .unwrap_or(now + SILENCE_CHECK)
                 .max(now + SILENCE_MIN_WAIT);
-            tokio::time::sleep_until(due).await;
+            crate::runtime::sleep_until_tick(due).await;
         }
     };
     tokio::select! {

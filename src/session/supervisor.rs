@@ -307,7 +307,7 @@ impl<R: Role> Supervisor<R> {
                     };
                 }
                 _ = &mut bye => return End::Bye,
-                _ = tokio::time::sleep_until(next_check.into()) => {}
+                _ = crate::runtime::sleep_until_tick(next_check) => {}
             }
             let now = Instant::now();
             if renew_at.is_some_and(|t| now >= t) {
