@@ -28,6 +28,9 @@
 //! RTX), for a like-for-like CPU comparison; the default keeps ours' NACK
 //! and RTX, which cost both ends a little per packet.
 //!
+//! `--rtcp-interval MS`: ours' `rtcp-interval` (0: RTP's own pace, as the
+//! anchor's clients report); ours reports every second by default.
+//!
 //! `--latency MS` sets the jitterbuffer latency of both kinds (ours: the
 //! whepsrc property, default 50; the anchor: its webrtcbin's, default 200).
 //!
@@ -177,8 +180,9 @@ fn session_pipeline(endpoint: &str, kind: &str, latency: u32) -> gst::Pipeline {
         } else {
             " do-retransmission=false"
         };
+        let rtcp = rtcp_interval().map_or(String::new(), |ms| format!(" rtcp-interval={ms}"));
         return gst::parse::launch(&format!(
-            "whepsrc whep-endpoint={endpoint} ice-addresses=127.0.0.1 timeout=10{latency}{retransmission} \
+            "whepsrc whep-endpoint={endpoint} ice-addresses=127.0.0.1 timeout=10{latency}{retransmission}{rtcp} \
              ! videoconvert ! fakesink name=sink sync=false"
         ))
         .unwrap()
@@ -208,6 +212,12 @@ fn session_pipeline(endpoint: &str, kind: &str, latency: u32) -> gst::Pipeline {
 /// (its transceivers have `do-nack` off).
 fn retransmission() -> bool {
     arg("--retransmission", String::from("on")) != "off"
+}
+
+/// `--rtcp-interval MS`: ours' `rtcp-interval` (0: RTP's own pace, as the
+/// anchor's); None: the element's default.
+fn rtcp_interval() -> Option<u32> {
+    arg("--rtcp-interval", String::from("default")).parse().ok()
 }
 
 /// Registers the elements of `kind`: only one plugin may own `whepsrc`.
@@ -624,6 +634,8 @@ fn run_once(
         &arg("--window", 5u64).to_string(),
         "--retransmission",
         if retransmission() { "on" } else { "off" },
+        "--rtcp-interval",
+        &rtcp_interval().map_or("default".to_string(), |ms| ms.to_string()),
     ]);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut kv: BTreeMap<String, String> = BTreeMap::new();
@@ -923,13 +935,14 @@ fn parent(n: usize, stagger: u64, runs: usize, seconds: u64, anchor: bool) {
     pipeline.set_state(gst::State::Null).unwrap();
 
     let head = format!(
-        "  \"count\": {n},\n  \"stagger_ms\": {stagger},\n  \"runs\": {runs},\n  \"seconds\": {seconds},\n  \"start_schedule\": \"set_state(PLAYING) of element i is called at i*stagger ms after the first, or at once if the previous call returned later\",\n  \"steady_window_s\": {},\n  \"jitterbuffer_latency_ms\": {},\n  \"ours_do_retransmission\": {},",
+        "  \"count\": {n},\n  \"stagger_ms\": {stagger},\n  \"runs\": {runs},\n  \"seconds\": {seconds},\n  \"start_schedule\": \"set_state(PLAYING) of element i is called at i*stagger ms after the first, or at once if the previous call returned later\",\n  \"steady_window_s\": {},\n  \"jitterbuffer_latency_ms\": {},\n  \"ours_do_retransmission\": {},\n  \"ours_rtcp_interval_ms\": {},",
         arg("--window", 5u64),
         match arg("--latency", 0u32) {
             0 => "null".to_string(),
             l => l.to_string(),
         },
-        retransmission()
+        retransmission(),
+        rtcp_interval().map_or("null".to_string(), |ms| ms.to_string())
     );
     if !anchor {
         println!("{{\n{head}\n{}\n}}", summary_json(&all["ours"], n));

@@ -237,6 +237,80 @@ fn without_retransmission_lost_packets_are_not_asked_for() {
     );
 }
 
+/// `rtcp-interval`: how often a viewer reports (RTCP is all it sends), at
+/// the default and at RTP's own pace, two viewers side by side. Counted as
+/// the packets leave (SRTCP keeps the header clear), after the start's key
+/// frame requests.
+#[test]
+fn rtcp_interval_sets_how_often_a_viewer_reports() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let server = WhepServer::start(&format!("{VP8_SRC} ! server."), "");
+    init();
+    let counting = Arc::new(AtomicBool::new(false));
+    let viewer = |props: &str| {
+        let pipeline = gst::parse::launch(&format!(
+            "{} ! videoconvert ! fakesink name=sink sync=false",
+            whepsrc(&server.endpoint(), props)
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let frames = common::e2e::count_buffers(&pipeline.by_name("sink").unwrap());
+        let reports = Arc::new(AtomicU64::new(0));
+        let (r, on) = (reports.clone(), counting.clone());
+        pipeline.connect_deep_element_added(move |_, _, el| {
+            if el.factory().is_none_or(|f| f.name() != "nicesink") {
+                return;
+            }
+            let (r, on) = (r.clone(), on.clone());
+            el.static_pad("sink")
+                .unwrap()
+                .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                    let rtcp = info
+                        .buffer()
+                        .and_then(|b| b.map_readable().ok())
+                        .is_some_and(
+                            // RTCP: version 2, packet types 192-223 (RFC 5761).
+                            |m| m.len() >= 8 && m[0] >> 6 == 2 && (192..=223).contains(&m[1]),
+                        );
+                    if rtcp && on.load(Ordering::SeqCst) {
+                        r.fetch_add(1, Ordering::SeqCst);
+                    }
+                    gst::PadProbeReturn::Ok
+                });
+        });
+        pipeline.set_state(gst::State::Playing).unwrap();
+        (pipeline, frames, reports)
+    };
+    let default = viewer("");
+    let rtp_pace = viewer("rtcp-interval=0");
+    wait_until(MEDIA_WAIT, || {
+        [&default, &rtp_pace]
+            .iter()
+            .all(|v| v.1.load(Ordering::SeqCst) > 30)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    counting.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_secs(6));
+    counting.store(false, Ordering::SeqCst);
+    let counts = [&default, &rtp_pace].map(|v| v.2.load(Ordering::SeqCst));
+    for v in [&default, &rtp_pace] {
+        v.0.set_state(gst::State::Null).unwrap();
+    }
+    eprintln!("RTCP reports in 6 s (default, rtcp-interval=0): {counts:?}");
+    // 1 s, randomised (0.5-1.5 times, RFC 3550 6.3.1): about 7 in 6 s; RTP's
+    // pace: 5 s, so one or two.
+    assert!(counts[0] >= 4, "default: {} reports in 6 s", counts[0]);
+    assert!(
+        counts[1] <= 3,
+        "rtcp-interval=0: {} reports in 6 s",
+        counts[1]
+    );
+    assert!(counts[0] > counts[1] * 2, "{counts:?}");
+}
+
 #[test]
 fn h264_constrained_baseline_is_played_and_decoded() {
     let server = WhepServer::start(&format!("{H264_CB_SRC} ! server."), "");

@@ -21,10 +21,6 @@ use crate::peer::{Peer, PeerError};
 use crate::protocol::{redact_url, Client};
 use crate::runtime::RUNTIME;
 
-/// How often our clients send RTCP reports once negotiated: as browsers do.
-/// Each report costs a wake-up of the session's RTCP thread, which added up
-/// to 15 % of a core for 100 whepsrc at 0.5 s.
-const CLIENT_RTCP_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a new session may take to deliver its first media.
 const FIRST_MEDIA_GRACE: Duration = Duration::from_secs(2);
 /// The longest a session's watch sleeps when nothing is due sooner.
@@ -48,6 +44,8 @@ pub struct Policy {
     /// After a cut of the path, how long an ICE restart on the same session
     /// may take to bring media back; None: no restart, a new session.
     pub ice_restart: Option<Duration>,
+    /// RTCP reports at least this often (`rtcp-interval`); None: RTP's pace.
+    pub rtcp_interval: Option<Duration>,
     pub use_link_headers: bool,
     pub gather_timeout: Duration,
     pub connect_timeout: Duration,
@@ -244,11 +242,11 @@ impl<R: Role> Supervisor<R> {
                 peer.clone(),
                 negotiated.response.sdp.clone(),
             );
+            let rtcp_interval = self.policy.rtcp_interval;
             let _ = tokio::task::spawn_blocking(move || {
-                // Servers judge whether a client is still there by what it
-                // sends (whepserversink's and whipserversrc's peer-timeout):
-                // a viewer sends nothing but RTCP, which RTP paces at 5 s.
-                answered_peer.set_rtcp_interval(CLIENT_RTCP_INTERVAL);
+                if let Some(interval) = rtcp_interval {
+                    answered_peer.set_rtcp_interval(interval);
+                }
                 role.answered(&answered_peer, &sdp)
             })
             .await;
