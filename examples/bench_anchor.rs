@@ -17,6 +17,10 @@
 //! and UPnP off, as ours get through `ice-addresses`; neither has a STUN
 //! server (the anchor's `stun-server` defaults to none).
 //!
+//! `first_dtlsdec_ms`: a fresh process making its first dtlsdec, which on
+//! GStreamer 1.22 makes the RSA-2048 key both clients wait for before their
+//! offer; with it, what 0.6 × the anchor's publish time leaves for the rest.
+//!
 //! Publish: from just before PLAYING in the client to the first buffer at the
 //! server (wall clock). Play: from just before PLAYING to the first decoded
 //! frame at the client's fakesink. Then, with the session flowing, the
@@ -33,7 +37,7 @@ use gst::prelude::*;
 mod bench;
 use bench::{
     arg, clk_tck, cpu_seconds, json_number, read_until, read_value, rss_kib, spawn_self, threads,
-    Stats,
+    Phases, Stats,
 };
 
 const VIDEO: &str = "videotestsrc is-live=true ! video/x-raw,width=640,height=360,framerate=30/1 ! vp8enc deadline=1 cpu-used=8";
@@ -53,6 +57,15 @@ fn main() {
                 _ => "rtpvp8depay ! vp8dec ! fakesink name=first sync=false",
             };
             bench::print_baseline(bench::bare_webrtcbin(VIDEO, receiver))
+        }
+        Some("--key") => {
+            // GStreamer 1.22's dtlsdec makes its default RSA-2048 key when
+            // the process's first one is made; webrtcbin makes one with the
+            // transport each offer needs, so every client pays it first.
+            gst::init().unwrap();
+            let start = Instant::now();
+            gst::ElementFactory::make("dtlsdec").build().unwrap();
+            println!("key_ms {:.3}", start.elapsed().as_secs_f64() * 1000.0);
         }
         Some("--anchor-version") => {
             gst::init().unwrap();
@@ -114,6 +127,9 @@ fn client(direction: &str, kind: &str, endpoint: &str) {
             }
         }
     }
+    if kind == "ours" {
+        bench::print_timelines(pipeline.upcast_ref());
+    }
     let first = Arc::new(AtomicU64::new(0));
     if direction == "play" {
         let f = first.clone();
@@ -159,6 +175,8 @@ struct Sample {
     rss_kib: f64,
     threads: f64,
     stop_ms: f64,
+    /// Ours: the session's `session-timeline`.
+    timeline: Option<String>,
 }
 
 /// One client process of `kind` in `direction` against `endpoint`. For
@@ -202,7 +220,17 @@ fn run_client(direction: &str, kind: &str, endpoint: &str, first: &AtomicU64) ->
         rss_kib: value("rss_kib"),
         threads: value("threads"),
         stop_ms: value("stop_ms"),
+        timeline: seen.get("timeline").cloned(),
     }
+}
+
+/// The first dtlsdec of a fresh process: the key every client waits for.
+fn first_dtlsdec_ms() -> f64 {
+    let mut child = spawn_self(&["--key"]);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ms = read_value(&mut lines, "key_ms");
+    let _ = child.wait();
+    ms
 }
 
 fn baseline(direction: &str) -> f64 {
@@ -257,13 +285,17 @@ fn direction_json(ours: &[Sample], anchor: &[Sample], bare: &[f64]) -> String {
             stats(s, |x| x.threads).json()
         )
     };
+    let mut phases = Phases::default();
+    for s in ours {
+        phases.add(s.timeline.as_ref());
+    }
     let (o, a, b) = (
         ttff(ours).median(),
         ttff(anchor).median(),
         Stats(bare.to_vec()).median(),
     );
     format!(
-        "{{\n    \"ttff_ms_ours\": {},\n    \"ttff_ms_anchor\": {},\n    \"ttff_ms_bare_webrtcbin\": {},\n    \"ratio_ours_to_anchor\": {},\n    \"ratio_ours_to_bare_webrtcbin\": {},\n    \"ratio_anchor_to_bare_webrtcbin\": {},\n    \"client_process_while_flowing_ours\": {},\n    \"client_process_while_flowing_anchor\": {},\n    \"stop_to_null_ms_ours\": {},\n    \"stop_to_null_ms_anchor\": {}\n  }}",
+        "{{\n    \"ttff_ms_ours\": {},\n    \"ttff_ms_anchor\": {},\n    \"ttff_ms_bare_webrtcbin\": {},\n    \"ratio_ours_to_anchor\": {},\n    \"ratio_ours_to_bare_webrtcbin\": {},\n    \"ratio_anchor_to_bare_webrtcbin\": {},\n    \"client_process_while_flowing_ours\": {},\n    \"client_process_while_flowing_anchor\": {},\n    \"stop_to_null_ms_ours\": {},\n    \"stop_to_null_ms_anchor\": {},\n    \"timeline_ms_ours\": {}\n  }}",
         ttff(ours).json(),
         ttff(anchor).json(),
         Stats(bare.to_vec()).json(),
@@ -274,6 +306,7 @@ fn direction_json(ours: &[Sample], anchor: &[Sample], bare: &[f64]) -> String {
         cost(anchor),
         stats(ours, |x| x.stop_ms).json(),
         stats(anchor, |x| x.stop_ms).json(),
+        phases.json(),
     )
 }
 
@@ -303,7 +336,7 @@ fn parent(runs: usize) {
     let whep = server("play", &pipeline, &first);
     let mut results = Vec::new();
     for (direction, endpoint) in [("publish", &whip), ("play", &whep)] {
-        let (mut ours, mut anchor, mut bare) = (vec![], vec![], vec![]);
+        let (mut ours, mut anchor, mut bare, mut keys) = (vec![], vec![], vec![], vec![]);
         for i in 0..runs {
             // Alternate which client goes first, so neither always follows
             // the other's teardown.
@@ -322,6 +355,9 @@ fn parent(runs: usize) {
                 samples.push(s);
             }
             bare.push(baseline(direction));
+            if direction == "publish" {
+                keys.push(first_dtlsdec_ms());
+            }
             eprintln!(
                 "{direction} run {i}: ours {:.1} ms, anchor {:.1} ms, bare webrtcbin {:.1} ms",
                 ours[i].ttff, anchor[i].ttff, bare[i]
@@ -331,6 +367,17 @@ fn parent(runs: usize) {
             "\"{direction}\": {}",
             direction_json(&ours, &anchor, &bare)
         ));
+        if direction == "publish" {
+            // What a 0.6 x anchor goal leaves for HTTP, ICE, DTLS and the
+            // first frame once the key is made.
+            let anchor_ms = Stats(anchor.iter().map(|s| s.ttff).collect()).median();
+            let key = Stats(keys);
+            results.push(format!(
+                "\"first_dtlsdec_ms\": {},\n  \"publish_room_after_key_at_0_6_of_anchor_ms\": {}",
+                key.json(),
+                json_number(0.6 * anchor_ms - key.median())
+            ));
+        }
     }
     pipeline.set_state(gst::State::Null).unwrap();
     println!(
