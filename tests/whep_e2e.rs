@@ -100,15 +100,12 @@ struct Losses {
 
 const DROPS: u64 = 20;
 
-/// Plays with `props` on whepsrc while every 10th video packet reaching the
-/// viewer is dropped as it arrives (before SRTP, whose RTP header is
-/// clear), after a clean start; until `DROPS` were dropped and, if
-/// `recover`, 3/4 of them came back, or 20 s.
-fn play_with_losses(props: &str, recover: bool) -> Losses {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::{Arc, Mutex};
-
-    let server = WhepServer::start(&format!("{VP8_SRC} ! server."), "");
+/// A whepsrc with `props` on `server`, decoding into a fakesink, not
+/// started; and its count of decoded frames.
+fn decoding_viewer(
+    server: &WhepServer,
+    props: &str,
+) -> (gst::Pipeline, std::sync::Arc<std::sync::atomic::AtomicU64>) {
     init();
     let pipeline = gst::parse::launch(&format!(
         "{} ! videoconvert ! fakesink name=sink sync=false",
@@ -118,6 +115,19 @@ fn play_with_losses(props: &str, recover: bool) -> Losses {
     .downcast::<gst::Pipeline>()
     .unwrap();
     let frames = common::e2e::count_buffers(&pipeline.by_name("sink").unwrap());
+    (pipeline, frames)
+}
+
+/// Plays with `props` on whepsrc while every 10th video packet reaching the
+/// viewer is dropped as it arrives (before SRTP, whose RTP header is
+/// clear), after a clean start; until `DROPS` were dropped and, if
+/// `recover`, 3/4 of them came back, or 20 s.
+fn play_with_losses(props: &str, recover: bool) -> Losses {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let server = WhepServer::start(&format!("{VP8_SRC} ! server."), "");
+    let (pipeline, frames) = decoding_viewer(&server, props);
     let dropped = Arc::new(AtomicU64::new(0));
     let d = dropped.clone();
     pipeline.connect_deep_element_added(move |_, _, el| {
@@ -247,17 +257,9 @@ fn rtcp_interval_sets_how_often_a_viewer_reports() {
     use std::sync::Arc;
 
     let server = WhepServer::start(&format!("{VP8_SRC} ! server."), "");
-    init();
     let counting = Arc::new(AtomicBool::new(false));
     let viewer = |props: &str| {
-        let pipeline = gst::parse::launch(&format!(
-            "{} ! videoconvert ! fakesink name=sink sync=false",
-            whepsrc(&server.endpoint(), props)
-        ))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-        let frames = common::e2e::count_buffers(&pipeline.by_name("sink").unwrap());
+        let (pipeline, frames) = decoding_viewer(&server, props);
         let reports = Arc::new(AtomicU64::new(0));
         let (r, on) = (reports.clone(), counting.clone());
         pipeline.connect_deep_element_added(move |_, _, el| {
