@@ -20,7 +20,8 @@ pub const DEFAULT_ICE_RESTART_TIMEOUT_MS: u32 = 3000;
 /// How often a client sends RTCP reports once negotiated, as browsers do for
 /// video: servers judge whether a viewer is still there by what it sends,
 /// and a viewer sends nothing but RTCP, which RTP paces at 5 s. Each report
-/// wakes the session's RTCP thread (100 whepsrc at 0.5 s: 15 % of a core).
+/// wakes the session's RTCP thread: at 1 s, 1.4 % of the CPU of a process
+/// playing 50 whepsrc (perf); shorter intervals cost more.
 pub const DEFAULT_RTCP_INTERVAL_MS: u32 = 1000;
 
 /// The `redirect-auth` property: whether the token follows a redirect to
